@@ -1,0 +1,121 @@
+//! Finding bundles: listing a destination and resolving a `<BUNDLE>` argument
+//! (a path, an id in the destination, or `latest`).
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::BundleId;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, MANIFEST_FILE};
+
+/// A bundle found in a destination.
+#[derive(Debug, Clone)]
+pub struct ListedBundle {
+    /// Its id (the folder name).
+    pub id: BundleId,
+    /// Its folder.
+    pub path: PathBuf,
+    /// Its parsed manifest.
+    pub manifest: Manifest,
+}
+
+/// Everything found in a destination.
+#[derive(Debug, Default)]
+pub struct BundleListing {
+    /// Bundles whose manifest parses, oldest first.
+    pub bundles: Vec<ListedBundle>,
+    /// Folders named like bundles whose manifest is missing or unreadable, with why.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// Lists the bundles in `destination`, oldest first. Hidden folders (staging) and
+/// anything not named like a bundle id are ignored. A missing destination is empty.
+pub fn list(destination: &Path) -> Result<BundleListing> {
+    let mut listing = BundleListing::default();
+    let entries = match std::fs::read_dir(destination) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+        Err(e) => return Err(Error::io("could not read destination", destination, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("could not read destination", destination, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = BundleId::parse(&name) else {
+            continue;
+        };
+        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let path = entry.path();
+        match Manifest::read(&path.join(MANIFEST_FILE)) {
+            Ok(manifest) if manifest.id == name => {
+                listing.bundles.push(ListedBundle { id, path, manifest })
+            }
+            Ok(manifest) => listing.unreadable.push((
+                name,
+                format!(
+                    "manifest id \"{}\" differs from the folder name",
+                    manifest.id
+                ),
+            )),
+            Err(e) => listing.unreadable.push((name, error_chain(&e))),
+        }
+    }
+    listing.bundles.sort_by(|a, b| a.id.cmp(&b.id));
+    listing.unreadable.sort();
+    Ok(listing)
+}
+
+/// Resolves a `<BUNDLE>` argument to a bundle folder.
+///
+/// An existing folder is taken as a path; otherwise `latest` or an id is looked
+/// up in `destination`.
+pub fn resolve(arg: &str, destination: Option<&Path>) -> Result<PathBuf> {
+    let as_path = Path::new(arg);
+    if arg != "latest" && as_path.is_dir() {
+        if !as_path.join(MANIFEST_FILE).exists() {
+            return Err(Error::Usage(format!(
+                "{} is not a bundle: it has no {MANIFEST_FILE}",
+                as_path.display()
+            )));
+        }
+        return Ok(as_path.to_path_buf());
+    }
+    let is_id = BundleId::parse(arg).is_some();
+    if arg != "latest" && !is_id {
+        return Err(Error::Usage(format!(
+            "no bundle at \"{arg}\": give a bundle folder, a bundle id, or `latest`"
+        )));
+    }
+    let destination = destination.ok_or_else(|| {
+        Error::Usage(format!(
+            "cannot look up \"{arg}\" without a destination: set `destination` in bundle.toml, pass --config, or give --dest DIR"
+        ))
+    })?;
+    if is_id {
+        let path = destination.join(arg);
+        if !path.join(MANIFEST_FILE).exists() {
+            return Err(Error::Usage(format!(
+                "no bundle \"{arg}\" in {}",
+                destination.display()
+            )));
+        }
+        return Ok(path);
+    }
+    list(destination)?
+        .bundles
+        .pop()
+        .map(|b| b.path)
+        .ok_or_else(|| Error::Usage(format!("no bundles in {}", destination.display())))
+}
+
+/// Joins an error and its sources into one line.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,102 @@
+//! Command-line interface types (clap); nothing else lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  verification failed, or the operation failed its own checks
+  2  usage or configuration error
+  3  refused by a safety check
+  4  I/O or other runtime error";
+
+/// Back up an application's SQLite, JSONL and directory stores into one verified bundle.
+#[derive(Debug, Parser)]
+#[command(name = "bundle", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Config file [default: ./bundle.toml when it exists]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print exactly one JSON document on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print no progress or summary (warnings and errors still go to stderr)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Draw no progress bars
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture the stores into a new bundle in the destination
+    #[command(after_help = EXIT_CODES)]
+    Create(CreateArgs),
+    /// Prove a bundle is whole: hashes, sizes, SQLite integrity and counts, JSONL lines
+    #[command(after_help = EXIT_CODES)]
+    Verify(VerifyArgs),
+    /// List the bundles in the destination, oldest first
+    #[command(after_help = EXIT_CODES)]
+    List(ListArgs),
+}
+
+/// Stores and destination given on the command line instead of (or on top of) a config.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Folder holding the bundles (overrides the config's `destination`)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// An SQLite store, NAME=PATH (repeatable)
+    #[arg(long, value_name = "NAME=PATH")]
+    pub sqlite: Vec<String>,
+    /// A JSONL store: a .jsonl file or a folder of them, NAME=PATH (repeatable)
+    #[arg(long, value_name = "NAME=PATH")]
+    pub jsonl: Vec<String>,
+    /// A directory store, NAME=PATH (repeatable)
+    #[arg(long, value_name = "NAME=PATH")]
+    pub dir: Vec<String>,
+}
+
+/// `bundle create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Capture only this store (repeatable) [default: all]
+    #[arg(long = "store", value_name = "NAME")]
+    pub stores: Vec<String>,
+    /// Free text recorded in the bundle's manifest
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+    /// Run SQLite's full integrity_check on each copy instead of quick_check
+    #[arg(long)]
+    pub full_check: bool,
+}
+
+/// `bundle verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A bundle folder, a bundle id in the destination, or `latest`
+    pub bundle: String,
+    /// Use SQLite's quick_check instead of the full integrity_check
+    #[arg(long)]
+    pub quick: bool,
+    /// Folder holding the bundles (for ids and `latest`)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+}
+
+/// `bundle list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Folder holding the bundles
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+}

@@ -1,0 +1,274 @@
+//! The `bundle.toml` configuration: where bundles go and which stores they hold.
+//!
+//! Relative paths resolve against the folder of the config file; ad-hoc stores
+//! given on the command line resolve against the working directory.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The kind of a store: decides how it is captured and restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite database file, captured through the online backup API.
+    Sqlite,
+    /// One `.jsonl` file, or a folder of them (recursive).
+    Jsonl,
+    /// A directory tree (e.g. a Chroma persist directory).
+    Dir,
+}
+
+impl StoreKind {
+    /// The lowercase name used in configs and manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Jsonl => "jsonl",
+            StoreKind::Dir => "dir",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One store as configured: a name, a kind and a path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// Unique name, `[a-z0-9_-]+`; also the store's folder inside a bundle.
+    pub name: String,
+    /// How the store is captured.
+    pub kind: StoreKind,
+    /// Where the store lives (absolute once the config is loaded).
+    pub path: PathBuf,
+    /// For JSONL: the field that identifies a record (used by merge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// The raw shape of `bundle.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    destination: Option<PathBuf>,
+    #[serde(default)]
+    full_check: bool,
+    #[serde(default)]
+    stores: Vec<StoreSpec>,
+}
+
+/// A loaded, validated configuration with absolute paths.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The config file it came from, if any.
+    pub file: Option<PathBuf>,
+    /// Where bundles are written; `None` when neither config nor flags set one.
+    pub destination: Option<PathBuf>,
+    /// Run the full `integrity_check` at create instead of `quick_check`.
+    pub full_check: bool,
+    /// The stores, in config order.
+    pub stores: Vec<StoreSpec>,
+}
+
+impl Config {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let base = absolute(path)?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Self::parse(&text, path, &base)
+    }
+
+    /// Parses config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            reason: e.message().to_string(),
+        })?;
+        let mut stores = raw.stores;
+        for store in &mut stores {
+            store.path = base.join(&store.path);
+        }
+        let config = Config {
+            file: Some(path.to_path_buf()),
+            destination: raw.destination.map(|d| base.join(d)),
+            full_check: raw.full_check,
+            stores,
+        };
+        config.validate().map_err(|reason| Error::Config {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(config)
+    }
+
+    /// Adds stores given on the command line (already absolute).
+    pub fn add_stores(&mut self, extra: Vec<StoreSpec>) -> Result<()> {
+        self.stores.extend(extra);
+        self.validate().map_err(Error::Usage)
+    }
+
+    /// Checks names and uniqueness; returns a message on failure.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for store in &self.stores {
+            validate_store_name(&store.name)?;
+            if !seen.insert(store.name.as_str()) {
+                return Err(format!("store name \"{}\" is used twice", store.name));
+            }
+            if store.key.is_some() && store.kind != StoreKind::Jsonl {
+                return Err(format!(
+                    "store \"{}\": `key` applies only to jsonl stores",
+                    store.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stores to work on: all, or those named in `only` (each must exist).
+    pub fn select(&self, only: &[String]) -> Result<Vec<StoreSpec>> {
+        if only.is_empty() {
+            return Ok(self.stores.clone());
+        }
+        let mut picked = Vec::new();
+        for name in only {
+            match self.stores.iter().find(|s| &s.name == name) {
+                Some(s) if !picked.contains(s) => picked.push(s.clone()),
+                Some(_) => {}
+                None => {
+                    return Err(Error::Usage(format!(
+                        "no store named \"{name}\" (configured: {})",
+                        self.store_names()
+                    )))
+                }
+            }
+        }
+        Ok(picked)
+    }
+
+    fn store_names(&self) -> String {
+        if self.stores.is_empty() {
+            return "none".into();
+        }
+        self.stores
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Checks a store name against `[a-z0-9_-]+`.
+pub fn validate_store_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "store name \"{name}\" is invalid: use lowercase letters, digits, '_' and '-'"
+        ))
+    }
+}
+
+/// Parses an ad-hoc `NAME=PATH` flag value into a store of `kind`.
+pub fn parse_store_flag(kind: StoreKind, value: &str) -> Result<StoreSpec> {
+    let (name, path) = value.split_once('=').ok_or_else(|| {
+        Error::Usage(format!(
+            "--{kind} expects NAME=PATH, got \"{value}\" (for example --{kind} memory=data/memory.db)"
+        ))
+    })?;
+    validate_store_name(name).map_err(Error::Usage)?;
+    if path.is_empty() {
+        return Err(Error::Usage(format!("--{kind} {name}=: the path is empty")));
+    }
+    Ok(StoreSpec {
+        name: name.to_string(),
+        kind,
+        path: absolute(Path::new(path))?,
+        key: None,
+    })
+}
+
+/// Makes `path` absolute against the working directory without touching the disk.
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::io("could not resolve", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let text = r#"
+            destination = "backups"
+            [[stores]]
+            name = "memory"
+            kind = "sqlite"
+            path = "data/memory.db"
+            [[stores]]
+            name = "kb"
+            kind = "jsonl"
+            path = "/abs/kb"
+            key = "id"
+        "#;
+        let c = Config::parse(text, Path::new("x.toml"), Path::new("/cfg")).unwrap();
+        assert_eq!(c.destination, Some(PathBuf::from("/cfg/backups")));
+        assert_eq!(c.stores[0].path, PathBuf::from("/cfg/data/memory.db"));
+        assert_eq!(c.stores[1].path, PathBuf::from("/abs/kb"));
+        assert_eq!(c.stores[1].key.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn bad_names_duplicates_and_unknown_keys_are_rejected() {
+        for text in [
+            "[[stores]]\nname = \"Bad\"\nkind = \"dir\"\npath = \"x\"",
+            "[[stores]]\nname = \"a\"\nkind = \"dir\"\npath = \"x\"\n[[stores]]\nname = \"a\"\nkind = \"dir\"\npath = \"y\"",
+            "[[stores]]\nname = \"a\"\nkind = \"tape\"\npath = \"x\"",
+            "destinaton = \"typo\"",
+            "[[stores]]\nname = \"a\"\nkind = \"dir\"\npath = \"x\"\nkey = \"id\"",
+        ] {
+            let err = Config::parse(text, Path::new("c.toml"), Path::new("/")).unwrap_err();
+            assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{text}");
+        }
+    }
+
+    #[test]
+    fn store_flags_need_name_and_path() {
+        let s = parse_store_flag(StoreKind::Dir, "vectors=/data/chroma").unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.path.as_path()),
+            ("vectors", Path::new("/data/chroma"))
+        );
+        assert!(parse_store_flag(StoreKind::Dir, "/data/chroma").is_err());
+        assert!(parse_store_flag(StoreKind::Dir, "v=").is_err());
+        assert!(parse_store_flag(StoreKind::Dir, "V=x").is_err());
+    }
+
+    #[test]
+    fn select_rejects_unknown_names() {
+        let mut c = Config::default();
+        c.add_stores(vec![parse_store_flag(StoreKind::Dir, "a=/x").unwrap()])
+            .unwrap();
+        assert_eq!(c.select(&["a".into()]).unwrap().len(), 1);
+        let err = c.select(&["b".into()]).unwrap_err().to_string();
+        assert!(err.contains("no store named \"b\""), "{err}");
+    }
+}

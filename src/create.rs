@@ -1,0 +1,207 @@
+//! `bundle create`: capture the selected stores into a new bundle.
+//!
+//! The bundle is built in a hidden staging folder under the destination lock,
+//! every file and folder is fsynced, and only then is it renamed into place:
+//! the rename is the commit point, so a crash never leaves a half bundle.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId};
+use crate::config::StoreSpec;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::manifest::{self, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
+use crate::progress::Progress;
+use crate::store::{self, CaptureContext};
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Folder that holds the bundles.
+    pub destination: PathBuf,
+    /// Stores to capture.
+    pub stores: Vec<StoreSpec>,
+    /// Free text recorded in the manifest.
+    pub label: Option<String>,
+    /// Full `integrity_check` on SQLite copies instead of `quick_check`.
+    pub full_check: bool,
+    /// Folder of the config file, for git provenance (`None`: no provenance).
+    pub config_dir: Option<PathBuf>,
+    /// Why the bundle is made when not a plain create (e.g. `pre-restore`).
+    pub reason: Option<String>,
+}
+
+/// A created bundle.
+#[derive(Debug, Clone)]
+pub struct CreateOutcome {
+    /// Its folder.
+    pub path: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+    /// Staging folders of crashed runs that were removed first.
+    pub removed_leftovers: Vec<String>,
+}
+
+/// Creates a bundle; see the module docs for the steps and their guarantees.
+pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOutcome> {
+    if opts.stores.is_empty() {
+        return Err(Error::Usage(
+            "no stores to back up: add [[stores]] to bundle.toml or pass --sqlite/--jsonl/--dir NAME=PATH"
+                .into(),
+        ));
+    }
+    check_nesting(&opts.destination, &opts.stores)?;
+    fsutil::create_dir_all(&opts.destination)?;
+    let _lock = DestinationLock::acquire(&opts.destination)?;
+    let removed_leftovers = staging::remove_leftovers(&opts.destination)?;
+
+    let now = Timestamp::now();
+    let id = free_id(&opts.destination, BundleId::at(now));
+    let staging_dir = staging::staging_path(&opts.destination, &id.to_string());
+    std::fs::create_dir(&staging_dir)
+        .map_err(|e| Error::io("could not create", &staging_dir, e))?;
+
+    let built = build(opts, &id, now, &staging_dir, progress);
+    let (manifest, warnings) = match built {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging_dir);
+            return Err(e);
+        }
+    };
+    let path = opts.destination.join(id.to_string());
+    if let Err(e) = std::fs::rename(&staging_dir, &path) {
+        let _ = std::fs::remove_dir_all(&staging_dir);
+        return Err(Error::io(
+            "could not move the new bundle into place at",
+            &path,
+            e,
+        ));
+    }
+    fsutil::fsync_path(&opts.destination)?;
+    fsutil::make_files_read_only(&path)?;
+    Ok(CreateOutcome {
+        path,
+        manifest,
+        warnings,
+        removed_leftovers,
+    })
+}
+
+/// Captures every store into `staging_dir` and writes the manifest; fsyncs all.
+fn build(
+    opts: &CreateOptions,
+    id: &BundleId,
+    now: Timestamp,
+    staging_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(Manifest, Vec<String>)> {
+    let ctx = CaptureContext {
+        bundle_root: staging_dir,
+        full_check: opts.full_check,
+        progress,
+    };
+    let mut stores = opts.stores.clone();
+    stores.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut records = Vec::new();
+    let mut warnings = Vec::new();
+    for spec in &stores {
+        let captured = store::capture(spec, &ctx).map_err(|e| Error::Snapshot {
+            store: spec.name.clone(),
+            source: Box::new(e),
+        })?;
+        warnings.extend(captured.warnings);
+        let mut files = captured.files;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        records.push(StoreRecord {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            source: spec.path.to_string_lossy().into_owned(),
+            status: captured.status.unwrap_or(manifest::StoreStatus::Ok),
+            single_file: captured.single_file,
+            files,
+            symlinks: captured.symlinks,
+        });
+    }
+    let manifest = Manifest {
+        format_version: manifest::FORMAT_VERSION,
+        id: id.to_string(),
+        created_at: rfc3339(now),
+        label: opts.label.clone(),
+        reason: opts.reason.clone(),
+        tool: ToolInfo {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        host: host_name(),
+        git: opts.config_dir.as_deref().and_then(crate::vcs::provenance),
+        topology: manifest::topology(records.iter().map(|s| (s.name.as_str(), s.kind))),
+        stores: records,
+    };
+    fsutil::write_new_file(&staging_dir.join(MANIFEST_FILE), &manifest.to_bytes())?;
+    fsync_folders(staging_dir)?;
+    Ok((manifest, warnings))
+}
+
+/// fsyncs every folder under `root`, deepest first, so renames and new entries are durable.
+fn fsync_folders(root: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(root).contents_first(true) {
+        let entry = entry.map_err(|e| Error::io("could not walk", root, e.into()))?;
+        if entry.file_type().is_dir() {
+            fsutil::fsync_path(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The first id not yet taken in `destination`, adding `-1`, `-2`… as needed.
+fn free_id(destination: &Path, base: BundleId) -> BundleId {
+    let mut n = 0;
+    loop {
+        let id = base.with_suffix(n);
+        if std::fs::symlink_metadata(destination.join(id.to_string())).is_err() {
+            return id;
+        }
+        n += 1;
+    }
+}
+
+/// Refuses a destination inside a store's source, or a source inside the destination.
+pub fn check_nesting(destination: &Path, stores: &[StoreSpec]) -> Result<()> {
+    let dest = fsutil::canonical_lenient(destination);
+    for store in stores {
+        let src = fsutil::canonical_lenient(&store.path);
+        if fsutil::is_within(&dest, &src) {
+            return Err(Error::Refused(format!(
+                "the destination {} is inside store \"{}\" ({}): bundles would back up themselves; choose a destination outside every store",
+                destination.display(),
+                store.name,
+                store.path.display()
+            )));
+        }
+        if fsutil::is_within(&src, &dest) {
+            return Err(Error::Refused(format!(
+                "store \"{}\" ({}) is inside the destination {}: choose a destination outside every store",
+                store.name,
+                store.path.display(),
+                destination.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// This machine's host name, or `unknown`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}

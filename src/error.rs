@@ -1,0 +1,126 @@
+//! Typed errors of the library and the exit code each one maps to.
+//!
+//! Every variant names what it was working on (a store, a path) so the binary
+//! can print one clear message; [`Error::exit_code`] is the documented contract
+//! between failures and the process exit status.
+
+use std::path::{Path, PathBuf};
+
+/// Documented process exit codes (see `docs/exit-codes.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Everything worked.
+    Success = 0,
+    /// Verification failed, or an operation failed its own checks.
+    CheckFailed = 1,
+    /// Usage or configuration error.
+    Usage = 2,
+    /// Refused by a safety check.
+    Refused = 3,
+    /// I/O or other runtime error.
+    Runtime = 4,
+}
+
+/// Any failure the library reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line or the config file is wrong.
+    #[error("{0}")]
+    Usage(String),
+
+    /// The config file could not be read or parsed.
+    #[error("invalid config {}: {reason}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A safety check refused the operation.
+    #[error("{0}")]
+    Refused(String),
+
+    /// An operation's own check of its result failed (integrity, parity).
+    #[error("store \"{store}\": {reason}")]
+    CheckFailed {
+        /// The store being worked on.
+        store: String,
+        /// What did not hold.
+        reason: String,
+    },
+
+    /// A file system operation failed.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// What was being done (e.g. "could not read").
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// SQLite reported an error.
+    #[error("sqlite error on {}", path.display())]
+    Sqlite {
+        /// The database file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// A bundle's manifest could not be read or is not one we understand.
+    #[error("bad manifest {}: {reason}", path.display())]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A store could not be captured, with the store's name for context.
+    #[error("could not snapshot store \"{store}\"")]
+    Snapshot {
+        /// The store's name.
+        store: String,
+        /// The underlying error.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// The exit code this error maps to.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage(_) | Error::Config { .. } => ExitCode::Usage,
+            Error::Refused(_) => ExitCode::Refused,
+            Error::CheckFailed { .. } => ExitCode::CheckFailed,
+            Error::Io { .. } | Error::Sqlite { .. } | Error::Manifest { .. } => ExitCode::Runtime,
+            Error::Snapshot { source, .. } => source.exit_code(),
+        }
+    }
+
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Sqlite`] for `path`.
+    pub fn sqlite(path: &Path, source: rusqlite::Error) -> Self {
+        Error::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

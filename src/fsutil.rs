@@ -1,0 +1,170 @@
+//! File-system helpers: durable writes, fsync, safe relative paths, read-only trees.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// fsyncs a file or directory by path.
+pub fn fsync_path(path: &Path) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io("could not open for fsync", path, e))?;
+    file.sync_all()
+        .map_err(|e| Error::io("could not fsync", path, e))
+}
+
+/// Writes `bytes` to a new file at `path` (which must not exist) and fsyncs it.
+pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io("could not create", path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("could not write", path, e))
+}
+
+/// Creates `dir` and its parents; fine if it exists.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create folder", dir, e))
+}
+
+/// Joins a manifest path (`a/b/c`) onto `root` after checking it is safe.
+pub fn join_safe(root: &Path, rel: &str) -> std::result::Result<PathBuf, String> {
+    check_relative(rel)?;
+    Ok(rel
+        .split('/')
+        .fold(root.to_path_buf(), |p, part| p.join(part)))
+}
+
+/// Checks that a manifest path is relative, `/`-separated and stays inside its root.
+///
+/// Rejects empty paths and segments, `.` and `..`, absolute paths, backslashes and NUL bytes.
+pub fn check_relative(rel: &str) -> std::result::Result<(), String> {
+    if rel.is_empty() {
+        return Err("empty path".into());
+    }
+    if rel.contains('\0') {
+        return Err("path contains a NUL byte".into());
+    }
+    if rel.contains('\\') {
+        return Err("path contains a backslash".into());
+    }
+    if rel.starts_with('/') {
+        return Err("path is absolute".into());
+    }
+    for part in rel.split('/') {
+        match part {
+            "" => return Err("path has an empty segment".into()),
+            "." | ".." => return Err(format!("path has a \"{part}\" segment")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Converts a relative file-system path into a `/`-separated manifest path.
+pub fn to_manifest_path(rel: &Path) -> std::result::Result<String, String> {
+    let mut parts = Vec::new();
+    for comp in rel.components() {
+        match comp {
+            Component::Normal(s) => parts.push(
+                s.to_str()
+                    .ok_or_else(|| format!("file name {} is not valid UTF-8", rel.display()))?
+                    .to_string(),
+            ),
+            _ => return Err(format!("unexpected path component in {}", rel.display())),
+        }
+    }
+    let joined = parts.join("/");
+    check_relative(&joined)?;
+    Ok(joined)
+}
+
+/// Makes every regular file under `root` read-only (directories are left writable
+/// so that a deliberate delete can still remove the bundle).
+pub fn make_files_read_only(root: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(root).to_path_buf();
+            Error::io("could not walk", &path, e.into())
+        })?;
+        if entry.file_type().is_file() {
+            let path = entry.path();
+            let mut perms = entry
+                .metadata()
+                .map_err(|e| Error::io("could not stat", path, e.into()))?
+                .permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(path, perms)
+                .map_err(|e| Error::io("could not make read-only", path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `inner` is `outer` or lies inside it (both should be canonical).
+pub fn is_within(inner: &Path, outer: &Path) -> bool {
+    inner.starts_with(outer)
+}
+
+/// Canonicalizes a path that may not exist yet: the longest existing ancestor is
+/// canonicalized (resolving symlinks) and the rest appended.
+pub fn canonical_lenient(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = existing.canonicalize() {
+            return rest.iter().rev().fold(c, |p: PathBuf, part| p.join(part));
+        }
+        match (
+            existing.file_name().map(|s| s.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_relative_paths_are_rejected() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "..",
+            "a//b",
+            "./a",
+            "a/",
+            "a\\b",
+            "a\0b",
+        ] {
+            assert!(check_relative(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "a/b.db", "kb/2026/a.jsonl", "x/..y/z"] {
+            assert!(check_relative(good).is_ok(), "{good:?}");
+        }
+        assert_eq!(
+            join_safe(Path::new("/r"), "a/b").unwrap(),
+            PathBuf::from("/r/a/b")
+        );
+    }
+
+    #[test]
+    fn lenient_canonicalization_keeps_missing_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        assert_eq!(canonical_lenient(&dir.path().join("x/y")), real.join("x/y"));
+        assert!(is_within(&real.join("x"), &real));
+        assert!(!is_within(&real, &real.join("x")));
+    }
+}

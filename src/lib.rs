@@ -1,0 +1,20 @@
+//! `bundle`: back up an application's SQLite, JSONL and directory stores
+//! together into one timestamped, self-describing bundle folder, and prove it whole.
+//!
+//! The library does all the work and never prints; the `bundle` binary parses
+//! arguments, draws progress through [`progress::Progress`] and maps
+//! [`Error`]s to the exit codes of [`ExitCode`].
+
+pub mod bundle;
+pub mod config;
+pub mod create;
+pub mod error;
+pub mod fsutil;
+pub mod hash;
+pub mod manifest;
+pub mod progress;
+pub mod store;
+pub mod vcs;
+pub mod verify;
+
+pub use error::{Error, ExitCode, Result};

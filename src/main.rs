@@ -1,0 +1,263 @@
+//! The `bundle` binary: parses arguments, calls the library, prints, and maps
+//! the outcome to the documented exit code.
+
+mod cli;
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode as ProcessExit;
+
+use clap::Parser;
+use serde::Serialize;
+
+use bundle::config::{absolute, parse_store_flag, Config, StoreKind};
+use bundle::create::{create, CreateOptions};
+use bundle::verify::{verify, VerifyOptions};
+use bundle::{Error, ExitCode, Result};
+use cli::{Cli, Command, TargetArgs};
+
+fn main() -> ProcessExit {
+    let cli = Cli::parse();
+    let code = match run(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            output::error(&err);
+            err.exit_code()
+        }
+    };
+    ProcessExit::from(code as u8)
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Create(args) => run_create(cli, args),
+        Command::Verify(args) => run_verify(cli, args),
+        Command::List(args) => run_list(cli, args),
+    }
+}
+
+/// Loads `--config`, else `./bundle.toml` when present, else an empty config.
+fn load_config(cli: &Cli) -> Result<Config> {
+    match &cli.config {
+        Some(path) => Config::load(path),
+        None if Path::new("bundle.toml").is_file() => Config::load(Path::new("bundle.toml")),
+        None => Ok(Config::default()),
+    }
+}
+
+/// The config with command-line stores and destination applied.
+fn effective_config(cli: &Cli, targets: &TargetArgs) -> Result<Config> {
+    let mut config = load_config(cli)?;
+    let mut extra = Vec::new();
+    for (kind, values) in [
+        (StoreKind::Sqlite, &targets.sqlite),
+        (StoreKind::Jsonl, &targets.jsonl),
+        (StoreKind::Dir, &targets.dir),
+    ] {
+        for value in values {
+            extra.push(parse_store_flag(kind, value)?);
+        }
+    }
+    config.add_stores(extra)?;
+    if let Some(dest) = &targets.dest {
+        config.destination = Some(absolute(dest)?);
+    }
+    Ok(config)
+}
+
+fn destination_of(config: &Config, dest_flag: Option<&PathBuf>) -> Result<PathBuf> {
+    if let Some(dest) = dest_flag {
+        return absolute(dest);
+    }
+    config.destination.clone().ok_or_else(|| {
+        Error::Usage(
+            "no destination for bundles: set `destination = \"backups\"` in bundle.toml (or point --config at one), or pass --dest DIR"
+                .into(),
+        )
+    })
+}
+
+fn progress_hidden(cli: &Cli) -> bool {
+    cli.quiet || cli.json || cli.no_progress
+}
+
+#[derive(Serialize)]
+struct CreatedJson<'a> {
+    id: &'a str,
+    path: String,
+    created_at: &'a str,
+    label: Option<&'a str>,
+    bytes: u64,
+    warnings: &'a [String],
+    removed_leftovers: &'a [String],
+    stores: Vec<CreatedStoreJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct CreatedStoreJson<'a> {
+    name: &'a str,
+    kind: StoreKind,
+    status: bundle::manifest::StoreStatus,
+    files: usize,
+    bytes: u64,
+}
+
+fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
+    let config = effective_config(cli, &args.targets)?;
+    let destination = destination_of(&config, None)?;
+    let opts = CreateOptions {
+        destination,
+        stores: config.select(&args.stores)?,
+        label: args.label.clone(),
+        full_check: args.full_check || config.full_check,
+        config_dir: config
+            .file
+            .as_deref()
+            .and_then(|f| absolute(f).ok())
+            .and_then(|f| f.parent().map(Path::to_path_buf)),
+        reason: None,
+    };
+    let bar = output::Bar::new(progress_hidden(cli));
+    let outcome = create(&opts, &bar)?;
+    drop(bar);
+    for warning in &outcome.warnings {
+        output::warn(warning);
+    }
+    let m = &outcome.manifest;
+    if cli.json {
+        output::json(&CreatedJson {
+            id: &m.id,
+            path: outcome.path.display().to_string(),
+            created_at: &m.created_at,
+            label: m.label.as_deref(),
+            bytes: m.total_bytes(),
+            warnings: &outcome.warnings,
+            removed_leftovers: &outcome.removed_leftovers,
+            stores: m
+                .stores
+                .iter()
+                .map(|s| CreatedStoreJson {
+                    name: &s.name,
+                    kind: s.kind,
+                    status: s.status,
+                    files: s.files.len(),
+                    bytes: s.files.iter().map(|f| f.bytes).sum(),
+                })
+                .collect(),
+        });
+    } else if !cli.quiet {
+        output::stdout(&format!("{}\t{}\n", m.id, outcome.path.display()));
+        eprintln!(
+            "created bundle {} ({} stores, {})",
+            m.id,
+            m.stores.len(),
+            output::human_bytes(m.total_bytes())
+        );
+    }
+    Ok(ExitCode::Success)
+}
+
+fn run_verify(cli: &Cli, args: &cli::VerifyArgs) -> Result<ExitCode> {
+    let config = load_config(cli)?;
+    let destination = destination_of(&config, args.dest.as_ref()).ok();
+    let path = bundle::bundle::resolve(&args.bundle, destination.as_deref())?;
+    let bar = output::Bar::new(progress_hidden(cli));
+    let report = verify(&path, VerifyOptions { quick: args.quick }, &bar)?;
+    drop(bar);
+    if cli.json {
+        output::json(&report);
+    } else {
+        let mut text = String::new();
+        for p in &report.problems {
+            let place = match (&p.store, &p.path) {
+                (_, Some(path)) => format!("{path}: "),
+                (Some(store), None) => format!("store \"{store}\": "),
+                (None, None) => String::new(),
+            };
+            text.push_str(&format!("problem: {place}{}\n", p.problem));
+        }
+        if report.ok && !cli.quiet {
+            text.push_str(&format!(
+                "ok: {} verified ({} files, {})\n",
+                path.display(),
+                report.files_checked,
+                output::human_bytes(report.bytes_checked)
+            ));
+        }
+        output::stdout(&text);
+    }
+    if report.ok {
+        Ok(ExitCode::Success)
+    } else {
+        eprintln!(
+            "error: bundle {} failed verification: {} problem(s); do not restore from it",
+            path.display(),
+            report.problems.len()
+        );
+        Ok(ExitCode::CheckFailed)
+    }
+}
+
+#[derive(Serialize)]
+struct ListedJson<'a> {
+    id: &'a str,
+    path: String,
+    created_at: &'a str,
+    bytes: u64,
+    stores: Vec<&'a str>,
+    label: Option<&'a str>,
+    reason: Option<&'a str>,
+}
+
+fn run_list(cli: &Cli, args: &cli::ListArgs) -> Result<ExitCode> {
+    let config = load_config(cli)?;
+    let destination = destination_of(&config, args.dest.as_ref())?;
+    let listing = bundle::bundle::list(&destination)?;
+    for (name, why) in &listing.unreadable {
+        output::warn(&format!(
+            "{name} looks like a bundle but cannot be read: {why}"
+        ));
+    }
+    let rows: Vec<ListedJson> = listing
+        .bundles
+        .iter()
+        .map(|b| ListedJson {
+            id: &b.manifest.id,
+            path: b.path.display().to_string(),
+            created_at: &b.manifest.created_at,
+            bytes: b.manifest.total_bytes(),
+            stores: b.manifest.stores.iter().map(|s| s.name.as_str()).collect(),
+            label: b.manifest.label.as_deref(),
+            reason: b.manifest.reason.as_deref(),
+        })
+        .collect();
+    if cli.json {
+        output::json(&rows);
+        return Ok(ExitCode::Success);
+    }
+    if rows.is_empty() {
+        if !cli.quiet {
+            eprintln!("no bundles in {}", destination.display());
+        }
+        return Ok(ExitCode::Success);
+    }
+    let mut text = format!(
+        "{:<22} {:<22} {:>10}  {}\n",
+        "ID", "CREATED", "SIZE", "STORES"
+    );
+    for r in &rows {
+        let mut stores = r.stores.join(",");
+        if let Some(label) = r.label {
+            stores.push_str(&format!("  \"{label}\""));
+        }
+        text.push_str(&format!(
+            "{:<22} {:<22} {:>10}  {}\n",
+            r.id,
+            r.created_at,
+            output::human_bytes(r.bytes),
+            stores
+        ));
+    }
+    output::stdout(&text);
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,254 @@
+//! The bundle manifest, `bundle-meta.json`: what a bundle holds and claims.
+//!
+//! The format is a specification (`docs/format.md`, `schema/bundle-meta.schema.json`);
+//! these types are its only reader and writer.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::StoreKind;
+use crate::error::{Error, Result};
+use crate::hash;
+
+/// File name of the manifest at a bundle's root.
+pub const MANIFEST_FILE: &str = "bundle-meta.json";
+
+/// The only manifest format this version reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Manifests larger than this are refused unread (a real one is far smaller).
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format of this file; only [`FORMAT_VERSION`] is understood.
+    pub format_version: u32,
+    /// The bundle id, equal to its folder name.
+    pub id: String,
+    /// When the bundle was created (RFC 3339, UTC, whole seconds).
+    pub created_at: String,
+    /// Free text given with `--label`.
+    pub label: Option<String>,
+    /// Why the bundle exists when not a plain create (e.g. `pre-restore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The tool that wrote it.
+    pub tool: ToolInfo,
+    /// Host name of the machine that wrote it.
+    pub host: String,
+    /// Commit of the git repository holding the config, if any.
+    pub git: Option<GitInfo>,
+    /// sha256 of the sorted `name:kind` lines of the stores (see [`topology`]).
+    pub topology: String,
+    /// One entry per captured store, sorted by name.
+    pub stores: Vec<StoreRecord>,
+}
+
+/// Name and version of the writing tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolInfo {
+    /// Always `bundle`.
+    pub name: String,
+    /// The crate version.
+    pub version: String,
+}
+
+/// Git provenance of the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitInfo {
+    /// HEAD commit, hex; `null` on an unborn branch.
+    pub sha: Option<String>,
+    /// Whether tracked or untracked (not ignored) files differ from HEAD.
+    pub dirty: bool,
+}
+
+/// What was found at a store's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreStatus {
+    /// Captured.
+    Ok,
+    /// The source path does not exist (a fresh install): nothing captured.
+    Absent,
+    /// The source exists but holds nothing.
+    Empty,
+}
+
+/// One store in the bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreRecord {
+    /// The store's name and folder inside the bundle.
+    pub name: String,
+    /// The store's kind.
+    pub kind: StoreKind,
+    /// Absolute source path at capture time (informational: restore never uses it).
+    pub source: String,
+    /// What was found at the source.
+    pub status: StoreStatus,
+    /// For a single-file store: the source file name inside `source`'s folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_file: Option<String>,
+    /// Regular files captured, sorted by path.
+    pub files: Vec<FileRecord>,
+    /// Symbolic links found in a `dir` store, recorded, never followed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symlinks: Vec<SymlinkRecord>,
+}
+
+/// One captured file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRecord {
+    /// Path relative to the bundle root, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// sha256 of the content, lowercase hex.
+    pub sha256: String,
+    /// Facts about an SQLite database file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<SqliteFacts>,
+    /// Facts about a JSONL file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonl: Option<JsonlFacts>,
+}
+
+/// A symbolic link inside a `dir` store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymlinkRecord {
+    /// Path of the link relative to the bundle root.
+    pub path: String,
+    /// The link's target, as read.
+    pub target: String,
+}
+
+/// Facts recorded about an SQLite copy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteFacts {
+    /// Row count per ordinary table (shadow tables of virtual tables included).
+    pub tables: BTreeMap<String, u64>,
+    /// Virtual tables: listed, not counted.
+    pub virtual_tables: Vec<String>,
+    /// Page size of the database.
+    pub page_size: u32,
+    /// Result of the integrity check; always `ok` in a good bundle.
+    pub integrity: String,
+    /// Which check produced `integrity`: `quick_check` or `integrity_check`.
+    pub check: String,
+    /// Journal mode of the source (`wal`, `delete`, ...); the copy is always rollback mode.
+    pub source_journal_mode: String,
+}
+
+/// Facts recorded about a JSONL copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlFacts {
+    /// Complete lines (each ends with a newline).
+    pub lines: u64,
+    /// Lines that are not valid JSON (kept as they were).
+    pub invalid_lines: u64,
+}
+
+impl Manifest {
+    /// Reads and parses a manifest, refusing unknown format versions.
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let bad = |reason: String| Error::Manifest {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| Error::io("could not read", path, e))?;
+        if !meta.is_file() {
+            return Err(bad("not a regular file".into()));
+        }
+        if meta.len() > MAX_MANIFEST_BYTES {
+            return Err(bad(format!(
+                "{} bytes is too large for a manifest",
+                meta.len()
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io("could not read", path, e))?;
+        Self::parse(&bytes).map_err(bad)
+    }
+
+    /// Parses manifest bytes; checks the format version first.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Manifest, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+        match value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64)
+        {
+            Some(v) if v == u64::from(FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(format!(
+                    "format_version {v} is not supported (this bundle tool reads {FORMAT_VERSION})"
+                ))
+            }
+            None => return Err("format_version is missing".into()),
+        }
+        serde_json::from_value(value).map_err(|e| format!("does not match format 1: {e}"))
+    }
+
+    /// Serializes the manifest as pretty JSON with a trailing newline.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Total bytes of all files listed.
+    pub fn total_bytes(&self) -> u64 {
+        self.stores
+            .iter()
+            .flat_map(|s| &s.files)
+            .map(|f| f.bytes)
+            .sum()
+    }
+}
+
+/// The topology digest: sha256 hex of the sorted `name:kind` lines, newline-joined.
+pub fn topology<'a>(stores: impl IntoIterator<Item = (&'a str, StoreKind)>) -> String {
+    let mut lines: Vec<String> = stores
+        .into_iter()
+        .map(|(name, kind)| format!("{name}:{kind}"))
+        .collect();
+    lines.sort();
+    hash::sha256_hex(lines.join("\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topology_ignores_order() {
+        let a = topology([("b", StoreKind::Dir), ("a", StoreKind::Sqlite)]);
+        let b = topology([("a", StoreKind::Sqlite), ("b", StoreKind::Dir)]);
+        assert_eq!(a, b);
+        assert_eq!(a, hash::sha256_hex(b"a:sqlite\nb:dir"));
+        assert_ne!(
+            a,
+            topology([("a", StoreKind::Jsonl), ("b", StoreKind::Dir)])
+        );
+    }
+
+    #[test]
+    fn unknown_versions_and_shapes_are_rejected() {
+        assert!(Manifest::parse(b"{\"format_version\": 2}")
+            .unwrap_err()
+            .contains("format_version 2 is not supported"));
+        assert!(Manifest::parse(b"{}").unwrap_err().contains("missing"));
+        assert!(Manifest::parse(b"[1,2]").is_err());
+        assert!(Manifest::parse(b"{\"format_version\": 1, \"id\": 5}").is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! JSONL files: streamed once — written, hashed, line-counted and parsed in the
+//! same pass. A writer may be appending: only the prefix that existed when the
+//! read started, up to its last newline, is captured.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::IgnoredAny;
+use sha2::{Digest, Sha256};
+
+use crate::config::StoreSpec;
+use crate::error::{Error, Result};
+use crate::hash::{finish_hex, BUF_SIZE};
+use crate::manifest::{FileRecord, JsonlFacts};
+use crate::progress::Progress;
+use crate::store::{file_name_of, manifest_path, CaptureContext, Captured, StoreHandler};
+
+/// The `jsonl` store kind: one `.jsonl` file or a folder of them (recursive).
+pub struct JsonlStore;
+
+impl StoreHandler for JsonlStore {
+    fn capture(&self, spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured> {
+        let mut captured = Captured::default();
+        let meta = std::fs::metadata(&spec.path)
+            .map_err(|e| Error::io("could not stat", &spec.path, e))?;
+        let sources: Vec<(PathBuf, PathBuf)> = if meta.is_file() {
+            let name = file_name_of(spec)?;
+            captured.single_file = Some(name.clone());
+            if meta.len() == 0 {
+                return Ok(captured);
+            }
+            vec![(spec.path.clone(), PathBuf::from(name))]
+        } else {
+            jsonl_files(&spec.path)?
+        };
+        for (src, rel) in sources {
+            let path = manifest_path(&spec.name, &rel)?;
+            let dest = ctx.target(&path);
+            if let Some(parent) = dest.parent() {
+                crate::fsutil::create_dir_all(parent)?;
+            }
+            ctx.progress
+                .start(&format!("{}: {path}", spec.name), Some(file_len(&src)?));
+            let copy = copy_jsonl(&src, &dest, ctx.progress)?;
+            ctx.progress.finish();
+            if copy.facts.invalid_lines > 0 {
+                captured.warnings.push(format!(
+                    "store \"{}\": {path} has {} line(s) that are not valid JSON (kept as they were)",
+                    spec.name, copy.facts.invalid_lines
+                ));
+            }
+            if copy.torn_bytes > 0 {
+                captured.warnings.push(format!(
+                    "store \"{}\": {path} ends with an incomplete line ({} bytes, no newline); it was left out",
+                    spec.name, copy.torn_bytes
+                ));
+            }
+            captured.files.push(FileRecord {
+                path,
+                bytes: copy.bytes,
+                sha256: copy.sha256,
+                sqlite: None,
+                jsonl: Some(copy.facts),
+            });
+        }
+        Ok(captured)
+    }
+}
+
+/// The `*.jsonl` regular files under `root`, sorted, as (absolute, relative) paths.
+fn jsonl_files(root: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(root).to_path_buf();
+            Error::io("could not walk", &path, e.into())
+        })?;
+        let is_jsonl = entry.path().extension().is_some_and(|e| e == "jsonl");
+        if entry.file_type().is_file() && is_jsonl {
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .expect("walked under root")
+                .to_path_buf();
+            files.push((entry.path().to_path_buf(), rel));
+        }
+    }
+    Ok(files)
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| Error::io("could not stat", path, e))?
+        .len())
+}
+
+/// Outcome of streaming one JSONL file.
+#[derive(Debug)]
+pub struct JsonlCopy {
+    /// Bytes written.
+    pub bytes: u64,
+    /// sha256 of what was written.
+    pub sha256: String,
+    /// Lines and invalid lines written.
+    pub facts: JsonlFacts,
+    /// Bytes of an incomplete trailing line that were left out.
+    pub torn_bytes: u64,
+}
+
+/// Streams the prefix of `src` that exists now, up to its last newline, into a
+/// new file `dest`; hashes, counts and parses every line on the way; fsyncs.
+pub fn copy_jsonl(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<JsonlCopy> {
+    let input = File::open(src).map_err(|e| Error::io("could not read", src, e))?;
+    let limit = input
+        .metadata()
+        .map_err(|e| Error::io("could not stat", src, e))?
+        .len();
+    let output = File::options()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(|e| Error::io("could not create", dest, e))?;
+    let mut writer = BufWriter::with_capacity(BUF_SIZE, output);
+    let mut hasher = Sha256::new();
+    let mut scan = LineScan::default();
+    let mut torn_bytes = 0;
+    let mut bytes = 0u64;
+    let mut read = 0u64;
+    each_line(input.take(limit), |line| {
+        read += line.len() as u64;
+        progress.advance(line.len() as u64);
+        if line.last() != Some(&b'\n') {
+            torn_bytes = line.len() as u64;
+            return Ok(());
+        }
+        scan.line(line);
+        hasher.update(line);
+        bytes += line.len() as u64;
+        writer.write_all(line)
+    })
+    .map_err(|e| Error::io("could not copy", src, e))?;
+    let output = writer
+        .into_inner()
+        .map_err(|e| Error::io("could not write", dest, e.into_error()))?;
+    output
+        .sync_all()
+        .map_err(|e| Error::io("could not fsync", dest, e))?;
+    if read != limit {
+        return Err(Error::io(
+            "file shrank while being read",
+            src,
+            std::io::Error::other(format!(
+                "expected {limit} bytes, read {read}; stop the writer and try again"
+            )),
+        ));
+    }
+    Ok(JsonlCopy {
+        bytes,
+        sha256: finish_hex(hasher),
+        facts: scan.facts(),
+        torn_bytes,
+    })
+}
+
+/// Calls `f` with each line of `reader`, newline included (the last may lack it).
+pub fn each_line(
+    reader: impl Read,
+    mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::with_capacity(BUF_SIZE, reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        f(&line)?;
+    }
+}
+
+/// Counts lines and invalid JSON lines.
+#[derive(Debug, Default)]
+pub struct LineScan {
+    lines: u64,
+    invalid: u64,
+}
+
+impl LineScan {
+    /// Accounts one line (with or without its newline).
+    pub fn line(&mut self, line: &[u8]) {
+        self.lines += 1;
+        if serde_json::from_slice::<IgnoredAny>(line).is_err() {
+            self.invalid += 1;
+        }
+    }
+
+    /// The counts so far.
+    pub fn facts(&self) -> JsonlFacts {
+        JsonlFacts {
+            lines: self.lines,
+            invalid_lines: self.invalid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    #[test]
+    fn torn_tail_is_left_out_and_invalid_lines_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.jsonl");
+        std::fs::write(
+            &src,
+            b"{\"id\":1}\nnot json\n\n{\"id\":2}\r\n{\"id\":3,\"half",
+        )
+        .unwrap();
+        let dest = dir.path().join("b.jsonl");
+        let copy = copy_jsonl(&src, &dest, &NoProgress).unwrap();
+        let want = b"{\"id\":1}\nnot json\n\n{\"id\":2}\r\n";
+        assert_eq!(std::fs::read(&dest).unwrap(), want);
+        assert_eq!(copy.bytes, want.len() as u64);
+        assert_eq!(
+            copy.facts,
+            JsonlFacts {
+                lines: 4,
+                invalid_lines: 2
+            }
+        );
+        assert_eq!(copy.torn_bytes, 13);
+        assert_eq!(copy.sha256, crate::hash::sha256_hex(want));
+    }
+}

@@ -1,0 +1,122 @@
+//! Store kinds: how each kind of store is captured into a bundle.
+//!
+//! Each kind is one [`StoreHandler`]; `create` calls [`capture`] and never looks
+//! at the kind itself. The per-file primitives (`sqlite`, `plain`, `jsonl`)
+//! are shared: a `dir` store captures the SQLite files inside it as a `sqlite`
+//! store does.
+
+pub mod dir;
+pub mod jsonl;
+pub mod plain;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{StoreKind, StoreSpec};
+use crate::error::{Error, Result};
+use crate::manifest::{FileRecord, StoreStatus, SymlinkRecord};
+use crate::progress::Progress;
+
+/// What a capture needs besides the store itself.
+pub struct CaptureContext<'a> {
+    /// Root of the bundle being built (the staging folder).
+    pub bundle_root: &'a Path,
+    /// Run the full `integrity_check` on SQLite copies instead of `quick_check`.
+    pub full_check: bool,
+    /// Where progress goes.
+    pub progress: &'a dyn Progress,
+}
+
+impl CaptureContext<'_> {
+    /// The file-system path of a manifest path inside the bundle being built.
+    pub fn target(&self, manifest_path: &str) -> PathBuf {
+        manifest_path
+            .split('/')
+            .fold(self.bundle_root.to_path_buf(), |p, part| p.join(part))
+    }
+}
+
+/// The result of capturing one store.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// What was found.
+    pub status: Option<StoreStatus>,
+    /// For single-file stores, the file's name.
+    pub single_file: Option<String>,
+    /// Files written into the bundle.
+    pub files: Vec<FileRecord>,
+    /// Symlinks recorded (dir stores).
+    pub symlinks: Vec<SymlinkRecord>,
+    /// Things the user should know (invalid lines, skipped files, ...).
+    pub warnings: Vec<String>,
+}
+
+/// One kind of store.
+pub trait StoreHandler: Sync {
+    /// Captures an existing source into `ctx.bundle_root/<store name>/`.
+    fn capture(&self, spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured>;
+}
+
+/// The handler for a kind.
+pub fn handler(kind: StoreKind) -> &'static dyn StoreHandler {
+    match kind {
+        StoreKind::Sqlite => &sqlite::SqliteStore,
+        StoreKind::Jsonl => &jsonl::JsonlStore,
+        StoreKind::Dir => &dir::DirStore,
+    }
+}
+
+/// Captures a store; an absent source is recorded as such, not an error.
+pub fn capture(spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured> {
+    match std::fs::symlink_metadata(&spec.path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Captured {
+                status: Some(StoreStatus::Absent),
+                warnings: vec![format!(
+                    "store \"{}\": {} does not exist; recorded as absent",
+                    spec.name,
+                    spec.path.display()
+                )],
+                ..Captured::default()
+            })
+        }
+        Err(e) => return Err(Error::io("could not stat", &spec.path, e)),
+        Ok(_) => {}
+    }
+    let store_root = ctx.bundle_root.join(&spec.name);
+    crate::fsutil::create_dir_all(&store_root)?;
+    let mut captured = handler(spec.kind).capture(spec, ctx)?;
+    if captured.files.is_empty() && captured.symlinks.is_empty() {
+        captured.status = Some(StoreStatus::Empty);
+        captured.warnings.push(format!(
+            "store \"{}\": {} exists but holds nothing to back up; is this the right path?",
+            spec.name,
+            spec.path.display()
+        ));
+    }
+    Ok(captured)
+}
+
+/// The manifest path `<store>/<rel>` for a file at `rel` inside a store.
+pub fn manifest_path(store: &str, rel: &Path) -> Result<String> {
+    let rel = crate::fsutil::to_manifest_path(rel).map_err(|reason| Error::CheckFailed {
+        store: store.to_string(),
+        reason,
+    })?;
+    Ok(format!("{store}/{rel}"))
+}
+
+/// The file name of a single-file store's source.
+fn file_name_of(spec: &StoreSpec) -> Result<String> {
+    spec.path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "store \"{}\": {} has no usable file name",
+                spec.name,
+                spec.path.display()
+            ))
+        })
+}

@@ -1,0 +1,403 @@
+//! SQLite databases: captured through the online backup API, never a raw copy.
+//!
+//! Row counts are taken inside the same read transaction the backup copies
+//! pages from, so the counts recorded from the source must equal the counts in
+//! the copy (row-count parity) even while another process writes. The copy is
+//! switched to rollback-journal mode so it is self-contained.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config::StoreSpec;
+use crate::error::{Error, Result};
+use crate::hash;
+use crate::manifest::{FileRecord, SqliteFacts};
+use crate::store::{file_name_of, manifest_path, CaptureContext, Captured, StoreHandler};
+
+/// The 16-byte header every SQLite 3 database starts with.
+pub const HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// How long a capture waits for locks before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// The `sqlite` store kind: one database file.
+pub struct SqliteStore;
+
+impl StoreHandler for SqliteStore {
+    fn capture(&self, spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured> {
+        let meta = std::fs::metadata(&spec.path)
+            .map_err(|e| Error::io("could not stat", &spec.path, e))?;
+        if !meta.is_file() {
+            return Err(Error::Usage(format!(
+                "store \"{}\": {} is not a file; use kind \"dir\" for a folder",
+                spec.name,
+                spec.path.display()
+            )));
+        }
+        let name = file_name_of(spec)?;
+        let mut captured = Captured {
+            single_file: Some(name.clone()),
+            ..Captured::default()
+        };
+        if meta.len() == 0 {
+            return Ok(captured);
+        }
+        if !is_sqlite_file(&spec.path)? {
+            return Err(Error::Usage(format!(
+                "store \"{}\": {} is not an SQLite database (no SQLite header)",
+                spec.name,
+                spec.path.display()
+            )));
+        }
+        let rel = manifest_path(&spec.name, Path::new(&name))?;
+        captured
+            .files
+            .push(capture_file(&spec.name, &spec.path, &rel, ctx)?);
+        Ok(captured)
+    }
+}
+
+/// Captures the database at `src` to the manifest path `rel`; returns its record.
+pub fn capture_file(
+    store: &str,
+    src: &Path,
+    rel: &str,
+    ctx: &CaptureContext<'_>,
+) -> Result<FileRecord> {
+    let dest = ctx.target(rel);
+    ctx.progress.start(&format!("{store}: {rel}"), None);
+    let facts = capture_database(store, src, &dest, ctx.full_check)?;
+    let file = std::fs::File::open(&dest).map_err(|e| Error::io("could not read", &dest, e))?;
+    let (bytes, sha256) = hash::hash_reader(file, |n| ctx.progress.advance(n))
+        .map_err(|e| Error::io("could not read", &dest, e))?;
+    ctx.progress.finish();
+    Ok(FileRecord {
+        path: rel.to_string(),
+        bytes,
+        sha256,
+        sqlite: Some(facts),
+        jsonl: None,
+    })
+}
+
+/// Whether the file at `path` starts with the SQLite header.
+pub fn is_sqlite_file(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 16];
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io("could not read", path, e))?;
+    match file.read_exact(&mut head) {
+        Ok(()) => Ok(&head == HEADER),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(Error::io("could not read", path, e)),
+    }
+}
+
+/// Copies `src` to a new database at `dest` in one backup step, with counts from
+/// the same snapshot, then checks the copy's integrity and row-count parity.
+pub fn capture_database(
+    store: &str,
+    src: &Path,
+    dest: &Path,
+    full_check: bool,
+) -> Result<SqliteFacts> {
+    let sq = |e| Error::sqlite(src, e);
+    let source = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sq)?;
+    // Leave the source's WAL exactly as we found it when we close.
+    source
+        .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(sq)?;
+    harden(&source).map_err(sq)?;
+    source.busy_timeout(LOCK_WAIT).map_err(sq)?;
+    let journal_mode: String = source
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(sq)?;
+
+    source.execute_batch("BEGIN DEFERRED").map_err(sq)?;
+    let result = (|| {
+        let (source_counts, virtual_tables) = inspect(&source).map_err(sq)?;
+        let mut copy = Connection::open(dest).map_err(|e| Error::sqlite(dest, e))?;
+        backup_once(&source, &mut copy).map_err(|e| Error::sqlite(dest, e))?;
+        Ok((source_counts, virtual_tables, copy))
+    })();
+    // End the read transaction whatever happened; the snapshot is taken.
+    let _ = source.execute_batch("COMMIT");
+    drop(source);
+    let (source_counts, virtual_tables, copy) = result?;
+
+    let dq = |e| Error::sqlite(dest, e);
+    harden(&copy).map_err(dq)?;
+    let mode: String = copy
+        .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
+        .map_err(dq)?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(Error::CheckFailed {
+            store: store.into(),
+            reason: format!("copy of {} stayed in journal mode {mode}", src.display()),
+        });
+    }
+    let check = if full_check {
+        "integrity_check"
+    } else {
+        "quick_check"
+    };
+    let integrity = run_check(&copy, check).map_err(dq)?;
+    if integrity != "ok" {
+        return Err(Error::CheckFailed {
+            store: store.into(),
+            reason: format!("the copy of {} failed {check}: {integrity}", src.display()),
+        });
+    }
+    let (copy_counts, _) = inspect(&copy).map_err(dq)?;
+    if copy_counts != source_counts {
+        return Err(Error::CheckFailed {
+            store: store.into(),
+            reason: format!(
+                "row counts of the copy of {} differ from the source snapshot",
+                src.display()
+            ),
+        });
+    }
+    let page_size: u32 = copy
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(dq)?;
+    copy.close().map_err(|(_, e)| dq(e))?;
+    crate::fsutil::fsync_path(dest)?;
+    Ok(SqliteFacts {
+        tables: source_counts,
+        virtual_tables,
+        page_size,
+        integrity,
+        check: check.to_string(),
+        source_journal_mode: journal_mode.to_ascii_lowercase(),
+    })
+}
+
+/// Runs the backup as a single `step(-1)`, retrying only while busy or locked,
+/// and never longer than [`LOCK_WAIT`].
+fn backup_once(source: &Connection, copy: &mut Connection) -> rusqlite::Result<()> {
+    let backup = Backup::new(source, copy)?;
+    let started = Instant::now();
+    loop {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More | StepResult::Busy | StepResult::Locked
+                if started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("the database stayed locked; stop the writer and try again".into()),
+                ))
+            }
+        }
+    }
+}
+
+/// Settings for connections that read untrusted or foreign databases: never
+/// run code from the schema, refuse writes that could corrupt it.
+fn harden(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    Ok(())
+}
+
+/// Row counts of ordinary tables and the names of virtual tables.
+pub fn inspect(conn: &Connection) -> rusqlite::Result<(BTreeMap<String, u64>, Vec<String>)> {
+    let mut stmt = conn.prepare(
+        "SELECT name, coalesce(sql, '') FROM sqlite_schema \
+         WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut counts = BTreeMap::new();
+    let mut virtual_tables = Vec::new();
+    for (name, sql) in rows {
+        if is_virtual(&sql) {
+            virtual_tables.push(name);
+            continue;
+        }
+        let count: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM {}", quote_ident(&name)),
+            [],
+            |r| r.get(0),
+        )?;
+        counts.insert(name, count.max(0) as u64);
+    }
+    Ok((counts, virtual_tables))
+}
+
+fn is_virtual(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(3)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    words == ["CREATE", "VIRTUAL", "TABLE"]
+}
+
+/// Quotes an SQL identifier with double quotes.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Runs `quick_check` or `integrity_check`; joins the messages (`ok` when clean).
+pub fn run_check(conn: &Connection, check: &str) -> rusqlite::Result<String> {
+    let mut stmt = conn.prepare(&format!("PRAGMA {check}"))?;
+    let lines = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(lines.join("; "))
+}
+
+/// Opens a bundle's database copy strictly read-only, touching nothing beside it.
+pub fn open_copy(path: &Path) -> rusqlite::Result<Connection> {
+    let uri = format!("file:{}?immutable=1", uri_escape(path));
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    harden(&conn)?;
+    Ok(conn)
+}
+
+/// Checks a database copy against its recorded facts; returns the problems found.
+pub fn verify_copy(path: &Path, facts: &SqliteFacts, full: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let conn = match open_copy(path) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("cannot open as SQLite: {e}")],
+    };
+    let check = if full {
+        "integrity_check"
+    } else {
+        "quick_check"
+    };
+    match run_check(&conn, check) {
+        Ok(r) if r == "ok" => {}
+        Ok(r) => problems.push(format!("{check} failed: {r}")),
+        Err(e) => {
+            problems.push(format!("{check} could not run: {e}"));
+            return problems;
+        }
+    }
+    match inspect(&conn) {
+        Ok((counts, virtual_tables)) => {
+            if counts != facts.tables {
+                problems.push(format!(
+                    "table row counts differ from the manifest: recorded {}, found {}",
+                    describe_counts(&facts.tables),
+                    describe_counts(&counts)
+                ));
+            }
+            if virtual_tables != facts.virtual_tables {
+                problems.push(format!(
+                    "virtual tables differ from the manifest: recorded {:?}, found {:?}",
+                    facts.virtual_tables, virtual_tables
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("cannot count rows: {e}")),
+    }
+    match conn.query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0)) {
+        Ok(p) if p == facts.page_size => {}
+        Ok(p) => problems.push(format!(
+            "page size {p} differs from the recorded {}",
+            facts.page_size
+        )),
+        Err(e) => problems.push(format!("cannot read page size: {e}")),
+    }
+    problems
+}
+
+fn describe_counts(counts: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Percent-encodes a path for an SQLite `file:` URI.
+fn uri_escape(path: &Path) -> String {
+    let mut out = String::new();
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_tables_are_detected_by_their_sql() {
+        assert!(is_virtual(
+            "CREATE VIRTUAL TABLE notes_fts USING fts5(body)"
+        ));
+        assert!(is_virtual("create  virtual\ntable v using vec0(x)"));
+        assert!(!is_virtual("CREATE TABLE virtual_things(x)"));
+    }
+
+    #[test]
+    fn uri_escaping_keeps_paths_unambiguous() {
+        assert_eq!(
+            uri_escape(Path::new("/a b/c?d#e%.db")),
+            "/a%20b/c%3Fd%23e%25.db"
+        );
+    }
+
+    #[test]
+    fn wal_rows_and_counts_are_captured_into_a_self_contained_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.db");
+        let writer = Connection::open(&src).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+                 CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+                 CREATE VIRTUAL TABLE f USING fts5(v);
+                 INSERT INTO t(v) VALUES ('a'), ('b'), ('c');
+                 INSERT INTO f(v) VALUES ('hello');",
+            )
+            .unwrap();
+        assert!(dir.path().join("src.db-wal").metadata().unwrap().len() > 0);
+        let dest = dir.path().join("copy.db");
+        let facts = capture_database("s", &src, &dest, true).unwrap();
+        assert_eq!(facts.tables["t"], 3);
+        assert_eq!(facts.virtual_tables, vec!["f".to_string()]);
+        assert!(facts.tables.contains_key("f_data"));
+        assert_eq!(facts.source_journal_mode, "wal");
+        assert_eq!(facts.check, "integrity_check");
+        assert!(!dir.path().join("copy.db-wal").exists());
+        let mut header = [0u8; 20];
+        std::fs::File::open(&dest)
+            .unwrap()
+            .read_exact(&mut header)
+            .unwrap();
+        assert_eq!(
+            &header[18..20],
+            &[1, 1],
+            "copy must be in rollback-journal mode"
+        );
+        assert!(verify_copy(&dest, &facts, true).is_empty());
+        // The source's WAL is left in place: the capture did not checkpoint it away.
+        assert!(dir.path().join("src.db-wal").exists());
+        drop(writer);
+    }
+}

@@ -1,0 +1,348 @@
+//! `bundle verify`: prove a bundle is whole, collecting every problem found.
+//!
+//! Nothing a bundle says about itself is trusted: the manifest must parse with a
+//! known version, every listed path must be safe and hold a regular file with
+//! the recorded size and sha256, nothing unlisted may be present, and SQLite and
+//! JSONL facts are recomputed from the bytes.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::bundle::BundleId;
+use crate::config::validate_store_name;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::hash::{self, finish_hex};
+use crate::manifest::{self, FileRecord, Manifest, StoreStatus, MANIFEST_FILE};
+use crate::progress::Progress;
+use crate::store::jsonl::{each_line, LineScan};
+use crate::store::sqlite;
+
+/// One thing wrong with a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The store concerned, if any.
+    pub store: Option<String>,
+    /// The bundle-relative path concerned, if any.
+    pub path: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// The result of verifying a bundle.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Whether no problem was found.
+    pub ok: bool,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+    /// The bundle's folder.
+    pub bundle: PathBuf,
+    /// The manifest's id, when it could be read.
+    pub id: Option<String>,
+    /// Files whose bytes were read.
+    pub files_checked: u64,
+    /// Bytes read and hashed.
+    pub bytes_checked: u64,
+}
+
+/// How thorough to be.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions {
+    /// `quick_check` instead of the full `integrity_check` on SQLite files.
+    pub quick: bool,
+}
+
+/// Verifies the bundle at `bundle`. Problems are findings, not errors: the
+/// result is `Err` only when the folder itself cannot be read.
+pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport> {
+    let mut report = VerifyReport {
+        ok: false,
+        problems: Vec::new(),
+        bundle: bundle.to_path_buf(),
+        id: None,
+        files_checked: 0,
+        bytes_checked: 0,
+    };
+    let meta = std::fs::metadata(bundle).map_err(|e| Error::io("could not read", bundle, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is not a bundle folder",
+            bundle.display()
+        )));
+    }
+    let manifest = match Manifest::read(&bundle.join(MANIFEST_FILE)) {
+        Ok(m) => m,
+        Err(e) => {
+            report.problems.push(problem(
+                None,
+                Some(MANIFEST_FILE),
+                crate::bundle::locate::error_chain(&e),
+            ));
+            return Ok(report);
+        }
+    };
+    report.id = Some(manifest.id.clone());
+    let mut checker = Checker {
+        root: bundle,
+        opts,
+        progress,
+        report: &mut report,
+        listed: BTreeSet::new(),
+    };
+    checker.check_header(&manifest);
+    for store in &manifest.stores {
+        checker.check_store(store);
+    }
+    checker.check_unlisted();
+    report.ok = report.problems.is_empty();
+    Ok(report)
+}
+
+fn problem(store: Option<&str>, path: Option<&str>, text: impl Into<String>) -> Problem {
+    Problem {
+        store: store.map(str::to_string),
+        path: path.map(str::to_string),
+        problem: text.into(),
+    }
+}
+
+struct Checker<'a> {
+    root: &'a Path,
+    opts: VerifyOptions,
+    progress: &'a dyn Progress,
+    report: &'a mut VerifyReport,
+    listed: BTreeSet<PathBuf>,
+}
+
+impl Checker<'_> {
+    fn add(&mut self, store: Option<&str>, path: Option<&str>, text: impl Into<String>) {
+        self.report.problems.push(problem(store, path, text));
+    }
+
+    fn check_header(&mut self, m: &Manifest) {
+        if BundleId::parse(&m.id).is_none() {
+            self.add(
+                None,
+                Some(MANIFEST_FILE),
+                format!("id \"{}\" is not a bundle id", m.id),
+            );
+        }
+        if jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%#z", &m.created_at).is_err()
+            && m.created_at.parse::<jiff::Timestamp>().is_err()
+        {
+            self.add(
+                None,
+                Some(MANIFEST_FILE),
+                format!("created_at \"{}\" is not a time", m.created_at),
+            );
+        }
+        let mut names = BTreeSet::new();
+        for s in &m.stores {
+            if let Err(e) = validate_store_name(&s.name) {
+                self.add(Some(&s.name), None, e);
+            }
+            if !names.insert(s.name.as_str()) {
+                self.add(Some(&s.name), None, "store listed twice");
+            }
+        }
+        let topology = manifest::topology(m.stores.iter().map(|s| (s.name.as_str(), s.kind)));
+        if topology != m.topology {
+            self.add(
+                None,
+                Some(MANIFEST_FILE),
+                "topology does not match the stores listed",
+            );
+        }
+    }
+
+    fn check_store(&mut self, store: &manifest::StoreRecord) {
+        let name = store.name.as_str();
+        if store.status != StoreStatus::Ok && !(store.files.is_empty() && store.symlinks.is_empty())
+        {
+            self.add(
+                Some(name),
+                None,
+                format!("status {:?} but files are listed", store.status),
+            );
+        }
+        if store.status == StoreStatus::Ok && store.files.is_empty() && store.symlinks.is_empty() {
+            self.add(Some(name), None, "status ok but no files are listed");
+        }
+        let prefix = format!("{name}/");
+        for link in &store.symlinks {
+            if let Err(e) = fsutil::check_relative(&link.path) {
+                self.add(
+                    Some(name),
+                    Some(&link.path),
+                    format!("unsafe symlink path: {e}"),
+                );
+            } else if !link.path.starts_with(&prefix) {
+                self.add(
+                    Some(name),
+                    Some(&link.path),
+                    "symlink path is outside the store's folder",
+                );
+            }
+        }
+        for file in &store.files {
+            if !file.path.starts_with(&prefix) {
+                self.add(
+                    Some(name),
+                    Some(&file.path),
+                    "path is outside the store's folder",
+                );
+                continue;
+            }
+            self.check_file(name, file);
+        }
+    }
+
+    fn check_file(&mut self, store: &str, file: &FileRecord) {
+        let rel = file.path.as_str();
+        let path = match fsutil::join_safe(self.root, rel) {
+            Ok(p) => p,
+            Err(e) => return self.add(Some(store), Some(rel), format!("unsafe path: {e}")),
+        };
+        if !self.listed.insert(path.clone()) {
+            return self.add(Some(store), Some(rel), "path listed twice");
+        }
+        if let Err(e) = self.check_no_symlinks(rel) {
+            return self.add(Some(store), Some(rel), e);
+        }
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return self.add(Some(store), Some(rel), "file is missing")
+            }
+            Err(e) => return self.add(Some(store), Some(rel), format!("cannot stat: {e}")),
+        };
+        if !meta.is_file() {
+            return self.add(Some(store), Some(rel), "not a regular file");
+        }
+        if meta.len() != file.bytes {
+            self.add(
+                Some(store),
+                Some(rel),
+                format!("size is {} bytes, manifest says {}", meta.len(), file.bytes),
+            );
+        }
+        let (bytes, sha, lines) = match self.read_file(&path, file) {
+            Ok(v) => v,
+            Err(e) => return self.add(Some(store), Some(rel), format!("cannot read: {e}")),
+        };
+        self.report.files_checked += 1;
+        self.report.bytes_checked += bytes;
+        if sha != file.sha256 {
+            self.add(Some(store), Some(rel), "sha256 does not match the manifest");
+        }
+        if let (Some(want), Some(got)) = (file.jsonl, lines) {
+            if want != got {
+                self.add(
+                    Some(store),
+                    Some(rel),
+                    format!(
+                        "has {} lines ({} invalid), manifest says {} ({} invalid)",
+                        got.lines, got.invalid_lines, want.lines, want.invalid_lines
+                    ),
+                );
+            }
+        }
+        if let Some(facts) = &file.sqlite {
+            for p in sqlite::verify_copy(&path, facts, !self.opts.quick) {
+                self.add(Some(store), Some(rel), p);
+            }
+        }
+    }
+
+    /// Hashes a file in one pass, counting JSONL lines on the way when relevant.
+    fn read_file(
+        &self,
+        path: &Path,
+        file: &FileRecord,
+    ) -> std::io::Result<(u64, String, Option<manifest::JsonlFacts>)> {
+        let input = File::open(path)?;
+        self.progress.start(&file.path, Some(file.bytes));
+        let result = if file.jsonl.is_some() {
+            let mut hasher = Sha256::new();
+            let mut scan = LineScan::default();
+            let mut bytes = 0u64;
+            each_line(input, |line| {
+                hasher.update(line);
+                bytes += line.len() as u64;
+                self.progress.advance(line.len() as u64);
+                scan.line(line);
+                Ok(())
+            })?;
+            (bytes, finish_hex(hasher), Some(scan.facts()))
+        } else {
+            let (bytes, sha) = hash::hash_reader(input, |n| self.progress.advance(n))?;
+            (bytes, sha, None)
+        };
+        self.progress.finish();
+        Ok(result)
+    }
+
+    /// Every folder on the way to `rel` must be a real folder, not a symlink.
+    fn check_no_symlinks(&self, rel: &str) -> std::result::Result<(), String> {
+        let mut at = self.root.to_path_buf();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            at.push(part);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(format!("path goes through a symlink at {}", at.display()))
+                }
+                Ok(m) if !m.is_dir() => return Err(format!("{} is not a folder", at.display())),
+                Ok(_) => {}
+                Err(_) => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Anything in the bundle folder that the manifest does not list is a problem.
+    fn check_unlisted(&mut self) {
+        let mut found = Vec::new();
+        for entry in walkdir::WalkDir::new(self.root)
+            .min_depth(1)
+            .follow_links(false)
+        {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    found.push((None, format!("cannot walk the bundle: {e}")));
+                    continue;
+                }
+            };
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(self.root)
+                .map(|r| r.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            let kind = entry.file_type();
+            if kind.is_dir() {
+                continue;
+            }
+            if kind.is_symlink() {
+                found.push((Some(rel), "symlink inside the bundle".into()));
+            } else if !kind.is_file() {
+                found.push((Some(rel), "special file inside the bundle".into()));
+            } else if rel != MANIFEST_FILE && !self.listed.contains(path) {
+                found.push((Some(rel), "file is not listed in the manifest".into()));
+            }
+        }
+        for (rel, text) in found {
+            let store = rel
+                .as_deref()
+                .and_then(|r| r.split('/').next())
+                .map(str::to_string);
+            let store = store.filter(|s| rel.as_deref() != Some(s.as_str()));
+            self.add(store.as_deref(), rel.as_deref(), text);
+        }
+    }
+}
