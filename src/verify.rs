@@ -190,6 +190,10 @@ impl Checker<'_> {
             }
         }
         for file in &store.files {
+            if let Err(e) = fsutil::check_relative(&file.path) {
+                self.add(Some(name), Some(&file.path), format!("unsafe path: {e}"));
+                continue;
+            }
             if !file.path.starts_with(&prefix) {
                 self.add(
                     Some(name),

@@ -1,0 +1,70 @@
+//! A real Chroma persist directory, written by the `chromadb` client, survives a
+//! bundle: a scratch copy of the bundled directory answers queries as the original.
+//!
+//! Skips loudly without `chromadb`; `.ci/run` installs it and sets
+//! `BUNDLE_REQUIRE_CHROMADB=1` so the test is mandatory there.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{make_writable, python_with, Workspace};
+
+fn helper(python: &Path, action: &str, dir: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chroma_helper.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(action)
+        .arg(dir)
+        .env("ANONYMIZED_TELEMETRY", "False")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chroma helper {action} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn bundled_chroma_directory_answers_queries_like_the_original() {
+    let Some(python) = python_with("chromadb") else {
+        return;
+    };
+    let ws = Workspace::new();
+    let store = ws.path("chroma");
+    helper(&python, "make", &store);
+    let before = helper(&python, "query", &store);
+    assert!(before.contains("\"count\": 120"), "{before}");
+
+    let bundle = ws.create(&["--dest", "b", "--dir", "vectors=chroma"]);
+    ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+    let m = ws.manifest(&bundle);
+    let files = m["stores"][0]["files"].as_array().unwrap();
+    assert!(files
+        .iter()
+        .any(|f| f["path"] == "vectors/chroma.sqlite3" && f["sqlite"].is_object()));
+    assert!(files
+        .iter()
+        .any(|f| f["path"].as_str().unwrap().ends_with("/data_level0.bin")));
+
+    // Chroma writes to a store it opens: query a scratch copy, never the bundle.
+    let scratch = ws.path("scratch");
+    copy_tree(&bundle.join("vectors"), &scratch);
+    make_writable(&scratch);
+    let after = helper(&python, "query", &scratch);
+    assert_eq!(after, before);
+    ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests: drive the real `bundle` binary over real stores built in
+//! temp dirs from SQL and JSONL text.
+
+mod support;
+
+mod chroma;
+mod create;
+mod list;
+mod schema;
+mod verify;
+mod writers;

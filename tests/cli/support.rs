@@ -1,0 +1,214 @@
+//! Test fixtures: a temp workspace that builds stores from text, and a command
+//! helper that runs the real binary with a cleared environment.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::cargo::cargo_bin;
+use rusqlite::Connection;
+use serde_json::Value;
+
+/// A temp folder holding stores and a destination.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Run {
+        assert_eq!(
+            self.code, want,
+            "exit code\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a text file, creating parent folders.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Creates an SQLite database by running `sql`.
+    pub fn sqlite(&self, rel: &str, sql: &str) -> PathBuf {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
+        path
+    }
+
+    /// The `bundle` binary run in this workspace with a cleared environment.
+    pub fn cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(cargo_bin!("bundle"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .current_dir(self.root())
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// Runs `bundle ARGS` and collects the outcome.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.cmd().args(args).output().expect("run bundle").into()
+    }
+
+    /// `bundle create --json ARGS`, asserting success; returns the bundle folder.
+    pub fn create(&self, args: &[&str]) -> PathBuf {
+        let mut all = vec!["--json", "create"];
+        all.extend_from_slice(args);
+        let run = self.run(&all);
+        run.code(0);
+        PathBuf::from(run.json()["path"].as_str().expect("path in output"))
+    }
+
+    /// The manifest of a bundle.
+    pub fn manifest(&self, bundle: &Path) -> Value {
+        serde_json::from_slice(&std::fs::read(bundle.join("bundle-meta.json")).unwrap()).unwrap()
+    }
+}
+
+/// A small demo app: an SQLite db, a JSONL folder and a directory store.
+pub fn demo_stores(ws: &Workspace) {
+    ws.sqlite(
+        "data/memory.db",
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE projects(id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE notes(id INTEGER PRIMARY KEY, project_id INTEGER REFERENCES projects(id), body TEXT);
+         CREATE VIRTUAL TABLE notes_fts USING fts5(body);
+         INSERT INTO projects VALUES (1, 'garden'), (2, 'travel');
+         INSERT INTO notes(project_id, body) VALUES (1, 'tomatoes'), (1, 'basil'), (2, 'trains');
+         INSERT INTO notes_fts(body) SELECT body FROM notes;",
+    );
+    ws.write(
+        "data/kb/2026/a.jsonl",
+        "{\"id\":1,\"t\":\"x\"}\n{\"id\":2,\"t\":\"y\"}\n",
+    );
+    ws.write("data/kb/b.jsonl", "{\"id\":3}\n");
+    ws.write("data/kb/README.txt", "not a jsonl file\n");
+    ws.write(
+        "data/vectors/seg-1/data_level0.bin",
+        "binary-ish segment bytes",
+    );
+    ws.sqlite(
+        "data/vectors/chroma.sqlite3",
+        "CREATE TABLE embeddings(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO embeddings(v) VALUES (x'0102');",
+    );
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n\
+         [[stores]]\nname = \"memory\"\nkind = \"sqlite\"\npath = \"data/memory.db\"\n\
+         [[stores]]\nname = \"kb\"\nkind = \"jsonl\"\npath = \"data/kb\"\nkey = \"id\"\n\
+         [[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"data/vectors\"\n",
+    );
+}
+
+/// The manifest's record of `path` in store `store`.
+pub fn file_record<'a>(manifest: &'a Value, path: &str) -> &'a Value {
+    manifest["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["files"].as_array().unwrap())
+        .find(|f| f["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not in manifest"))
+}
+
+/// Makes every file under `root` writable again (bundle files are read-only).
+pub fn make_writable(root: &Path) {
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let mut perms = entry.metadata().unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(entry.path(), perms).unwrap();
+        }
+    }
+}
+
+/// Row count of `table` in the database at `path`.
+pub fn count(path: &Path, table: &str) -> i64 {
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+/// A Python interpreter that can import `module`, or `None` (with a loud
+/// message) when there is none; panics instead when `BUNDLE_REQUIRE_<MODULE>`
+/// is set, as `.ci/run` does.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("BUNDLE_TEST_PYTHON").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")),
+        Some(PathBuf::from("python3")),
+    ];
+    for python in candidates.into_iter().flatten() {
+        let ok = std::process::Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return Some(python);
+        }
+    }
+    let var = format!("BUNDLE_REQUIRE_{}", module.to_ascii_uppercase());
+    if std::env::var_os(&var).is_some() {
+        panic!("{var} is set but no Python can import {module}; set BUNDLE_TEST_PYTHON");
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPED: no Python with `{module}` (pip install {module}, or set BUNDLE_TEST_PYTHON) !!!!!!!!\n"
+    );
+    None
+}

@@ -1,0 +1,290 @@
+//! `bundle verify`: a good bundle passes; every kind of tampering is reported.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::support::{demo_stores, make_writable, Workspace};
+
+/// A fresh demo bundle, made writable so tests can damage it.
+fn tamperable() -> (Workspace, PathBuf) {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+    make_writable(&bundle);
+    (ws, bundle)
+}
+
+/// Runs verify --json; asserts exit 1 and a problem at `path` containing `text`.
+#[track_caller]
+fn assert_problem(ws: &Workspace, bundle: &Path, path: Option<&str>, text: &str) -> Value {
+    let run = ws.run(&["--json", "verify", bundle.to_str().unwrap()]);
+    run.code(1);
+    let out = run.json();
+    assert_eq!(out["ok"], false);
+    let problems = out["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["path"].as_str() == path && p["problem"].as_str().unwrap().contains(text)),
+        "no problem {text:?} at {path:?} in {problems:#?}"
+    );
+    out
+}
+
+fn edit_manifest(bundle: &Path, f: impl FnOnce(&mut Value)) {
+    let path = bundle.join("bundle-meta.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    f(&mut m);
+    std::fs::write(path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+fn store_mut<'a>(m: &'a mut Value, name: &str) -> &'a mut Value {
+    m["stores"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn good_bundle_verifies_by_path_id_and_latest() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let id = bundle.file_name().unwrap().to_str().unwrap().to_string();
+    for arg in [bundle.to_str().unwrap(), id.as_str(), "latest"] {
+        let run = ws.run(&["--json", "verify", arg]);
+        run.code(0);
+        let out = run.json();
+        assert_eq!(out["ok"], true);
+        assert_eq!(out["problems"], serde_json::json!([]));
+        assert_eq!(out["files_checked"], 5);
+    }
+    let run = ws.run(&["verify", "--quick", "latest"]);
+    run.code(0);
+    assert!(run.stdout.starts_with("ok: "), "{}", run.stdout);
+    let run = ws.run(&["verify", "20200101T000000Z"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("no bundle \"20200101T000000Z\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn changed_byte_is_a_hash_mismatch() {
+    let (ws, bundle) = tamperable();
+    let f = bundle.join("vectors/seg-1/data_level0.bin");
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[3] ^= 1;
+    std::fs::write(&f, bytes).unwrap();
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("vectors/seg-1/data_level0.bin"),
+        "sha256 does not match",
+    );
+}
+
+#[test]
+fn truncated_and_missing_files_are_reported_together() {
+    let (ws, bundle) = tamperable();
+    let f = bundle.join("kb/b.jsonl");
+    std::fs::write(&f, "").unwrap();
+    std::fs::remove_file(bundle.join("kb/2026/a.jsonl")).unwrap();
+    let out = assert_problem(
+        &ws,
+        &bundle,
+        Some("kb/b.jsonl"),
+        "size is 0 bytes, manifest says 9",
+    );
+    assert!(
+        out["problems"].to_string().contains("file is missing"),
+        "verify collects every problem"
+    );
+    assert!(out["problems"].to_string().contains("has 0 lines"));
+}
+
+#[test]
+fn unlisted_files_and_symlinks_are_reported() {
+    let (ws, bundle) = tamperable();
+    std::fs::write(bundle.join("vectors/extra.bin"), "smuggled").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", bundle.join("kb/link")).unwrap();
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("vectors/extra.bin"),
+        "not listed in the manifest",
+    );
+    assert_problem(&ws, &bundle, Some("kb/link"), "symlink inside the bundle");
+}
+
+#[test]
+fn a_listed_path_through_a_symlinked_folder_is_rejected() {
+    let (ws, bundle) = tamperable();
+    let real = ws.path("elsewhere");
+    std::fs::rename(bundle.join("vectors/seg-1"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, bundle.join("vectors/seg-1")).unwrap();
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("vectors/seg-1/data_level0.bin"),
+        "goes through a symlink",
+    );
+}
+
+#[test]
+fn unsafe_and_duplicate_manifest_paths_are_rejected() {
+    for (bad, text) in [
+        ("kb/../../../etc/passwd", "\"..\" segment"),
+        ("/etc/passwd", "absolute"),
+        ("kb/a\u{0}b", "NUL"),
+    ] {
+        let (ws, bundle) = tamperable();
+        edit_manifest(&bundle, |m| {
+            store_mut(m, "kb")["files"][0]["path"] = Value::from(bad);
+        });
+        let run = ws.run(&["--json", "verify", bundle.to_str().unwrap()]);
+        run.code(1);
+        let problems: Vec<String> = run.json()["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["problem"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            problems.iter().any(|p| p.contains(text)),
+            "{bad}: {problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("not listed in the manifest")),
+            "the real file is now unlisted: {problems:?}"
+        );
+    }
+    let (ws, bundle) = tamperable();
+    edit_manifest(&bundle, |m| {
+        let kb = store_mut(m, "kb");
+        let first = kb["files"][0].clone();
+        kb["files"].as_array_mut().unwrap().push(first);
+    });
+    assert_problem(&ws, &bundle, Some("kb/2026/a.jsonl"), "listed twice");
+}
+
+#[test]
+fn manifest_claims_are_checked_against_the_bytes() {
+    let (ws, bundle) = tamperable();
+    edit_manifest(&bundle, |m| {
+        let mem = store_mut(m, "memory");
+        mem["files"][0]["sqlite"]["tables"]["notes"] = Value::from(99);
+        let kb = store_mut(m, "kb");
+        kb["files"][0]["jsonl"]["lines"] = Value::from(7);
+    });
+    assert_problem(&ws, &bundle, Some("memory/memory.db"), "row counts differ");
+    assert_problem(&ws, &bundle, Some("kb/2026/a.jsonl"), "has 2 lines");
+}
+
+#[test]
+fn corrupt_sqlite_page_fails_the_integrity_check() {
+    let (ws, bundle) = tamperable();
+    let db = bundle.join("memory/memory.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    // Scribble over the second page (a table b-tree page).
+    let page = 4096;
+    for b in &mut bytes[page + 8..page + 64] {
+        *b = 0xAB;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    // Keep the hash and size consistent so only SQLite's own check can notice.
+    let sha = sha256_hex(&bytes);
+    edit_manifest(&bundle, |m| {
+        store_mut(m, "memory")["files"][0]["sha256"] = Value::from(sha);
+    });
+    let run = ws.run(&["--json", "verify", bundle.to_str().unwrap()]);
+    run.code(1);
+    let problems = run.json()["problems"].to_string();
+    assert!(
+        problems.contains("integrity_check")
+            || problems.contains("malformed")
+            || problems.contains("cannot count"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn unknown_format_and_garbage_manifests_are_never_trusted() {
+    let (ws, bundle) = tamperable();
+    edit_manifest(&bundle, |m| m["format_version"] = Value::from(2));
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("bundle-meta.json"),
+        "format_version 2 is not supported",
+    );
+    std::fs::write(bundle.join("bundle-meta.json"), "{ not json").unwrap();
+    assert_problem(&ws, &bundle, Some("bundle-meta.json"), "not valid JSON");
+    std::fs::write(
+        bundle.join("bundle-meta.json"),
+        "{\"format_version\": 1, \"stores\": \"x\"}",
+    )
+    .unwrap();
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("bundle-meta.json"),
+        "does not match format 1",
+    );
+}
+
+#[test]
+fn topology_and_store_folder_claims_are_checked() {
+    let (ws, bundle) = tamperable();
+    edit_manifest(&bundle, |m| store_mut(m, "kb")["kind"] = Value::from("dir"));
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("bundle-meta.json"),
+        "topology does not match",
+    );
+    let (ws, bundle) = tamperable();
+    edit_manifest(&bundle, |m| {
+        let f = store_mut(m, "kb")["files"][0]["path"].clone();
+        store_mut(m, "vectors")["files"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "path": f, "bytes": 1, "sha256": "00"
+            }));
+    });
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("kb/2026/a.jsonl"),
+        "outside the store's folder",
+    );
+}
+
+#[test]
+fn human_output_lists_problems_and_exits_1() {
+    let (ws, bundle) = tamperable();
+    std::fs::write(bundle.join("vectors/seg-1/data_level0.bin"), "x").unwrap();
+    let run = ws.run(&["verify", bundle.to_str().unwrap()]);
+    run.code(1);
+    assert!(
+        run.stdout
+            .contains("problem: vectors/seg-1/data_level0.bin: size is 1 bytes"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("failed verification"), "{}", run.stderr);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
