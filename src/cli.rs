@@ -45,6 +45,61 @@ pub enum Command {
     /// List the bundles in the destination, oldest first
     #[command(after_help = EXIT_CODES)]
     List(ListArgs),
+    /// Restore a bundle into the live stores (merge or replace), or into a scratch folder
+    #[command(after_help = EXIT_CODES)]
+    Restore(RestoreArgs),
+    /// Restore a bundle into a temp folder, check everything, clean up, report
+    #[command(after_help = EXIT_CODES)]
+    Drill(DrillArgs),
+}
+
+/// How `restore` treats live data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Keep live data; add the bundle's records that live lacks
+    Merge,
+    /// Make the live stores exactly the bundle's (needs --confirm-token)
+    Replace,
+}
+
+/// `bundle restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A bundle folder, a bundle id in the destination, or `latest`
+    pub bundle: String,
+    /// merge keeps live data and adds what is missing; replace makes live equal the bundle
+    #[arg(long, value_enum)]
+    pub mode: ModeArg,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Restore only this store (repeatable) [default: every store in the bundle]
+    #[arg(long = "store", value_name = "NAME")]
+    pub stores: Vec<String>,
+    /// Restore into this new or empty folder instead of the live stores
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
+    /// Print the plan (and the confirm token); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The token printed by --dry-run that approves this exact replace plan
+    #[arg(long, value_name = "TOKEN")]
+    pub confirm_token: Option<String>,
+    /// Do not snapshot the live stores before writing (the restore cannot be undone)
+    #[arg(long)]
+    pub no_safety_snapshot: bool,
+    /// Restore although the config's stores differ from the bundle's
+    #[arg(long)]
+    pub force_topology_mismatch: bool,
+}
+
+/// `bundle drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// A bundle folder, a bundle id in the destination, or `latest`
+    pub bundle: String,
+    /// Folder holding the bundles (for ids and `latest`)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
 }
 
 /// Stores and destination given on the command line instead of (or on top of) a config.

@@ -31,6 +31,8 @@ pub struct CreateOptions {
     pub config_dir: Option<PathBuf>,
     /// Why the bundle is made when not a plain create (e.g. `pre-restore`).
     pub reason: Option<String>,
+    /// For a safety bundle: the id of the bundle about to be restored.
+    pub restoring: Option<String>,
 }
 
 /// A created bundle.
@@ -57,6 +59,9 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
     check_nesting(&opts.destination, &opts.stores)?;
     fsutil::create_dir_all(&opts.destination)?;
     let _lock = DestinationLock::acquire(&opts.destination)?;
+    if opts.reason.as_deref() != Some(crate::restore::PRE_RESTORE) {
+        crate::restore::journal::refuse_if_interrupted(&opts.destination)?;
+    }
     let removed_leftovers = staging::remove_leftovers(&opts.destination)?;
 
     let now = Timestamp::now();
@@ -133,6 +138,7 @@ fn build(
         created_at: rfc3339(now),
         label: opts.label.clone(),
         reason: opts.reason.clone(),
+        restoring: opts.restoring.clone(),
         tool: ToolInfo {
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),

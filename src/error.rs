@@ -81,6 +81,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// A bundle failed its preflight verification; nothing was touched.
+    #[error("bundle {} failed verification ({} problem(s)): {}; nothing was changed", bundle.display(), problems.len(), problems.first().map(String::as_str).unwrap_or(""))]
+    BundleInvalid {
+        /// The bundle folder.
+        bundle: PathBuf,
+        /// What verify found, one line each.
+        problems: Vec<String>,
+    },
+
+    /// Not enough free space for what is about to be written.
+    #[error("not enough free space on the file system of {}: {needed} bytes needed, {available} available; free some space or choose another destination", path.display())]
+    NoSpace {
+        /// A path on the file system concerned.
+        path: PathBuf,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+
     /// A store could not be captured, with the store's name for context.
     #[error("could not snapshot store \"{store}\"")]
     Snapshot {
@@ -98,7 +118,8 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config { .. } => ExitCode::Usage,
             Error::Refused(_) => ExitCode::Refused,
-            Error::CheckFailed { .. } => ExitCode::CheckFailed,
+            Error::CheckFailed { .. } | Error::BundleInvalid { .. } => ExitCode::CheckFailed,
+            Error::NoSpace { .. } => ExitCode::Runtime,
             Error::Io { .. } | Error::Sqlite { .. } | Error::Manifest { .. } => ExitCode::Runtime,
             Error::Snapshot { source, .. } => source.exit_code(),
         }

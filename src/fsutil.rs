@@ -30,6 +30,52 @@ pub fn create_dir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create folder", dir, e))
 }
 
+/// Replaces (or creates) `target` atomically: `fill` writes a temp file beside
+/// it, which is fsynced and renamed over `target`; the folder is then fsynced.
+/// A crash leaves either the old file or the new one, never a mix.
+pub fn replace_file(
+    target: &Path,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.bundle-tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let result = (|| {
+        let mut file = File::options().write(true).create_new(true).open(&temp)?;
+        fill(&mut file)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, target)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::io("could not write", target, e));
+    }
+    fsync_path(dir)
+}
+
+/// Bytes available to this user on the file system holding `path` (or its
+/// nearest existing ancestor), and that file system's device id.
+pub fn free_space(path: &Path) -> Result<(u64, u64)> {
+    let mut at = path.to_path_buf();
+    while !at.exists() {
+        match at.parent() {
+            Some(p) => at = p.to_path_buf(),
+            None => break,
+        }
+    }
+    let stat = rustix::fs::statvfs(&at)
+        .map_err(|e| Error::io("could not measure free space at", &at, e.into()))?;
+    let dev = std::os::unix::fs::MetadataExt::dev(
+        &std::fs::metadata(&at).map_err(|e| Error::io("could not stat", &at, e))?,
+    );
+    Ok((stat.f_bavail.saturating_mul(stat.f_frsize), dev))
+}
+
 /// Joins a manifest path (`a/b/c`) onto `root` after checking it is safe.
 pub fn join_safe(root: &Path, rel: &str) -> std::result::Result<PathBuf, String> {
     check_relative(rel)?;

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod hash;
 pub mod manifest;
 pub mod progress;
+pub mod restore;
 pub mod store;
 pub mod vcs;
 pub mod verify;

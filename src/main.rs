@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use bundle::config::{absolute, parse_store_flag, Config, StoreKind};
 use bundle::create::{create, CreateOptions};
+use bundle::restore::{drill, restore, Mode, Outcome, RestoreOptions};
 use bundle::verify::{verify, VerifyOptions};
 use bundle::{Error, ExitCode, Result};
 use cli::{Cli, Command, TargetArgs};
@@ -33,6 +34,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Create(args) => run_create(cli, args),
         Command::Verify(args) => run_verify(cli, args),
         Command::List(args) => run_list(cli, args),
+        Command::Restore(args) => run_restore(cli, args),
+        Command::Drill(args) => run_drill(cli, args),
     }
 }
 
@@ -116,6 +119,7 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
             .and_then(|f| absolute(f).ok())
             .and_then(|f| f.parent().map(Path::to_path_buf)),
         reason: None,
+        restoring: None,
     };
     let bar = output::Bar::new(progress_hidden(cli));
     let outcome = create(&opts, &bar)?;
@@ -259,5 +263,76 @@ fn run_list(cli: &Cli, args: &cli::ListArgs) -> Result<ExitCode> {
         ));
     }
     output::stdout(&text);
+    Ok(ExitCode::Success)
+}
+
+fn run_restore(cli: &Cli, args: &cli::RestoreArgs) -> Result<ExitCode> {
+    let config = effective_config(cli, &args.targets)?;
+    let path = bundle::bundle::resolve(&args.bundle, config.destination.as_deref())?;
+    let mode = match args.mode {
+        cli::ModeArg::Merge => Mode::Merge,
+        cli::ModeArg::Replace => Mode::Replace,
+    };
+    let opts = RestoreOptions {
+        bundle: absolute(&path)?,
+        mode,
+        only: args.stores.clone(),
+        config,
+        into: args.into.clone(),
+        dry_run: args.dry_run,
+        confirm_token: args.confirm_token.clone(),
+        safety_snapshot: !args.no_safety_snapshot,
+        force_topology_mismatch: args.force_topology_mismatch,
+    };
+    let bar = output::Bar::new(progress_hidden(cli));
+    let report = restore(&opts, &bar)?;
+    drop(bar);
+    if cli.json {
+        output::json(&report);
+    } else if !cli.quiet || report.outcome != Outcome::Applied {
+        output::stdout(&output::restore_plan(&report));
+    }
+    match report.outcome {
+        Outcome::Applied | Outcome::DryRun => Ok(ExitCode::Success),
+        Outcome::TokenMissing => {
+            eprintln!(
+                "error: --mode replace overwrites the live stores listed above; check the plan, then re-run with --confirm-token {}",
+                report.confirm_token
+            );
+            Ok(ExitCode::Refused)
+        }
+        Outcome::TokenMismatch => {
+            eprintln!(
+                "error: the confirm token does not approve this plan (another bundle, mode, store selection or target); this plan's token is {}",
+                report.confirm_token
+            );
+            Ok(ExitCode::Refused)
+        }
+    }
+}
+
+fn run_drill(cli: &Cli, args: &cli::DrillArgs) -> Result<ExitCode> {
+    let config = load_config(cli)?;
+    let destination = destination_of(&config, args.dest.as_ref()).ok();
+    let path = bundle::bundle::resolve(&args.bundle, destination.as_deref())?;
+    let bar = output::Bar::new(progress_hidden(cli));
+    let report = drill(&absolute(&path)?, None, &bar)?;
+    drop(bar);
+    if cli.json {
+        output::json(&report);
+    } else if !cli.quiet {
+        let mut text = String::new();
+        for s in &report.stores {
+            text.push_str(&format!(
+                "  {} ({}): {} written, {} kept\n",
+                s.name, s.kind, s.counts.written, s.counts.kept
+            ));
+        }
+        text.push_str(&format!(
+            "ok: bundle {} restores cleanly and matches its manifest\n",
+            report.bundle_id
+        ));
+        output::stdout(&text);
+    }
     Ok(ExitCode::Success)
 }

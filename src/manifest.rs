@@ -36,6 +36,9 @@ pub struct Manifest {
     /// Why the bundle exists when not a plain create (e.g. `pre-restore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a `pre-restore` safety bundle: the id of the bundle being restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restoring: Option<String>,
     /// The tool that wrote it.
     pub tool: ToolInfo,
     /// Host name of the machine that wrote it.

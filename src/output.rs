@@ -96,3 +96,47 @@ impl Drop for Bar {
 pub fn human_bytes(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
+
+/// The human form of a restore plan or result.
+pub fn restore_plan(report: &bundle::restore::RestoreReport) -> String {
+    use bundle::restore::Outcome;
+    let verb = match report.outcome {
+        Outcome::Applied => "restored",
+        _ => "plan",
+    };
+    let mut text = format!(
+        "{verb}: {} bundle {} ({})\n",
+        report.mode.as_str(),
+        report.bundle_id,
+        report.bundle.display()
+    );
+    for s in &report.stores {
+        let c = &s.counts;
+        text.push_str(&format!(
+            "  {} ({}) -> {}: {}; inserted {}, appended {}, written {}, removed {}, kept {}, conflicts {}\n",
+            s.name,
+            s.kind,
+            s.target.display(),
+            s.action,
+            c.inserted,
+            c.appended,
+            c.written,
+            c.removed,
+            c.kept,
+            c.conflicts
+        ));
+        for note in &s.notes {
+            text.push_str(&format!("    note: {note}\n"));
+        }
+    }
+    if let Some(snapshot) = &report.safety_snapshot {
+        text.push_str(&format!(
+            "safety snapshot: {} (restore it with --mode replace to undo)\n",
+            snapshot.display()
+        ));
+    }
+    if report.outcome != Outcome::Applied {
+        text.push_str(&format!("confirm token: {}\n", report.confirm_token));
+    }
+    text
+}

@@ -5,11 +5,15 @@
 //! never followed; a file that changes while copied makes the whole store be
 //! captured again, a few times, before giving up.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
-use crate::manifest::{FileRecord, SymlinkRecord};
+use crate::manifest::{FileRecord, StoreRecord, SymlinkRecord};
+use crate::restore::plan::{self, Step, Target};
+use crate::restore::Mode;
+use crate::store::{live_path, plan_removals};
 use crate::store::{manifest_path, plain, sqlite, CaptureContext, Captured, StoreHandler};
 
 /// How many times a store whose files keep changing is captured before failing.
@@ -54,6 +58,50 @@ impl StoreHandler for DirStore {
                 spec.path.display()
             ),
         })
+    }
+
+    fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
+        DirStore::plan(record, target)
+    }
+}
+
+impl DirStore {
+    /// Plans a dir store: files (SQLite ones through the SQLite path), symlinks,
+    /// and for replace the removal of everything else.
+    fn plan(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        let mut wanted = BTreeSet::new();
+        let mut databases = BTreeSet::new();
+        let mut folders = BTreeSet::new();
+        for file in &record.files {
+            let live = live_path(record, &target.path, &file.path)?;
+            wanted.insert(live.clone());
+            folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
+            let source = target.source(file)?;
+            steps.push(match &file.sqlite {
+                // Merge treats every file alike: missing ones are copied,
+                // differing ones are conflicts left live.
+                Some(facts) if target.mode == Mode::Replace => {
+                    databases.insert(live.clone());
+                    plan::sqlite_file(source, facts, live, target.mode)?
+                }
+                _ => plan::plain_file(source, file, live, target.mode)?,
+            });
+        }
+        for link in &record.symlinks {
+            let live = live_path(record, &target.path, &link.path)?;
+            wanted.insert(live.clone());
+            folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
+            steps.push(plan::symlink(live, &link.target, target.mode)?);
+        }
+        if target.mode == Mode::Replace {
+            steps.extend(plan_removals(&target.path, &wanted, &databases, |_| true)?);
+            steps.push(Step::PruneFolders {
+                root: target.path.clone(),
+                keep: folders,
+            });
+        }
+        Ok(steps)
     }
 }
 

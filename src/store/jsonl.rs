@@ -12,9 +12,13 @@ use sha2::{Digest, Sha256};
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::hash::{finish_hex, BUF_SIZE};
-use crate::manifest::{FileRecord, JsonlFacts};
+use crate::manifest::{FileRecord, JsonlFacts, StoreRecord};
 use crate::progress::Progress;
+use crate::restore::plan::{self, Step, Target};
+use crate::restore::Mode;
 use crate::store::{file_name_of, manifest_path, CaptureContext, Captured, StoreHandler};
+use crate::store::{live_path, plan_removals};
+use std::collections::BTreeSet;
 
 /// The `jsonl` store kind: one `.jsonl` file or a folder of them (recursive).
 pub struct JsonlStore;
@@ -65,6 +69,47 @@ impl StoreHandler for JsonlStore {
             });
         }
         Ok(captured)
+    }
+
+    fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
+        let key = target.key.as_deref();
+        if record.single_file.is_some() {
+            let mut steps = Vec::new();
+            for file in &record.files {
+                steps.push(plan::jsonl_file(
+                    target.source(file)?,
+                    file,
+                    target.path.clone(),
+                    target.mode,
+                    key,
+                )?);
+            }
+            return Ok(steps);
+        }
+        let mut steps = Vec::new();
+        let mut wanted = BTreeSet::new();
+        for file in &record.files {
+            let live = live_path(record, &target.path, &file.path)?;
+            wanted.insert(live.clone());
+            steps.push(plan::jsonl_file(
+                target.source(file)?,
+                file,
+                live,
+                target.mode,
+                key,
+            )?);
+        }
+        if target.mode == Mode::Replace {
+            let is_jsonl =
+                |e: &walkdir::DirEntry| e.path().extension().is_some_and(|x| x == "jsonl");
+            steps.extend(plan_removals(
+                &target.path,
+                &wanted,
+                &BTreeSet::new(),
+                is_jsonl,
+            )?);
+        }
+        Ok(steps)
     }
 }
 

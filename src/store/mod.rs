@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{StoreKind, StoreSpec};
 use crate::error::{Error, Result};
-use crate::manifest::{FileRecord, StoreStatus, SymlinkRecord};
+use crate::manifest::{FileRecord, StoreRecord, StoreStatus, SymlinkRecord};
 use crate::progress::Progress;
+use crate::restore::plan::{Step, Target};
 
 /// What a capture needs besides the store itself.
 pub struct CaptureContext<'a> {
@@ -55,6 +56,59 @@ pub struct Captured {
 pub trait StoreHandler: Sync {
     /// Captures an existing source into `ctx.bundle_root/<store name>/`.
     fn capture(&self, spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured>;
+
+    /// Plans restoring a bundle store onto `target`, reading only.
+    fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>>;
+}
+
+/// The live path of a bundle file `<store>/<rel>` under a store's target folder.
+pub fn live_path(record: &StoreRecord, root: &Path, bundle_path: &str) -> Result<PathBuf> {
+    let rel = bundle_path
+        .strip_prefix(&format!("{}/", record.name))
+        .ok_or_else(|| {
+            Error::Refused(format!(
+                "bundle path {bundle_path} is outside store \"{}\"",
+                record.name
+            ))
+        })?;
+    crate::fsutil::join_safe(root, rel).map_err(|reason| {
+        Error::Refused(format!("unsafe path {bundle_path} in the bundle: {reason}"))
+    })
+}
+
+/// Replace-mode removals: live files under `root` accepted by `consider` that
+/// the bundle does not have (SQLite sidecars of bundle databases are left).
+pub fn plan_removals(
+    root: &Path,
+    wanted: &std::collections::BTreeSet<PathBuf>,
+    databases: &std::collections::BTreeSet<PathBuf>,
+    consider: impl Fn(&walkdir::DirEntry) -> bool,
+) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    if !root.is_dir() {
+        return Ok(steps);
+    }
+    for entry in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| Error::io("could not walk", root, e.into()))?;
+        if entry.file_type().is_dir() || !consider(&entry) || wanted.contains(entry.path()) {
+            continue;
+        }
+        let is_sidecar = ["-wal", "-shm", "-journal"].iter().any(|suffix| {
+            let name = entry.path().as_os_str().to_string_lossy();
+            name.strip_suffix(suffix)
+                .is_some_and(|base| databases.contains(Path::new(base)))
+        });
+        if !is_sidecar {
+            steps.push(Step::Remove {
+                target: entry.into_path(),
+            });
+        }
+    }
+    Ok(steps)
 }
 
 /// The handler for a kind.

@@ -17,7 +17,8 @@ use rusqlite::{Connection, OpenFlags};
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::hash;
-use crate::manifest::{FileRecord, SqliteFacts};
+use crate::manifest::{FileRecord, SqliteFacts, StoreRecord};
+use crate::restore::plan::{self, Step, Target};
 use crate::store::{file_name_of, manifest_path, CaptureContext, Captured, StoreHandler};
 
 /// The 16-byte header every SQLite 3 database starts with.
@@ -60,6 +61,25 @@ impl StoreHandler for SqliteStore {
             .files
             .push(capture_file(&spec.name, &spec.path, &rel, ctx)?);
         Ok(captured)
+    }
+
+    fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        for file in &record.files {
+            let facts = file.sqlite.as_ref().ok_or_else(|| {
+                Error::Refused(format!(
+                    "bundle file {} of sqlite store \"{}\" has no SQLite facts",
+                    file.path, record.name
+                ))
+            })?;
+            steps.push(plan::sqlite_file(
+                target.source(file)?,
+                facts,
+                target.path.clone(),
+                target.mode,
+            )?);
+        }
+        Ok(steps)
     }
 }
 
@@ -202,7 +222,7 @@ fn backup_once(source: &Connection, copy: &mut Connection) -> rusqlite::Result<(
 
 /// Settings for connections that read untrusted or foreign databases: never
 /// run code from the schema, refuse writes that could corrupt it.
-fn harden(conn: &Connection) -> rusqlite::Result<()> {
+pub fn harden(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
     Ok(())
@@ -325,7 +345,7 @@ fn describe_counts(counts: &BTreeMap<String, u64>) -> String {
 }
 
 /// Percent-encodes a path for an SQLite `file:` URI.
-fn uri_escape(path: &Path) -> String {
+pub fn uri_escape(path: &Path) -> String {
     let mut out = String::new();
     for &b in path.as_os_str().as_encoded_bytes() {
         if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {

@@ -1,0 +1,641 @@
+//! `bundle restore` and `bundle drill`: plan, then apply.
+//!
+//! 1. Preflight: the bundle is fully verified before anything is written.
+//! 2. Targets come from the current config by store name (or `--into`), never
+//!    from paths recorded in the bundle.
+//! 3. Databases held by another process are refused.
+//! 4. A plan is computed per store, reading only; `--dry-run` stops there.
+//! 5. Replace on live stores needs the plan's confirm token.
+//! 6. A safety snapshot of the live stores is taken, a journal written,
+//!    the plan applied and the live result checked; then the journal goes.
+
+pub mod apply;
+pub mod identity;
+pub mod journal;
+pub mod plan;
+pub mod sqlite_merge;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{Config, StoreKind, StoreSpec};
+use crate::create::{create, CreateOptions};
+use crate::error::{Error, Result};
+use crate::manifest::{self, Manifest, StoreRecord, StoreStatus, MANIFEST_FILE};
+use crate::progress::Progress;
+use crate::restore::plan::{Counts, Step, Target};
+use crate::verify::{verify, VerifyOptions};
+
+/// `reason` of a safety bundle taken before a restore.
+pub const PRE_RESTORE: &str = "pre-restore";
+
+/// How a restore treats live data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Keep live data; add what the bundle has that live lacks.
+    Merge,
+    /// Make the live stores exactly the bundle's.
+    Replace,
+}
+
+impl Mode {
+    /// `merge` or `replace`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Merge => "merge",
+            Mode::Replace => "replace",
+        }
+    }
+}
+
+/// What to restore and how.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The bundle folder.
+    pub bundle: PathBuf,
+    /// Merge or replace.
+    pub mode: Mode,
+    /// Restore only these stores (default: every store in the bundle).
+    pub only: Vec<String>,
+    /// The current config: targets by store name, and the destination.
+    pub config: Config,
+    /// Restore into this new or empty folder instead of the live stores.
+    pub into: Option<PathBuf>,
+    /// Plan only.
+    pub dry_run: bool,
+    /// The token approving a replace plan.
+    pub confirm_token: Option<String>,
+    /// Take a safety snapshot before writing (default).
+    pub safety_snapshot: bool,
+    /// Proceed although the config's stores differ from the bundle's.
+    pub force_topology_mismatch: bool,
+}
+
+/// The plan and outcome of one store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreReport {
+    /// Store name.
+    pub name: String,
+    /// Store kind.
+    pub kind: StoreKind,
+    /// Live target path.
+    pub target: PathBuf,
+    /// `merge`, `replace`, or `skip` (nothing in the bundle for it).
+    pub action: String,
+    /// Planned counts, or done counts once applied.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Things worth knowing (conflicts, missing columns, rebuilt indexes).
+    pub notes: Vec<String>,
+    /// The steps (with `--json`).
+    pub steps: Vec<Step>,
+}
+
+/// How a restore call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The plan was applied and checked.
+    Applied,
+    /// `--dry-run`: nothing changed.
+    DryRun,
+    /// Replace needs `--confirm-token`: nothing changed.
+    TokenMissing,
+    /// The token given approves another plan: nothing changed.
+    TokenMismatch,
+}
+
+/// Everything a restore reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// Whether the restore was applied and every check passed.
+    pub ok: bool,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Merge or replace.
+    pub mode: Mode,
+    /// The bundle folder.
+    pub bundle: PathBuf,
+    /// The bundle id.
+    pub bundle_id: String,
+    /// The token that approves exactly this plan.
+    pub confirm_token: String,
+    /// The safety snapshot taken before writing, if any.
+    pub safety_snapshot: Option<PathBuf>,
+    /// Whether this run finished an interrupted restore.
+    pub resumed: bool,
+    /// Per store.
+    pub stores: Vec<StoreReport>,
+}
+
+/// Resolved target of one bundle store.
+struct Selected<'a> {
+    record: &'a StoreRecord,
+    spec: StoreSpec,
+    target_path: PathBuf,
+}
+
+/// Plans and (unless dry-run or unconfirmed) applies a restore.
+pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
+    // 1. Preflight: nothing is trusted before a full verify.
+    let report = verify(&opts.bundle, VerifyOptions { quick: false }, progress)?;
+    if !report.ok {
+        return Err(Error::BundleInvalid {
+            bundle: opts.bundle.clone(),
+            problems: report
+                .problems
+                .iter()
+                .map(|p| match &p.path {
+                    Some(path) => format!("{path}: {}", p.problem),
+                    None => p.problem.clone(),
+                })
+                .collect(),
+        });
+    }
+    let manifest_path = opts.bundle.join(MANIFEST_FILE);
+    let manifest = Manifest::read(&manifest_path)?;
+    let manifest_sha = {
+        let bytes = std::fs::read(&manifest_path)
+            .map_err(|e| Error::io("could not read", &manifest_path, e))?;
+        crate::hash::sha256_hex(&bytes)
+    };
+
+    // 2. Targets.
+    let selected = select_targets(opts, &manifest)?;
+    let destination = opts
+        .config
+        .destination
+        .clone()
+        .or_else(|| opts.bundle.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let token = confirm_token(&manifest, &manifest_sha, opts.mode, &selected);
+    let mut stores_sorted: Vec<String> = selected.iter().map(|s| s.spec.name.clone()).collect();
+    stores_sorted.sort();
+
+    let mut resumed = false;
+    let mut safety_snapshot = None;
+    if let Some(into) = &opts.into {
+        let non_empty = std::fs::read_dir(into)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if non_empty {
+            return Err(Error::Refused(format!(
+                "--into {} is not empty; give a new or empty folder",
+                into.display()
+            )));
+        }
+    } else {
+        if let Some(j) = journal::read(&destination)? {
+            if j.bundle_id == manifest.id
+                && j.mode == opts.mode.as_str()
+                && j.stores == stores_sorted
+            {
+                resumed = true;
+                safety_snapshot = j.safety_snapshot.clone();
+            } else {
+                journal::refuse_if_interrupted(&destination)?;
+            }
+        }
+        // 3. In use.
+        for s in &selected {
+            for db in live_databases(&s.target_path, s.spec.kind)? {
+                if apply::database_in_use(&db)? {
+                    return Err(Error::Refused(format!(
+                        "store \"{}\": {} is in use by another process; stop the service using it (or stop it from a pre-restore hook) and try again",
+                        s.spec.name,
+                        db.display()
+                    )));
+                }
+            }
+        }
+    }
+
+    // 4. Plan.
+    let mut stores = Vec::new();
+    for s in &selected {
+        let target = Target {
+            path: s.target_path.clone(),
+            bundle_root: &opts.bundle,
+            mode: opts.mode,
+            key: s.spec.key.clone(),
+        };
+        let skip = s.record.status != StoreStatus::Ok;
+        let steps = if skip {
+            Vec::new()
+        } else {
+            crate::store::handler(s.record.kind).plan_restore(s.record, &target)?
+        };
+        let mut counts = Counts::default();
+        steps.iter().for_each(|st| counts.add(st));
+        let notes = plan_notes(&steps, skip, s.record.status);
+        stores.push(StoreReport {
+            name: s.spec.name.clone(),
+            kind: s.spec.kind,
+            target: s.target_path.clone(),
+            action: if skip {
+                "skip".into()
+            } else {
+                opts.mode.as_str().into()
+            },
+            counts,
+            notes,
+            steps,
+        });
+    }
+    let mut report = RestoreReport {
+        ok: false,
+        outcome: Outcome::DryRun,
+        mode: opts.mode,
+        bundle: opts.bundle.clone(),
+        bundle_id: manifest.id.clone(),
+        confirm_token: token.clone(),
+        safety_snapshot: safety_snapshot.clone(),
+        resumed,
+        stores,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+    // 5. Replace on live stores is gated by the token.
+    if opts.mode == Mode::Replace && opts.into.is_none() {
+        match &opts.confirm_token {
+            None => {
+                report.outcome = Outcome::TokenMissing;
+                return Ok(report);
+            }
+            Some(t) if t.trim() != token => {
+                report.outcome = Outcome::TokenMismatch;
+                return Ok(report);
+            }
+            Some(_) => {}
+        }
+    }
+    // 6. Space, safety snapshot, journal.
+    let live_bytes: u64 = selected.iter().map(|s| tree_bytes(&s.target_path)).sum();
+    let restore_bytes: u64 = selected
+        .iter()
+        .flat_map(|s| &s.record.files)
+        .map(|f| f.bytes)
+        .sum();
+    let take_snapshot = opts.into.is_none() && opts.safety_snapshot && !resumed;
+    check_space(
+        &destination,
+        if take_snapshot { live_bytes } else { 0 },
+        selected.first().map(|s| s.target_path.as_path()),
+        restore_bytes,
+    )?;
+    if take_snapshot {
+        let outcome = create(
+            &CreateOptions {
+                destination: destination.clone(),
+                stores: selected.iter().map(|s| s.spec.clone()).collect(),
+                label: Some(format!("before restoring {}", manifest.id)),
+                full_check: false,
+                config_dir: None,
+                reason: Some(PRE_RESTORE.into()),
+                restoring: Some(manifest.id.clone()),
+            },
+            progress,
+        )?;
+        safety_snapshot = Some(outcome.path);
+        report.safety_snapshot = safety_snapshot.clone();
+    }
+    if opts.into.is_none() {
+        journal::write(
+            &destination,
+            &journal::Journal {
+                bundle: opts.bundle.clone(),
+                bundle_id: manifest.id.clone(),
+                mode: opts.mode.as_str().into(),
+                stores: stores_sorted.clone(),
+                token: token.clone(),
+                safety_snapshot: safety_snapshot.clone(),
+                started_at: crate::bundle::id::rfc3339(jiff::Timestamp::now()),
+            },
+        )?;
+    }
+    // 7. Apply, then check.
+    let mut problems = Vec::new();
+    for store in &mut report.stores {
+        progress.start(&format!("restoring {}", store.name), None);
+        let (done, notes) = apply::apply(&store.steps)?;
+        progress.finish();
+        store.counts = done;
+        store.notes.extend(notes);
+        for p in apply::check(&store.steps)? {
+            problems.push(format!("store \"{}\": {p}", store.name));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::CheckFailed {
+            store: report
+                .stores
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            reason: format!(
+                "the restored stores do not match the bundle: {}; the restore journal is kept",
+                problems.join("; ")
+            ),
+        });
+    }
+    if opts.into.is_none() {
+        journal::remove(&destination)?;
+    }
+    report.ok = true;
+    report.outcome = Outcome::Applied;
+    Ok(report)
+}
+
+/// Resolves each selected bundle store to a live (or `--into`) target.
+fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<Vec<Selected<'a>>> {
+    let mut records: Vec<&StoreRecord> = Vec::new();
+    if opts.only.is_empty() {
+        records.extend(&manifest.stores);
+    } else {
+        for name in &opts.only {
+            let record = manifest
+                .stores
+                .iter()
+                .find(|s| &s.name == name)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "bundle {} has no store \"{name}\" (it has: {})",
+                        manifest.id,
+                        manifest
+                            .stores
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            if !records.iter().any(|r| r.name == record.name) {
+                records.push(record);
+            }
+        }
+    }
+    if let Some(into) = &opts.into {
+        let into = crate::config::absolute(into)?;
+        return Ok(records
+            .into_iter()
+            .map(|record| {
+                let root = into.join(&record.name);
+                let target_path = match &record.single_file {
+                    Some(name) => root.join(name),
+                    None => root,
+                };
+                Selected {
+                    record,
+                    spec: StoreSpec {
+                        name: record.name.clone(),
+                        kind: record.kind,
+                        path: target_path.clone(),
+                        key: None,
+                    },
+                    target_path,
+                }
+            })
+            .collect());
+    }
+    if opts.only.is_empty() && !opts.force_topology_mismatch {
+        let live = manifest::topology(opts.config.stores.iter().map(|s| (s.name.as_str(), s.kind)));
+        if live != manifest.topology {
+            return Err(Error::Refused(format!(
+                "the bundle's stores ({}) differ from the config's ({}); restore matching stores with --store NAME, or pass --force-topology-mismatch",
+                describe(manifest.stores.iter().map(|s| (s.name.as_str(), s.kind))),
+                describe(opts.config.stores.iter().map(|s| (s.name.as_str(), s.kind)))
+            )));
+        }
+    }
+    let mut selected = Vec::new();
+    for record in records {
+        let spec = opts.config.stores.iter().find(|s| s.name == record.name).ok_or_else(|| {
+            Error::Refused(format!(
+                "bundle store \"{}\" is not in the config, so it has no target; add it to bundle.toml (or name it with --{} {}=PATH), or restore it with --into DIR",
+                record.name, record.kind, record.name
+            ))
+        })?;
+        if spec.kind != record.kind {
+            return Err(Error::Refused(format!(
+                "store \"{}\" is a {} store in the bundle but a {} store in the config; not restoring across kinds",
+                record.name, record.kind, spec.kind
+            )));
+        }
+        selected.push(Selected {
+            record,
+            spec: spec.clone(),
+            target_path: spec.path.clone(),
+        });
+    }
+    Ok(selected)
+}
+
+fn describe<'a>(stores: impl Iterator<Item = (&'a str, StoreKind)>) -> String {
+    let list: Vec<String> = stores.map(|(n, k)| format!("{n}:{k}")).collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// The short digest that approves exactly one plan: bundle id, manifest hash,
+/// mode, and each store's name and resolved target.
+fn confirm_token(
+    manifest: &Manifest,
+    manifest_sha: &str,
+    mode: Mode,
+    selected: &[Selected<'_>],
+) -> String {
+    let mut lines: Vec<String> = selected
+        .iter()
+        .map(|s| format!("{}\t{}", s.spec.name, s.target_path.display()))
+        .collect();
+    lines.sort();
+    let text = format!(
+        "{}\n{manifest_sha}\n{}\n{}",
+        manifest.id,
+        mode.as_str(),
+        lines.join("\n")
+    );
+    crate::hash::sha256_hex(text.as_bytes())[..12].to_string()
+}
+
+fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String> {
+    let mut notes = Vec::new();
+    if skipped {
+        notes.push(format!(
+            "the store was {} when the bundle was made; nothing to restore, live data left alone",
+            match status {
+                StoreStatus::Absent => "absent",
+                _ => "empty",
+            }
+        ));
+    }
+    for step in steps {
+        match step {
+            Step::Conflict { target, reason } => {
+                notes.push(format!("conflict: {}: {reason}", target.display()))
+            }
+            Step::SqliteMerge {
+                target,
+                missing_columns,
+                virtual_tables,
+                ..
+            } => {
+                if !missing_columns.is_empty() {
+                    notes.push(format!(
+                        "{}: bundle columns the live tables lack are not merged: {}",
+                        target.display(),
+                        missing_columns.join(", ")
+                    ));
+                }
+                if !virtual_tables.is_empty() {
+                    notes.push(format!(
+                        "{}: virtual tables are not merged row by row (full-text indexes are rebuilt): {}",
+                        target.display(),
+                        virtual_tables.join(", ")
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    notes
+}
+
+/// SQLite databases at a target: the file itself for sqlite stores, every file
+/// with an SQLite header inside a dir store.
+fn live_databases(target: &Path, kind: StoreKind) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    match kind {
+        StoreKind::Sqlite => {
+            if target.is_file() && crate::store::sqlite::is_sqlite_file(target)? {
+                out.push(target.to_path_buf());
+            }
+        }
+        StoreKind::Dir => {
+            for entry in walkdir::WalkDir::new(target)
+                .follow_links(false)
+                .into_iter()
+                .flatten()
+            {
+                if entry.file_type().is_file()
+                    && crate::store::sqlite::is_sqlite_file(entry.path())?
+                {
+                    out.push(entry.into_path());
+                }
+            }
+        }
+        StoreKind::Jsonl => {}
+    }
+    Ok(out)
+}
+
+fn tree_bytes(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Refuses (exit 4) when the snapshot's and the restore's bytes do not fit.
+fn check_space(
+    destination: &Path,
+    snapshot_bytes: u64,
+    target: Option<&Path>,
+    restore_bytes: u64,
+) -> Result<()> {
+    // Keep a margin for SQLite journals and temp files.
+    let margin = |n: u64| n + n / 10 + (1 << 20);
+    let (dest_free, dest_dev) = crate::fsutil::free_space(destination)?;
+    let Some(target) = target else { return Ok(()) };
+    let (target_free, target_dev) = crate::fsutil::free_space(target)?;
+    if dest_dev == target_dev {
+        let needed = margin(snapshot_bytes + restore_bytes);
+        if needed > dest_free {
+            return Err(Error::NoSpace {
+                path: destination.to_path_buf(),
+                needed,
+                available: dest_free,
+            });
+        }
+        return Ok(());
+    }
+    for (path, needed, free) in [
+        (destination, margin(snapshot_bytes), dest_free),
+        (target, margin(restore_bytes), target_free),
+    ] {
+        if needed > free {
+            return Err(Error::NoSpace {
+                path: path.to_path_buf(),
+                needed,
+                available: free,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a drill found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    /// Whether the bundle restored cleanly and every check passed.
+    pub ok: bool,
+    /// The bundle folder.
+    pub bundle: PathBuf,
+    /// The bundle id.
+    pub bundle_id: String,
+    /// Per store, what was restored.
+    pub stores: Vec<StoreReport>,
+}
+
+/// Restores every store of the bundle into a temp folder, checks the result
+/// against the manifest, and removes the folder.
+pub fn drill(
+    bundle: &Path,
+    scratch_parent: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<DrillReport> {
+    let scratch = match scratch_parent {
+        Some(p) => tempfile::Builder::new()
+            .prefix("bundle-drill-")
+            .tempdir_in(p),
+        None => tempfile::Builder::new().prefix("bundle-drill-").tempdir(),
+    }
+    .map_err(|e| {
+        Error::io(
+            "could not create a scratch folder in",
+            scratch_parent.unwrap_or(Path::new("/tmp")),
+            e,
+        )
+    })?;
+    let report = restore(
+        &RestoreOptions {
+            bundle: bundle.to_path_buf(),
+            mode: Mode::Replace,
+            only: Vec::new(),
+            config: Config::default(),
+            into: Some(scratch.path().to_path_buf()),
+            dry_run: false,
+            confirm_token: None,
+            safety_snapshot: false,
+            force_topology_mismatch: true,
+        },
+        progress,
+    )?;
+    Ok(DrillReport {
+        ok: report.ok,
+        bundle: report.bundle,
+        bundle_id: report.bundle_id,
+        stores: report.stores,
+    })
+}

@@ -1,0 +1,302 @@
+//! SQLite merge: insert the bundle's rows the live database lacks, in one
+//! transaction, live rows winning every conflict.
+//!
+//! Tables are matched by name and columns by name. A table the live database
+//! lacks is created from the bundle's `CREATE TABLE` with its indexes; triggers
+//! and views in a bundle are never created or run. Virtual tables are not merged
+//! row by row (their shadow tables are skipped); FTS indexes are rebuilt.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+use crate::manifest::SqliteFacts;
+use crate::store::sqlite::{harden, quote_ident, uri_escape};
+
+/// What a merge would do, computed read-only.
+#[derive(Debug, Default)]
+pub struct Estimate {
+    /// Bundle rows absent live (to be inserted).
+    pub missing: u64,
+    /// Bundle rows already present live.
+    pub present: u64,
+    /// `table.column` of bundle columns the live table lacks (not merged).
+    pub missing_columns: Vec<String>,
+}
+
+/// What a merge did.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Bundle rows still absent afterwards (blocked by another unique key; live won).
+    pub conflicts: u64,
+    /// FTS tables whose index was rebuilt.
+    pub rebuilt: Vec<String>,
+}
+
+/// One bundle table and how it maps onto the live database.
+struct TablePlan {
+    name: String,
+    create_sql: String,
+    live_exists: bool,
+    columns: Vec<String>,
+    key: Vec<String>,
+}
+
+impl TablePlan {
+    fn cols(&self, alias: &str) -> String {
+        self.columns
+            .iter()
+            .map(|c| format!("{alias}{}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// SELECT of the bundle rows absent live.
+    fn missing_rows_sql(&self) -> String {
+        let t = quote_ident(&self.name);
+        if !self.live_exists {
+            return format!("SELECT {} FROM bundle.{t}", self.cols(""));
+        }
+        if self.key.is_empty() {
+            return format!(
+                "SELECT {cols} FROM bundle.{t} EXCEPT SELECT {cols} FROM main.{t}",
+                cols = self.cols("")
+            );
+        }
+        let cond = self
+            .key
+            .iter()
+            .map(|k| format!("l.{k} IS b.{k}", k = quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "SELECT {} FROM bundle.{t} AS b WHERE NOT EXISTS (SELECT 1 FROM main.{t} AS l WHERE {cond})",
+            self.cols("b.")
+        )
+    }
+}
+
+fn open_attached(
+    target: &Path,
+    bundle_copy: &Path,
+    read_only: bool,
+) -> rusqlite::Result<Connection> {
+    let mode = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    };
+    let conn = Connection::open_with_flags(
+        target,
+        mode | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    harden(&conn)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let uri = format!("file:{}?immutable=1&mode=ro", uri_escape(bundle_copy));
+    conn.execute("ATTACH DATABASE ?1 AS bundle", [uri])?;
+    Ok(conn)
+}
+
+fn columns(conn: &Connection, schema: &str, table: &str) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare(&format!(
+        "PRAGMA {schema}.table_info({})",
+        quote_ident(table)
+    ))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(5)?)))?
+        .collect();
+    rows
+}
+
+/// The bundle's ordinary tables (not shadow tables of virtual tables) mapped onto live.
+fn table_plans(
+    conn: &Connection,
+    facts: &SqliteFacts,
+    notes: &mut Vec<String>,
+) -> rusqlite::Result<Vec<TablePlan>> {
+    let mut plans = Vec::new();
+    for name in facts.tables.keys() {
+        if facts
+            .virtual_tables
+            .iter()
+            .any(|v| name.starts_with(&format!("{v}_")))
+        {
+            continue;
+        }
+        let create_sql: String = conn.query_row(
+            "SELECT sql FROM bundle.sqlite_schema WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        let live: Vec<(String, i64)> = columns(conn, "main", name)?;
+        let bundle_cols = columns(conn, "bundle", name)?;
+        let live_exists = !live.is_empty();
+        let mut cols = Vec::new();
+        for (col, _) in &bundle_cols {
+            if !live_exists || live.iter().any(|(l, _)| l.eq_ignore_ascii_case(col)) {
+                cols.push(col.clone());
+            } else {
+                notes.push(format!("{name}.{col}"));
+            }
+        }
+        let mut key: Vec<(String, i64)> = if live_exists {
+            live.iter().filter(|(_, pk)| *pk > 0).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        key.sort_by_key(|(_, pk)| *pk);
+        let key: Vec<String> = key.into_iter().map(|(c, _)| c).collect();
+        let key_usable = key
+            .iter()
+            .all(|k| cols.iter().any(|c| c.eq_ignore_ascii_case(k)));
+        plans.push(TablePlan {
+            name: name.clone(),
+            create_sql,
+            live_exists,
+            columns: cols,
+            key: if key_usable { key } else { Vec::new() },
+        });
+    }
+    Ok(plans)
+}
+
+/// Counts, read-only, what merging `bundle_copy` into `target` would insert.
+pub fn estimate(target: &Path, bundle_copy: &Path, facts: &SqliteFacts) -> Result<Estimate> {
+    let sq = |e| Error::sqlite(target, e);
+    let conn = open_attached(target, bundle_copy, true).map_err(sq)?;
+    let mut est = Estimate::default();
+    for plan in table_plans(&conn, facts, &mut est.missing_columns).map_err(sq)? {
+        let missing = count_missing(&conn, &plan).map_err(sq)?;
+        let total = facts.tables.get(&plan.name).copied().unwrap_or(0);
+        est.missing += missing;
+        est.present += total.saturating_sub(missing);
+    }
+    Ok(est)
+}
+
+fn count_missing(conn: &Connection, plan: &TablePlan) -> rusqlite::Result<u64> {
+    if plan.columns.is_empty() {
+        return Ok(0);
+    }
+    let n: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM ({})", plan.missing_rows_sql()),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
+}
+
+/// Merges in one transaction, refusing rows that add foreign-key violations; rebuilds FTS
+/// indexes; then counts bundle rows still absent (conflicts the live side won).
+pub fn merge(target: &Path, bundle_copy: &Path, facts: &SqliteFacts) -> Result<Merged> {
+    let sq = |e| Error::sqlite(target, e);
+    let mut conn = open_attached(target, bundle_copy, false).map_err(sq)?;
+    // Foreign keys are checked once, before commit, against the violations
+    // that already existed: the merge may not add any. (Enforcing them row by
+    // row would fail on schemas with dangling references, which exist.)
+    conn.execute_batch("PRAGMA foreign_keys = OFF")
+        .map_err(sq)?;
+    let mut merged = Merged::default();
+    let mut ignored = Vec::new();
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sq)?;
+    let plans = table_plans(&tx, facts, &mut ignored).map_err(sq)?;
+    for plan in &plans {
+        if !plan.live_exists {
+            create_table(&tx, plan).map_err(sq)?;
+        }
+        if plan.columns.is_empty() {
+            continue;
+        }
+        let before = fk_violations(&tx, &plan.name).map_err(sq)?;
+        let sql = format!(
+            "INSERT OR IGNORE INTO main.{} ({}) {}",
+            quote_ident(&plan.name),
+            plan.cols(""),
+            plan.missing_rows_sql()
+        );
+        let inserted = tx.execute(&sql, []).map_err(sq)? as u64;
+        merged.inserted += inserted;
+        if inserted > 0 {
+            let after = fk_violations(&tx, &plan.name).map_err(sq)?;
+            if after > before {
+                return Err(Error::CheckFailed {
+                    store: target.display().to_string(),
+                    reason: format!(
+                        "merging table {} would add {} row(s) whose foreign keys point nowhere; nothing was changed",
+                        plan.name,
+                        after - before
+                    ),
+                });
+            }
+        }
+    }
+    for vt in &facts.virtual_tables {
+        let sql: Option<String> = tx
+            .query_row(
+                "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?1",
+                [vt],
+                |r| r.get(0),
+            )
+            .ok();
+        let is_fts = sql.is_some_and(|s| {
+            let s = s.to_ascii_lowercase();
+            s.contains("fts5") || s.contains("fts4")
+        });
+        if is_fts {
+            let q = quote_ident(vt);
+            tx.execute(&format!("INSERT INTO main.{q}({q}) VALUES ('rebuild')"), [])
+                .map_err(sq)?;
+            merged.rebuilt.push(vt.clone());
+        }
+    }
+    tx.commit().map_err(|e| Error::CheckFailed {
+        store: target.display().to_string(),
+        reason: format!("the merge could not commit (nothing was changed): {e}"),
+    })?;
+    let mut unused = Vec::new();
+    for plan in table_plans(&conn, facts, &mut unused).map_err(sq)? {
+        merged.conflicts += count_missing(&conn, &plan).map_err(sq)?;
+    }
+    Ok(merged)
+}
+
+/// Rows of `table` whose foreign keys have no parent row (or parent table).
+fn fk_violations(conn: &Connection, table: &str) -> rusqlite::Result<u64> {
+    let mut stmt = conn.prepare(&format!(
+        "PRAGMA main.foreign_key_check({})",
+        quote_ident(table)
+    ))?;
+    let mut rows = stmt.query([])?;
+    let mut n = 0;
+    while rows.next()?.is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Creates a table the live database lacks, with its indexes (never triggers or views).
+fn create_table(conn: &Connection, plan: &TablePlan) -> rusqlite::Result<()> {
+    let upper = plan.create_sql.trim_start().to_ascii_uppercase();
+    if !upper.starts_with("CREATE TABLE") {
+        return Err(rusqlite::Error::InvalidQuery);
+    }
+    conn.execute(&plan.create_sql, [])?;
+    let mut stmt = conn.prepare(
+        "SELECT sql FROM bundle.sqlite_schema WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL",
+    )?;
+    let indexes = stmt
+        .query_map([&plan.name], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for sql in indexes {
+        let upper = sql.trim_start().to_ascii_uppercase();
+        if upper.starts_with("CREATE INDEX") || upper.starts_with("CREATE UNIQUE INDEX") {
+            conn.execute(&sql, [])?;
+        }
+    }
+    Ok(())
+}
