@@ -68,3 +68,44 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn chroma_directory_restored_by_replace_answers_as_before() {
+    let Some(python) = python_with("chromadb") else {
+        return;
+    };
+    let ws = Workspace::new();
+    let store = ws.path("chroma");
+    helper(&python, "make", &store);
+    let before = helper(&python, "query", &store);
+    let bundle = ws.create(&["--dest", "b", "--dir", "vectors=chroma"]);
+    helper(&python, "mutate", &store);
+    let changed = helper(&python, "query", &store);
+    assert_ne!(changed, before);
+
+    let b = bundle.to_str().unwrap();
+    let dry = ws.run(&[
+        "--json",
+        "restore",
+        b,
+        "--mode",
+        "replace",
+        "--dry-run",
+        "--dir",
+        "vectors=chroma",
+    ]);
+    dry.code(0);
+    let token = dry.json()["confirm_token"].as_str().unwrap().to_string();
+    ws.run(&[
+        "restore",
+        b,
+        "--mode",
+        "replace",
+        "--confirm-token",
+        &token,
+        "--dir",
+        "vectors=chroma",
+    ])
+    .code(0);
+    assert_eq!(helper(&python, "query", &store), before);
+}

@@ -2,6 +2,7 @@
 
 Usage:
   chroma_helper.py make DIR    # a collection "notes" with explicit embeddings
+  chroma_helper.py mutate DIR  # deletes 40 notes and adds one
   chroma_helper.py query DIR   # prints the nearest neighbours of fixed vectors as JSON
 
 Embeddings are explicit (no model download). Used by the Rust integration tests.
@@ -43,6 +44,12 @@ def make(path):
         )
 
 
+def mutate(path):
+    col = client(path).get_collection("notes", embedding_function=None)
+    col.delete(ids=[f"note-{i}" for i in range(0, 40)])
+    col.add(ids=["intruder"], embeddings=[vector(3)], documents=["not in the backup"])
+
+
 def query(path):
     col = client(path).get_collection("notes", embedding_function=None)
     res = col.query(query_embeddings=[vector(3), vector(77)], n_results=5)
@@ -51,4 +58,4 @@ def query(path):
 
 
 if __name__ == "__main__":
-    {"make": make, "query": query}[sys.argv[1]](sys.argv[2])
+    {"make": make, "mutate": mutate, "query": query}[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,610 @@
+//! `bundle restore` and `bundle drill`: the runbook as tests, on real rows,
+//! real bytes and real exit codes.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::support::{count, demo_stores, make_writable, Workspace};
+
+fn sql(ws: &Workspace, batch: &str) {
+    Connection::open(ws.path("data/memory.db"))
+        .unwrap()
+        .execute_batch(batch)
+        .unwrap();
+}
+
+fn notes(ws: &Workspace) -> Vec<String> {
+    let conn = Connection::open(ws.path("data/memory.db")).unwrap();
+    let mut stmt = conn.prepare("SELECT body FROM notes ORDER BY id").unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn read(ws: &Workspace, rel: &str) -> String {
+    std::fs::read_to_string(ws.path(rel)).unwrap()
+}
+
+/// Runs a dry run and returns the plan's confirm token.
+fn token(ws: &Workspace, bundle: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--dry-run",
+    ];
+    args.extend_from_slice(extra);
+    let run = ws.run(&args);
+    run.code(0);
+    run.json()["confirm_token"].as_str().unwrap().to_string()
+}
+
+fn replace(ws: &Workspace, bundle: &Path, extra: &[&str]) -> Value {
+    let tok = token(ws, bundle, extra);
+    let mut args = vec![
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--confirm-token",
+        &tok,
+    ];
+    args.extend_from_slice(extra);
+    let run = ws.run(&args);
+    run.code(0);
+    run.json()
+}
+
+fn mutate_everything(ws: &Workspace) {
+    sql(
+        ws,
+        "INSERT INTO notes(project_id, body) VALUES (2, 'added later');
+             DELETE FROM notes WHERE body = 'basil';
+             UPDATE notes SET body = 'TOMATOES' WHERE body = 'tomatoes';",
+    );
+    ws.write(
+        "data/kb/b.jsonl",
+        "{\"id\":3,\"changed\":true}\n{\"id\":4}\n",
+    );
+    std::fs::remove_file(ws.path("data/kb/2026/a.jsonl")).unwrap();
+    ws.write("data/kb/new.jsonl", "{\"id\":9}\n");
+    ws.write("data/vectors/seg-1/data_level0.bin", "rewritten segment");
+    ws.write("data/vectors/seg-2/extra.bin", "new segment");
+}
+
+#[test]
+fn drill_story_replace_then_undo_with_the_safety_snapshot() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let baseline = ws.create(&[]);
+    let baseline_notes = notes(&ws);
+    let inode = std::fs::metadata(ws.path("data/vectors")).unwrap().ino();
+
+    mutate_everything(&ws);
+    let mutated_notes = notes(&ws);
+    assert_ne!(mutated_notes, baseline_notes);
+
+    let out = replace(&ws, &baseline, &[]);
+    assert_eq!(out["ok"], true);
+    assert_eq!(out["mode"], "replace");
+    // Baseline back, mutations gone, in every kind.
+    assert_eq!(notes(&ws), baseline_notes);
+    assert_eq!(read(&ws, "data/kb/b.jsonl"), "{\"id\":3}\n");
+    assert_eq!(
+        read(&ws, "data/kb/2026/a.jsonl"),
+        "{\"id\":1,\"t\":\"x\"}\n{\"id\":2,\"t\":\"y\"}\n"
+    );
+    assert!(!ws.path("data/kb/new.jsonl").exists());
+    assert_eq!(
+        read(&ws, "data/kb/README.txt"),
+        "not a jsonl file\n",
+        "non-jsonl files are not the store's"
+    );
+    assert_eq!(
+        read(&ws, "data/vectors/seg-1/data_level0.bin"),
+        "binary-ish segment bytes"
+    );
+    assert!(!ws.path("data/vectors/seg-2").exists());
+    assert_eq!(
+        std::fs::metadata(ws.path("data/vectors")).unwrap().ino(),
+        inode,
+        "same directory"
+    );
+    let stores = out["stores"].as_array().unwrap();
+    let kb = stores.iter().find(|s| s["name"] == "kb").unwrap();
+    assert_eq!(kb["action"], "replace");
+    assert_eq!(kb["removed"], 1);
+    for key in ["inserted", "appended", "written", "removed", "kept"] {
+        assert!(kb[key].is_u64(), "{key} in {kb}");
+    }
+
+    // The safety snapshot holds the mutations and undoes the restore.
+    let snapshot = PathBuf::from(out["safety_snapshot"].as_str().unwrap());
+    let m = ws.manifest(&snapshot);
+    assert_eq!(m["reason"], "pre-restore");
+    assert_eq!(
+        m["restoring"],
+        baseline.file_name().unwrap().to_str().unwrap()
+    );
+    ws.run(&["verify", snapshot.to_str().unwrap()]).code(0);
+    replace(&ws, &snapshot, &[]);
+    assert_eq!(notes(&ws), mutated_notes);
+    assert_eq!(read(&ws, "data/kb/new.jsonl"), "{\"id\":9}\n");
+    assert_eq!(read(&ws, "data/vectors/seg-2/extra.bin"), "new segment");
+    assert!(!ws.path("data/kb/2026/a.jsonl").exists());
+    // Restoring A then B left both safety snapshots.
+    let listed = ws.run(&["--json", "list"]).json();
+    let reasons: Vec<&Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| &b["reason"])
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "pre-restore").count(),
+        2,
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn merge_brings_back_deleted_rows_keeps_new_ones_and_is_idempotent() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    sql(
+        &ws,
+        "CREATE TABLE log(msg TEXT, n INTEGER); INSERT INTO log VALUES ('a', 1), ('b', 2);",
+    );
+    let bundle = ws.create(&[]);
+    sql(
+        &ws,
+        "DELETE FROM notes WHERE body = 'basil';
+              UPDATE notes SET body = 'TOMATOES (live)' WHERE body = 'tomatoes';
+              INSERT INTO notes(project_id, body) VALUES (2, 'added later');
+              DELETE FROM log WHERE msg = 'a'; INSERT INTO log VALUES ('c', 3);",
+    );
+    ws.write(
+        "data/kb/b.jsonl",
+        "{\"id\":3,\"v\":\"live wins\"}\n{\"id\":5}\n",
+    );
+
+    let run = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "merge",
+    ]);
+    run.code(0);
+    let out = run.json();
+    assert!(out["safety_snapshot"].is_string());
+    let mem = out["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "memory")
+        .unwrap()
+        .clone();
+    assert_eq!(mem["inserted"], 2, "basil and log 'a': {mem}");
+    let mut got = notes(&ws);
+    got.sort();
+    assert_eq!(got, ["TOMATOES (live)", "added later", "basil", "trains"]);
+    assert_eq!(
+        count(&ws.path("data/memory.db"), "log"),
+        3,
+        "no-key table: no duplicates"
+    );
+    // JSONL merge by key: live record 3 wins, the bundle's missing records are appended.
+    assert_eq!(
+        read(&ws, "data/kb/b.jsonl"),
+        "{\"id\":3,\"v\":\"live wins\"}\n{\"id\":5}\n"
+    );
+
+    ws.write("data/kb/2026/a.jsonl", "{\"id\":2,\"t\":\"edited\"}\n");
+    let out = ws
+        .run(&[
+            "--json",
+            "restore",
+            bundle.to_str().unwrap(),
+            "--mode",
+            "merge",
+        ])
+        .json();
+    assert_eq!(
+        read(&ws, "data/kb/2026/a.jsonl"),
+        "{\"id\":2,\"t\":\"edited\"}\n{\"id\":1,\"t\":\"x\"}\n"
+    );
+    let again = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "merge",
+    ]);
+    again.code(0);
+    for store in again.json()["stores"].as_array().unwrap() {
+        assert_eq!(store["inserted"], 0, "{store}");
+        assert_eq!(store["appended"], 0, "{store}");
+        assert_eq!(store["written"], 0, "{store}");
+    }
+    let _ = out;
+    assert_eq!(count(&ws.path("data/memory.db"), "notes"), 4);
+    // The FTS index was rebuilt and still answers.
+    let hits: i64 = Connection::open(ws.path("data/memory.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM notes_fts WHERE notes_fts MATCH 'trains'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(hits, 1);
+}
+
+#[test]
+fn replace_is_refused_without_the_right_token() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let first = ws.create(&[]);
+    let second = ws.create(&[]);
+    sql(
+        &ws,
+        "INSERT INTO notes(project_id, body) VALUES (1, 'keep me')",
+    );
+    let before = std::fs::read(ws.path("data/memory.db")).unwrap();
+    let b1 = first.to_str().unwrap();
+
+    let run = ws.run(&["restore", b1, "--mode", "replace"]);
+    run.code(3);
+    assert!(
+        run.stdout.contains("confirm token: "),
+        "plan and token are printed: {}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("--confirm-token"), "{}", run.stderr);
+
+    let other_bundle = token(&ws, &second, &[]);
+    let run = ws.run(&[
+        "restore",
+        b1,
+        "--mode",
+        "replace",
+        "--confirm-token",
+        &other_bundle,
+    ]);
+    run.code(3);
+    assert!(
+        run.stderr.contains("does not approve this plan"),
+        "{}",
+        run.stderr
+    );
+
+    let other_stores = token(&ws, &first, &["--store", "kb"]);
+    let run = ws.run(&[
+        "restore",
+        b1,
+        "--mode",
+        "replace",
+        "--confirm-token",
+        &other_stores,
+    ]);
+    run.code(3);
+
+    assert_eq!(
+        std::fs::read(ws.path("data/memory.db")).unwrap(),
+        before,
+        "nothing written"
+    );
+    assert!(notes(&ws).contains(&"keep me".to_string()));
+    let listed = ws.run(&["--json", "list"]).json();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        2,
+        "no safety snapshot for a refused plan"
+    );
+}
+
+#[test]
+fn tampered_bundle_is_refused_before_any_write() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    make_writable(&bundle);
+    std::fs::write(bundle.join("kb/b.jsonl"), "{\"id\":666}\n").unwrap();
+    std::fs::remove_file(ws.path("data/kb/b.jsonl")).unwrap();
+    let before = std::fs::read(ws.path("data/memory.db")).unwrap();
+    for mode in ["merge", "replace"] {
+        let run = ws.run(&[
+            "restore",
+            bundle.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--confirm-token",
+            "x",
+        ]);
+        run.code(1);
+        assert!(run.stderr.contains("failed verification"), "{}", run.stderr);
+    }
+    assert!(!ws.path("data/kb/b.jsonl").exists());
+    assert_eq!(std::fs::read(ws.path("data/memory.db")).unwrap(), before);
+    let run = ws.run(&["drill", bundle.to_str().unwrap()]);
+    run.code(1);
+}
+
+#[test]
+fn a_database_held_by_a_writer_is_refused() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let writer = Connection::open(ws.path("data/memory.db")).unwrap();
+    writer
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO projects VALUES (7, 'open');")
+        .unwrap();
+    let run = ws.run(&["restore", bundle.to_str().unwrap(), "--mode", "merge"]);
+    run.code(3);
+    assert!(run.stderr.contains("store \"memory\""), "{}", run.stderr);
+    assert!(run.stderr.contains("stop the service"), "{}", run.stderr);
+    writer.execute_batch("COMMIT").unwrap();
+    drop(writer);
+    ws.run(&["restore", bundle.to_str().unwrap(), "--mode", "merge"])
+        .code(0);
+}
+
+#[test]
+fn stale_wal_beside_the_target_does_not_survive_replace() {
+    let ws = Workspace::new();
+    ws.sqlite(
+        "db/app.db",
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('bundle');",
+    );
+    let bundle = ws.create(&["--dest", "b", "--sqlite", "app=db/app.db"]);
+    ws.sqlite("db/app.db", "INSERT INTO t(v) VALUES ('later');");
+    std::fs::write(
+        ws.path("db/app.db-wal"),
+        "MARKER stale wal from another life",
+    )
+    .unwrap();
+    replace(&ws, &bundle, &["--sqlite", "app=db/app.db"]);
+    let wal = std::fs::read(ws.path("db/app.db-wal")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&wal).contains("MARKER"));
+    assert_eq!(count(&ws.path("db/app.db"), "t"), 1);
+}
+
+#[test]
+fn wal_target_with_another_page_size_is_replaced_atomically() {
+    let ws = Workspace::new();
+    ws.sqlite(
+        "db/app.db",
+        "PRAGMA page_size=8192; CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);",
+    );
+    let bundle = ws.create(&["--dest", "b", "--sqlite", "app=db/app.db"]);
+    std::fs::remove_file(ws.path("db/app.db")).unwrap();
+    ws.sqlite("db/app.db", "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; CREATE TABLE other(y); INSERT INTO other VALUES (9);");
+    replace(&ws, &bundle, &["--sqlite", "app=db/app.db"]);
+    assert_eq!(count(&ws.path("db/app.db"), "t"), 2);
+    let conn = Connection::open(ws.path("db/app.db")).unwrap();
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let others: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'other'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(others, 0);
+}
+
+#[test]
+fn into_restores_anywhere_but_only_into_an_empty_folder() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    ws.write("scratch-full/keep.txt", "mine");
+    let run = ws.run(&[
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--into",
+        "scratch-full",
+    ]);
+    run.code(3);
+    assert!(run.stderr.contains("not empty"), "{}", run.stderr);
+    assert_eq!(read(&ws, "scratch-full/keep.txt"), "mine");
+
+    let run = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--into",
+        "scratch",
+    ]);
+    run.code(0);
+    assert!(run.json()["safety_snapshot"].is_null());
+    assert_eq!(count(&ws.path("scratch/memory/memory.db"), "notes"), 3);
+    assert_eq!(read(&ws, "scratch/kb/b.jsonl"), "{\"id\":3}\n");
+    assert_eq!(
+        read(&ws, "scratch/vectors/seg-1/data_level0.bin"),
+        "binary-ish segment bytes"
+    );
+}
+
+#[test]
+fn targets_come_from_the_config_and_topology_must_match() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let b = bundle.to_str().unwrap();
+    // The config loses the kb store: the whole bundle no longer matches.
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"memory\"\nkind = \"sqlite\"\npath = \"data/memory.db\"\n\
+         [[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"data/vectors\"\n",
+    );
+    let run = ws.run(&["restore", b, "--mode", "merge"]);
+    run.code(3);
+    assert!(
+        run.stderr.contains("differ from the config"),
+        "{}",
+        run.stderr
+    );
+    let run = ws.run(&["restore", b, "--mode", "merge", "--store", "kb"]);
+    run.code(3);
+    assert!(run.stderr.contains("not in the config"), "{}", run.stderr);
+    ws.run(&["restore", b, "--mode", "merge", "--store", "memory"])
+        .code(0);
+    // Another kind under the same name is refused.
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"memory\"\nkind = \"dir\"\npath = \"data/x\"\n",
+    );
+    let run = ws.run(&["restore", b, "--mode", "merge", "--store", "memory"]);
+    run.code(3);
+    assert!(
+        run.stderr.contains("not restoring across kinds"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_interrupted_restore_blocks_create_until_it_is_finished() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let id = bundle.file_name().unwrap().to_str().unwrap();
+    let journal = serde_json::json!({
+        "bundle": bundle, "bundle_id": id, "mode": "merge",
+        "stores": ["kb", "memory", "vectors"], "token": "abc", "safety_snapshot": null,
+        "started_at": "2026-11-23T00:00:00Z"
+    });
+    std::fs::write(
+        ws.path("backups/.restore-journal.json"),
+        journal.to_string(),
+    )
+    .unwrap();
+    let run = ws.run(&["create"]);
+    run.code(3);
+    assert!(run.stderr.contains("was interrupted"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("bundle restore {}", bundle.display())),
+        "{}",
+        run.stderr
+    );
+    let run = ws.run(&[
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "merge",
+        "--store",
+        "kb",
+    ]);
+    run.code(3);
+    // Re-running the same restore finishes it.
+    let run = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "merge",
+    ]);
+    run.code(0);
+    assert_eq!(run.json()["resumed"], true);
+    assert!(!ws.path("backups/.restore-journal.json").exists());
+    ws.run(&["create"]).code(0);
+}
+
+#[test]
+fn drill_passes_on_a_good_bundle_and_leaves_nothing_behind() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let before = std::fs::read(ws.path("data/memory.db")).unwrap();
+    let run = ws.run(&["--json", "drill", "latest"]);
+    run.code(0);
+    let out = run.json();
+    assert_eq!(out["ok"], true);
+    assert_eq!(out["stores"].as_array().unwrap().len(), 3);
+    assert_eq!(std::fs::read(ws.path("data/memory.db")).unwrap(), before);
+    let listed = ws.run(&["--json", "list"]).json();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "a drill takes no snapshot"
+    );
+    let _ = bundle;
+}
+
+#[test]
+fn merge_never_runs_triggers_or_views_from_the_bundle() {
+    let ws = Workspace::new();
+    ws.sqlite(
+        "db/app.db",
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         CREATE TABLE audit(msg TEXT);
+         INSERT INTO t(v) VALUES ('one');",
+    );
+    let bundle = ws.create(&["--dest", "b", "--sqlite", "app=db/app.db"]);
+    // Forge a bundle whose copy carries a trigger and a new table with a view.
+    make_writable(&bundle);
+    let copy = bundle.join("app/app.db");
+    Connection::open(&copy)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE extra(id INTEGER PRIMARY KEY, x TEXT); INSERT INTO extra(x) VALUES ('e');
+             CREATE TRIGGER evil AFTER INSERT ON t BEGIN INSERT INTO audit VALUES ('pwned'); END;
+             CREATE VIEW v AS SELECT * FROM t;",
+        )
+        .unwrap();
+    // Re-seal the manifest as a forger would (sizes, hashes, counts).
+    let mpath = bundle.join("bundle-meta.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let bytes = std::fs::read(&copy).unwrap();
+    let file = &mut m["stores"][0]["files"][0];
+    file["bytes"] = Value::from(bytes.len());
+    file["sha256"] = Value::from(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    file["sqlite"]["tables"]["extra"] = Value::from(1);
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+
+    ws.sqlite("db/app.db", "DELETE FROM t;");
+    ws.run(&[
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "merge",
+        "--sqlite",
+        "app=db/app.db",
+    ])
+    .code(0);
+    let live = Connection::open(ws.path("db/app.db")).unwrap();
+    let n = |q: &str| live.query_row(q, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(n("SELECT count(*) FROM t"), 1);
+    assert_eq!(
+        n("SELECT count(*) FROM extra"),
+        1,
+        "missing tables are created"
+    );
+    assert_eq!(
+        n("SELECT count(*) FROM audit"),
+        0,
+        "the bundle's trigger never ran"
+    );
+    assert_eq!(
+        n("SELECT count(*) FROM sqlite_schema WHERE type IN ('trigger', 'view')"),
+        0
+    );
+}
