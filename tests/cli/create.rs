@@ -416,3 +416,41 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+#[test]
+fn a_dir_store_that_keeps_changing_fails_with_advice() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let ws = Workspace::new();
+    ws.write("vec/segment.bin", &"x".repeat(4 << 20));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let path = ws.path("vec/segment.bin");
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                f.write_all(b"more").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let run = ws.run(&["create", "--dest", "b", "--dir", "vec=vec"]);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    run.code(1);
+    assert!(run.stderr.contains("kept changing"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("stop the application"),
+        "{}",
+        run.stderr
+    );
+    let left: Vec<_> = std::fs::read_dir(ws.path("b"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "only the lock file remains: {left:?}");
+}
