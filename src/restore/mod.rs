@@ -302,6 +302,14 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         safety_snapshot = Some(outcome.path);
         report.safety_snapshot = safety_snapshot.clone();
     }
+    // One writer per destination: no create or other restore while applying.
+    let _lock = match opts.into {
+        None => {
+            crate::fsutil::create_dir_all(&destination)?;
+            Some(crate::bundle::lock::DestinationLock::acquire(&destination)?)
+        }
+        Some(_) => None,
+    };
     if opts.into.is_none() {
         journal::write(
             &destination,
