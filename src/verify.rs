@@ -132,9 +132,7 @@ impl Checker<'_> {
                 format!("id \"{}\" is not a bundle id", m.id),
             );
         }
-        if jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%#z", &m.created_at).is_err()
-            && m.created_at.parse::<jiff::Timestamp>().is_err()
-        {
+        if m.created_at.parse::<jiff::Timestamp>().is_err() {
             self.add(
                 None,
                 Some(MANIFEST_FILE),

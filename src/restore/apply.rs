@@ -6,9 +6,8 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
@@ -18,13 +17,10 @@ use crate::hash::{finish_hex, BUF_SIZE};
 use crate::manifest::SqliteFacts;
 use crate::restore::plan::{Counts, Step};
 use crate::restore::{identity, sqlite_merge};
-use crate::store::sqlite::{inspect, open_copy, run_check};
+use crate::store::sqlite::{backup_all, inspect, open_copy, run_check, SIDECARS};
 
-/// SQLite's sidecar suffixes.
-const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
-
-/// Executes one store's steps; returns what was actually done.
-pub fn apply(steps: &[Step]) -> Result<(Counts, Vec<String>)> {
+/// Executes store `store`'s steps; returns what was actually done.
+pub fn apply(store: &str, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
     let mut done = Counts::default();
     let mut notes = Vec::new();
     for step in steps {
@@ -41,11 +37,11 @@ pub fn apply(steps: &[Step]) -> Result<(Counts, Vec<String>)> {
             Step::SqliteMerge {
                 source,
                 target,
+                facts,
                 present,
                 ..
             } => {
-                let facts = bundle_facts(source)?;
-                let merged = sqlite_merge::merge(target, source, &facts)?;
+                let merged = sqlite_merge::merge(store, target, source, facts)?;
                 done.inserted += merged.inserted;
                 done.kept += present;
                 done.conflicts += merged.conflicts;
@@ -162,20 +158,6 @@ pub fn check(steps: &[Step]) -> Result<Vec<String>> {
     Ok(problems)
 }
 
-/// Facts of a bundle database read from the copy itself.
-fn bundle_facts(source: &Path) -> Result<SqliteFacts> {
-    let conn = open_copy(source).map_err(|e| Error::sqlite(source, e))?;
-    let (tables, virtual_tables) = inspect(&conn).map_err(|e| Error::sqlite(source, e))?;
-    Ok(SqliteFacts {
-        tables,
-        virtual_tables,
-        page_size: 0,
-        integrity: String::new(),
-        check: String::new(),
-        source_journal_mode: String::new(),
-    })
-}
-
 /// Full integrity check and table counts of a restored database.
 pub fn check_database(target: &Path, facts: &SqliteFacts) -> Result<Vec<String>> {
     let sq = |e| Error::sqlite(target, e);
@@ -236,7 +218,7 @@ enum BackupFailure {
     Sqlite(rusqlite::Error),
 }
 
-/// Copies the bundle database into the live one in a single backup step.
+/// Copies the bundle database into the live one through the backup API.
 fn backup_into(source: &Path, target: &Path) -> std::result::Result<(), BackupFailure> {
     let src = open_copy(source).map_err(BackupFailure::Sqlite)?;
     let mut dst = Connection::open_with_flags(
@@ -246,29 +228,13 @@ fn backup_into(source: &Path, target: &Path) -> std::result::Result<(), BackupFa
     .map_err(BackupFailure::Sqlite)?;
     dst.busy_timeout(Duration::from_secs(5))
         .map_err(BackupFailure::Sqlite)?;
-    let backup = Backup::new(&src, &mut dst).map_err(BackupFailure::Sqlite)?;
-    let started = Instant::now();
-    loop {
-        match backup.step(-1) {
-            Ok(StepResult::Done) => break,
-            Ok(_) if started.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Ok(_) => {
-                return Err(BackupFailure::Sqlite(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                    Some("the live database stayed locked; stop the service using it".into()),
-                )))
-            }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ReadOnly =>
-            {
-                return Err(BackupFailure::Unsupported)
-            }
-            Err(e) => return Err(BackupFailure::Sqlite(e)),
+    match backup_all(&src, &mut dst) {
+        Ok(()) => {}
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ReadOnly => {
+            return Err(BackupFailure::Unsupported)
         }
+        Err(e) => return Err(BackupFailure::Sqlite(e)),
     }
-    drop(backup);
     dst.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .map_err(BackupFailure::Sqlite)?;
     Ok(())

@@ -112,8 +112,7 @@ pub fn append_missing(live: &Path, bundle: &Path, key: Option<&str>) -> Result<u
         if !ends_with_newline {
             out.write_all(b"\n")?;
         }
-        let mut result = Ok(());
-        let walked = each_bundle_record(bundle, key, &mut ids, |line, present| {
+        each_bundle_record(bundle, key, &mut ids, |line, present| {
             if !present {
                 out.write_all(line)?;
                 if !line.ends_with(b"\n") {
@@ -122,11 +121,8 @@ pub fn append_missing(live: &Path, bundle: &Path, key: Option<&str>) -> Result<u
                 appended += 1;
             }
             Ok(())
-        });
-        if let Err(e) = walked {
-            result = Err(std::io::Error::other(e.to_string()));
-        }
-        result
+        })
+        .map_err(|e| std::io::Error::other(e.to_string()))
     })?;
     Ok(appended)
 }

@@ -328,7 +328,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     let mut problems = Vec::new();
     for store in &mut report.stores {
         progress.start(&format!("restoring {}", store.name), None);
-        let (done, notes) = apply::apply(&store.steps)?;
+        let (done, notes) = apply::apply(&store.name, &store.steps)?;
         progress.finish();
         store.counts = done;
         store.notes.extend(notes);
@@ -492,7 +492,7 @@ fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String>
             Step::SqliteMerge {
                 target,
                 missing_columns,
-                virtual_tables,
+                facts,
                 ..
             } => {
                 if !missing_columns.is_empty() {
@@ -502,11 +502,11 @@ fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String>
                         missing_columns.join(", ")
                     ));
                 }
-                if !virtual_tables.is_empty() {
+                if !facts.virtual_tables.is_empty() {
                     notes.push(format!(
                         "{}: virtual tables are not merged row by row (full-text indexes are rebuilt): {}",
                         target.display(),
-                        virtual_tables.join(", ")
+                        facts.virtual_tables.join(", ")
                     ));
                 }
             }

@@ -191,7 +191,12 @@ fn count_missing(conn: &Connection, plan: &TablePlan) -> rusqlite::Result<u64> {
 
 /// Merges in one transaction, refusing rows that add foreign-key violations; rebuilds FTS
 /// indexes; then counts bundle rows still absent (conflicts the live side won).
-pub fn merge(target: &Path, bundle_copy: &Path, facts: &SqliteFacts) -> Result<Merged> {
+pub fn merge(
+    store: &str,
+    target: &Path,
+    bundle_copy: &Path,
+    facts: &SqliteFacts,
+) -> Result<Merged> {
     let sq = |e| Error::sqlite(target, e);
     let mut conn = open_attached(target, bundle_copy, false).map_err(sq)?;
     // Foreign keys are checked once, before commit, against the violations
@@ -225,9 +230,10 @@ pub fn merge(target: &Path, bundle_copy: &Path, facts: &SqliteFacts) -> Result<M
             let after = fk_violations(&tx, &plan.name).map_err(sq)?;
             if after > before {
                 return Err(Error::CheckFailed {
-                    store: target.display().to_string(),
+                    store: store.to_string(),
                     reason: format!(
-                        "merging table {} would add {} row(s) whose foreign keys point nowhere; nothing was changed",
+                        "{}: merging table {} would add {} row(s) whose foreign keys point nowhere; nothing was changed",
+                        target.display(),
                         plan.name,
                         after - before
                     ),
@@ -255,8 +261,11 @@ pub fn merge(target: &Path, bundle_copy: &Path, facts: &SqliteFacts) -> Result<M
         }
     }
     tx.commit().map_err(|e| Error::CheckFailed {
-        store: target.display().to_string(),
-        reason: format!("the merge could not commit (nothing was changed): {e}"),
+        store: store.to_string(),
+        reason: format!(
+            "{}: the merge could not commit (nothing was changed): {e}",
+            target.display()
+        ),
     })?;
     let mut unused = Vec::new();
     for plan in table_plans(&conn, facts, &mut unused).map_err(sq)? {

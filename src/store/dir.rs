@@ -19,9 +19,6 @@ use crate::store::{manifest_path, plain, sqlite, CaptureContext, Captured, Store
 /// How many times a store whose files keep changing is captured before failing.
 const ATTEMPTS: usize = 3;
 
-/// Suffixes of SQLite's sidecar files.
-const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
-
 /// The `dir` store kind.
 pub struct DirStore;
 
@@ -175,7 +172,7 @@ fn is_sidecar(path: &Path) -> Result<bool> {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return Ok(false);
     };
-    for suffix in SIDECARS {
+    for suffix in sqlite::SIDECARS {
         if let Some(base) = name.strip_suffix(suffix) {
             let db = path.with_file_name(base);
             if db.is_file() && sqlite::is_sqlite_file(&db)? {

@@ -97,7 +97,7 @@ pub fn plan_removals(
         if entry.file_type().is_dir() || !consider(&entry) || wanted.contains(entry.path()) {
             continue;
         }
-        let is_sidecar = ["-wal", "-shm", "-journal"].iter().any(|suffix| {
+        let is_sidecar = sqlite::SIDECARS.iter().any(|suffix| {
             let name = entry.path().as_os_str().to_string_lossy();
             name.strip_suffix(suffix)
                 .is_some_and(|base| databases.contains(Path::new(base)))

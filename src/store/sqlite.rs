@@ -24,6 +24,9 @@ use crate::store::{file_name_of, manifest_path, CaptureContext, Captured, StoreH
 /// The 16-byte header every SQLite 3 database starts with.
 pub const HEADER: &[u8; 16] = b"SQLite format 3\0";
 
+/// Suffixes of the files SQLite keeps beside a database.
+pub const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// How long a capture waits for locks before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
@@ -141,7 +144,7 @@ pub fn capture_database(
     let result = (|| {
         let (source_counts, virtual_tables) = inspect(&source).map_err(sq)?;
         let mut copy = Connection::open(dest).map_err(|e| Error::sqlite(dest, e))?;
-        backup_once(&source, &mut copy).map_err(|e| Error::sqlite(dest, e))?;
+        backup_all(&source, &mut copy).map_err(|e| Error::sqlite(dest, e))?;
         Ok((source_counts, virtual_tables, copy))
     })();
     // End the read transaction whatever happened; the snapshot is taken.
@@ -197,10 +200,11 @@ pub fn capture_database(
     })
 }
 
-/// Runs the backup as a single `step(-1)`, retrying only while busy or locked,
-/// and never longer than [`LOCK_WAIT`].
-fn backup_once(source: &Connection, copy: &mut Connection) -> rusqlite::Result<()> {
-    let backup = Backup::new(source, copy)?;
+/// Copies every page of `source` into `dest` as a single `step(-1)`, retrying
+/// only while busy or locked, and never longer than [`LOCK_WAIT`]. Used both to
+/// capture a database and to restore one.
+pub fn backup_all(source: &Connection, dest: &mut Connection) -> rusqlite::Result<()> {
+    let backup = Backup::new(source, dest)?;
     let started = Instant::now();
     loop {
         match backup.step(-1)? {
@@ -213,7 +217,10 @@ fn backup_once(source: &Connection, copy: &mut Connection) -> rusqlite::Result<(
             _ => {
                 return Err(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                    Some("the database stayed locked; stop the writer and try again".into()),
+                    Some(
+                        "the database stayed locked; stop the application using it and try again"
+                            .into(),
+                    ),
                 ))
             }
         }

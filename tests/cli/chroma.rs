@@ -83,29 +83,6 @@ fn chroma_directory_restored_by_replace_answers_as_before() {
     let changed = helper(&python, "query", &store);
     assert_ne!(changed, before);
 
-    let b = bundle.to_str().unwrap();
-    let dry = ws.run(&[
-        "--json",
-        "restore",
-        b,
-        "--mode",
-        "replace",
-        "--dry-run",
-        "--dir",
-        "vectors=chroma",
-    ]);
-    dry.code(0);
-    let token = dry.json()["confirm_token"].as_str().unwrap().to_string();
-    ws.run(&[
-        "restore",
-        b,
-        "--mode",
-        "replace",
-        "--confirm-token",
-        &token,
-        "--dir",
-        "vectors=chroma",
-    ])
-    .code(0);
+    ws.replace(&bundle, &["--dir", "vectors=chroma"]);
     assert_eq!(helper(&python, "query", &store), before);
 }

@@ -272,11 +272,22 @@ fn a_second_create_on_a_locked_destination_fails_fast() {
 fn same_second_creates_get_suffixed_ids() {
     let ws = Workspace::new();
     ws.write("a.jsonl", "{}\n");
+    // Occupy the plain ids of the next few seconds: create must suffix.
+    let now = jiff::Timestamp::now();
+    for s in 0..5 {
+        let t = now + jiff::SignedDuration::from_secs(s);
+        std::fs::create_dir_all(ws.path(&format!("b/{}", t.strftime("%Y%m%dT%H%M%SZ")))).unwrap();
+    }
     let mut ids = Vec::new();
     for _ in 0..3 {
         let b = ws.create(&["--dest", "b", "--jsonl", "a=a.jsonl"]);
         ids.push(b.file_name().unwrap().to_string_lossy().into_owned());
     }
+    assert!(
+        ids.iter()
+            .all(|id| id.ends_with("-1") || id.ends_with("-2") || id.ends_with("-3")),
+        "{ids:?}"
+    );
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3, "ids must be unique: {ids:?}");

@@ -109,6 +109,40 @@ impl Workspace {
         PathBuf::from(run.json()["path"].as_str().expect("path in output"))
     }
 
+    /// `bundle restore BUNDLE --mode replace --dry-run EXTRA`: the plan's confirm token.
+    pub fn replace_token(&self, bundle: &Path, extra: &[&str]) -> String {
+        let mut args = vec![
+            "--json",
+            "restore",
+            bundle.to_str().unwrap(),
+            "--mode",
+            "replace",
+            "--dry-run",
+        ];
+        args.extend_from_slice(extra);
+        let run = self.run(&args);
+        run.code(0);
+        run.json()["confirm_token"].as_str().unwrap().to_string()
+    }
+
+    /// A confirmed `bundle restore BUNDLE --mode replace EXTRA`, asserting success.
+    pub fn replace(&self, bundle: &Path, extra: &[&str]) -> Value {
+        let token = self.replace_token(bundle, extra);
+        let mut args = vec![
+            "--json",
+            "restore",
+            bundle.to_str().unwrap(),
+            "--mode",
+            "replace",
+            "--confirm-token",
+            &token,
+        ];
+        args.extend_from_slice(extra);
+        let run = self.run(&args);
+        run.code(0);
+        run.json()
+    }
+
     /// The manifest of a bundle.
     pub fn manifest(&self, bundle: &Path) -> Value {
         serde_json::from_slice(&std::fs::read(bundle.join("bundle-meta.json")).unwrap()).unwrap()

@@ -201,7 +201,7 @@ fn corrupt_sqlite_page_fails_the_integrity_check() {
     }
     std::fs::write(&db, &bytes).unwrap();
     // Keep the hash and size consistent so only SQLite's own check can notice.
-    let sha = sha256_hex(&bytes);
+    let sha = bundle::hash::sha256_hex(&bytes);
     edit_manifest(&bundle, |m| {
         store_mut(m, "memory")["files"][0]["sha256"] = Value::from(sha);
     });
@@ -282,9 +282,4 @@ fn human_output_lists_problems_and_exits_1() {
         run.stdout
     );
     assert!(run.stderr.contains("failed verification"), "{}", run.stderr);
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
