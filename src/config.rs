@@ -5,10 +5,14 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::{Span, SpanRelativeTo};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::retention::Policy;
 
 /// The kind of a store: decides how it is captured and restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -63,6 +67,62 @@ struct RawConfig {
     full_check: bool,
     #[serde(default)]
     stores: Vec<StoreSpec>,
+    hook_timeout: Option<String>,
+    retention: Option<RawRetention>,
+    hooks: Option<RawHooks>,
+}
+
+/// The raw `[retention]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    keep_last: Option<u32>,
+    keep_within: Option<String>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
+    keep_monthly: Option<u32>,
+    keep_safety_days: Option<u32>,
+}
+
+/// The raw `[hooks]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    pre_create: Option<String>,
+    post_create: Option<String>,
+    pre_restore: Option<String>,
+    post_restore: Option<String>,
+    hook_timeout: Option<String>,
+}
+
+/// Shell commands run around create and restore (`sh -c`), and their time limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hooks {
+    /// Run before a create writes anything; failing aborts it.
+    pub pre_create: Option<String>,
+    /// Run after a create whose pre hook ran, whether it worked or not.
+    pub post_create: Option<String>,
+    /// Run before a restore writes to the live stores; failing aborts it.
+    pub pre_restore: Option<String>,
+    /// Run after a restore whose pre hook ran, whether it worked or not.
+    pub post_restore: Option<String>,
+    /// A hook still running after this long is killed and counts as failed.
+    pub timeout: Duration,
+}
+
+/// Hooks that run longer than this are killed unless the config says otherwise.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            pre_create: None,
+            post_create: None,
+            pre_restore: None,
+            post_restore: None,
+            timeout: DEFAULT_HOOK_TIMEOUT,
+        }
+    }
 }
 
 /// A loaded, validated configuration with absolute paths.
@@ -76,6 +136,10 @@ pub struct Config {
     pub full_check: bool,
     /// The stores, in config order.
     pub stores: Vec<StoreSpec>,
+    /// The `[retention]` policy for `prune` and `create --prune` (empty when absent).
+    pub retention: Policy,
+    /// The `[hooks]`.
+    pub hooks: Hooks,
 }
 
 impl Config {
@@ -98,15 +162,56 @@ impl Config {
             path: path.to_path_buf(),
             reason: e.message().to_string(),
         })?;
+        let invalid = |reason: String| Error::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
         let mut stores = raw.stores;
         for store in &mut stores {
             store.path = base.join(&store.path);
         }
+        let retention = match raw.retention {
+            None => Policy::default(),
+            Some(r) => Policy {
+                keep_last: r.keep_last,
+                keep_within: r
+                    .keep_within
+                    .map(|t| parse_span(&t).map_err(|e| format!("retention.keep_within: {e}")))
+                    .transpose()
+                    .map_err(invalid)?,
+                keep_daily: r.keep_daily,
+                keep_weekly: r.keep_weekly,
+                keep_monthly: r.keep_monthly,
+                keep_safety_days: r.keep_safety_days,
+            },
+        };
+        let raw_hooks = raw.hooks.unwrap_or_default();
+        let timeout_text = match (raw.hook_timeout, raw_hooks.hook_timeout) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "hook_timeout is set twice (top level and [hooks]); keep one".into(),
+                ))
+            }
+            (a, b) => a.or(b),
+        };
+        let timeout = match timeout_text {
+            None => DEFAULT_HOOK_TIMEOUT,
+            Some(t) => parse_duration(&t).map_err(|e| invalid(format!("hook_timeout: {e}")))?,
+        };
+        let hooks = Hooks {
+            pre_create: raw_hooks.pre_create,
+            post_create: raw_hooks.post_create,
+            pre_restore: raw_hooks.pre_restore,
+            post_restore: raw_hooks.post_restore,
+            timeout,
+        };
         let config = Config {
             file: Some(path.to_path_buf()),
             destination: raw.destination.map(|d| base.join(d)),
             full_check: raw.full_check,
             stores,
+            retention,
+            hooks,
         };
         config.validate().map_err(|reason| Error::Config {
             path: path.to_path_buf(),
@@ -206,6 +311,26 @@ pub fn parse_store_flag(kind: StoreKind, value: &str) -> Result<StoreSpec> {
     })
 }
 
+/// Parses a span such as `7d`, `2w`, `36h`, `1 month` or ISO 8601 `P7D`.
+pub fn parse_span(text: &str) -> std::result::Result<Span, String> {
+    let span: Span = text.trim().parse().map_err(|e| {
+        format!("\"{text}\" is not a duration ({e}); write it like 7d, 12h, 2w or 3 months")
+    })?;
+    if span.is_negative() || span.is_zero() {
+        return Err(format!("\"{text}\" must be a positive duration"));
+    }
+    Ok(span)
+}
+
+/// Parses a fixed-length duration (units up to weeks; days are 24 hours).
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let span = parse_span(text)?;
+    let fixed = span
+        .to_duration(SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| format!("\"{text}\" has no fixed length; use s, m, h, d or w"))?;
+    Duration::try_from(fixed).map_err(|e| format!("\"{text}\": {e}"))
+}
+
 /// Makes `path` absolute against the working directory without touching the disk.
 pub fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|e| Error::io("could not resolve", path, e))
@@ -247,6 +372,42 @@ mod tests {
         ] {
             let err = Config::parse(text, Path::new("c.toml"), Path::new("/")).unwrap_err();
             assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{text}");
+        }
+    }
+
+    #[test]
+    fn retention_and_hooks_are_read_with_their_durations() {
+        let text = r#"
+            hook_timeout = "90s"
+            [retention]
+            keep_last = 3
+            keep_within = "2w"
+            keep_safety_days = 10
+            [hooks]
+            pre_create = "systemctl --user stop app"
+        "#;
+        let c = Config::parse(text, Path::new("c.toml"), Path::new("/")).unwrap();
+        assert_eq!(c.retention.keep_last, Some(3));
+        assert_eq!(
+            c.retention.keep_within.map(|s| s.fieldwise()),
+            Some(Span::new().weeks(2).fieldwise())
+        );
+        assert_eq!(c.retention.keep_safety_days, Some(10));
+        assert_eq!(c.hooks.timeout, Duration::from_secs(90));
+        assert_eq!(
+            c.hooks.pre_create.as_deref(),
+            Some("systemctl --user stop app")
+        );
+        assert_eq!(Config::default().hooks.timeout, DEFAULT_HOOK_TIMEOUT);
+        for bad in [
+            "[retention]\nkeep_within = \"soon\"",
+            "[retention]\nkeep_everything = true",
+            "[hooks]\nhook_timeout = \"1 month\"",
+            "hook_timeout = \"1m\"\n[hooks]\nhook_timeout = \"2m\"",
+            "[hooks]\npre_prune = \"x\"",
+        ] {
+            let err = Config::parse(bad, Path::new("c.toml"), Path::new("/")).unwrap_err();
+            assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{bad}");
         }
     }
 

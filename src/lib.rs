@@ -14,6 +14,7 @@ pub mod hash;
 pub mod manifest;
 pub mod progress;
 pub mod restore;
+pub mod retention;
 pub mod store;
 pub mod vcs;
 pub mod verify;
