@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId};
-use crate::config::StoreSpec;
+use crate::config::{Hooks, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::hooks::{self, HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::progress::Progress;
 use crate::store::{self, CaptureContext};
@@ -33,6 +34,8 @@ pub struct CreateOptions {
     pub reason: Option<String>,
     /// For a safety bundle: the id of the bundle about to be restored.
     pub restoring: Option<String>,
+    /// The `pre_create`/`post_create` hooks to run around the capture.
+    pub hooks: Hooks,
 }
 
 /// A created bundle.
@@ -49,6 +52,7 @@ pub struct CreateOutcome {
 }
 
 /// Creates a bundle; see the module docs for the steps and their guarantees.
+/// The configured hooks run around it (see [`crate::hooks`]).
 pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOutcome> {
     if opts.stores.is_empty() {
         return Err(Error::Usage(
@@ -57,6 +61,26 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
         ));
     }
     check_nesting(&opts.destination, &opts.stores)?;
+    let before = HookEnv {
+        id: None,
+        path: None,
+        destination: opts.destination.clone(),
+    };
+    hooks::around(
+        &opts.hooks,
+        Operation::Create,
+        &before,
+        || capture_bundle(opts, progress),
+        |outcome| HookEnv {
+            id: Some(outcome.manifest.id.clone()),
+            path: Some(outcome.path.clone()),
+            destination: opts.destination.clone(),
+        },
+    )
+}
+
+/// The create itself: lock, staging, capture, commit by rename.
+fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOutcome> {
     fsutil::create_dir_all(&opts.destination)?;
     let _lock = DestinationLock::acquire(&opts.destination)?;
     if opts.reason.as_deref() != Some(crate::restore::PRE_RESTORE) {

@@ -101,6 +101,26 @@ pub enum Error {
         available: u64,
     },
 
+    /// A hook command failed, timed out or could not start.
+    #[error("the {hook} hook failed: {reason}")]
+    Hook {
+        /// Which hook (`pre_create`, `post_restore`, …).
+        hook: &'static str,
+        /// What went wrong, and what state the operation was left in.
+        reason: String,
+    },
+
+    /// The operation failed, and the post hook run afterwards failed too.
+    #[error("{operation}; the {hook} hook run afterwards failed as well: {reason}")]
+    PostHookAlsoFailed {
+        /// The operation's own failure (decides the exit code).
+        operation: Box<Error>,
+        /// Which post hook.
+        hook: &'static str,
+        /// How it failed.
+        reason: String,
+    },
+
     /// A store could not be captured, with the store's name for context.
     #[error("could not snapshot store \"{store}\"")]
     Snapshot {
@@ -121,6 +141,8 @@ impl Error {
             Error::CheckFailed { .. } | Error::BundleInvalid { .. } => ExitCode::CheckFailed,
             Error::NoSpace { .. } => ExitCode::Runtime,
             Error::Io { .. } | Error::Sqlite { .. } | Error::Manifest { .. } => ExitCode::Runtime,
+            Error::Hook { .. } => ExitCode::CheckFailed,
+            Error::PostHookAlsoFailed { operation, .. } => operation.exit_code(),
             Error::Snapshot { source, .. } => source.exit_code(),
         }
     }

@@ -11,6 +11,7 @@ pub mod create;
 pub mod error;
 pub mod fsutil;
 pub mod hash;
+pub mod hooks;
 pub mod manifest;
 pub mod progress;
 pub mod restore;

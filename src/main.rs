@@ -120,6 +120,7 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
             .and_then(|f| f.parent().map(Path::to_path_buf)),
         reason: None,
         restoring: None,
+        hooks: config.hooks.clone(),
     };
     let bar = output::Bar::new(progress_hidden(cli));
     let outcome = create(&opts, &bar)?;

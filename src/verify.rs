@@ -103,6 +103,41 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
     Ok(report)
 }
 
+/// The cheap check `prune` relies on: every file the manifest lists is present
+/// under the store's folder, is a regular file and has its recorded size.
+/// Returns the first problem found, or `None` when the bundle looks complete.
+pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
+    for store in &manifest.stores {
+        let prefix = format!("{}/", store.name);
+        for file in &store.files {
+            if !file.path.starts_with(&prefix) {
+                return Some(format!("{}: path is outside the store's folder", file.path));
+            }
+            let path = match fsutil::join_safe(bundle, &file.path) {
+                Ok(p) => p,
+                Err(e) => return Some(format!("{}: unsafe path: {e}", file.path)),
+            };
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() && m.len() == file.bytes => {}
+                Ok(m) if m.is_file() => {
+                    return Some(format!(
+                        "{}: size is {} bytes, manifest says {}",
+                        file.path,
+                        m.len(),
+                        file.bytes
+                    ))
+                }
+                Ok(_) => return Some(format!("{}: not a regular file", file.path)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Some(format!("{}: file is missing", file.path))
+                }
+                Err(e) => return Some(format!("{}: cannot stat: {e}", file.path)),
+            }
+        }
+    }
+    None
+}
+
 fn problem(store: Option<&str>, path: Option<&str>, text: impl Into<String>) -> Problem {
     Problem {
         store: store.map(str::to_string),

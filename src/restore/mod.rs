@@ -3,11 +3,13 @@
 //! 1. Preflight: the bundle is fully verified before anything is written.
 //! 2. Targets come from the current config by store name (or `--into`), never
 //!    from paths recorded in the bundle.
-//! 3. Databases held by another process are refused.
+//! 3. Databases held by another process are refused (after the `pre_restore`
+//!    hook when one is configured: it is there to stop that process).
 //! 4. A plan is computed per store, reading only; `--dry-run` stops there.
 //! 5. Replace on live stores needs the plan's confirm token.
 //! 6. A safety snapshot of the live stores is taken, a journal written,
 //!    the plan applied and the live result checked; then the journal goes.
+//!    The `post_restore` hook runs afterwards, whatever the outcome.
 
 pub mod apply;
 pub mod identity;
@@ -22,6 +24,7 @@ use serde::Serialize;
 use crate::config::{Config, StoreKind, StoreSpec};
 use crate::create::{create, CreateOptions};
 use crate::error::{Error, Result};
+use crate::hooks::{HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, StoreStatus, MANIFEST_FILE};
 use crate::progress::Progress;
 use crate::restore::plan::{Counts, Step, Target};
@@ -171,8 +174,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         .or_else(|| opts.bundle.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
     let token = confirm_token(&manifest, &manifest_sha, opts.mode, &selected);
-    let mut stores_sorted: Vec<String> = selected.iter().map(|s| s.spec.name.clone()).collect();
-    stores_sorted.sort();
+    let stores_sorted = sorted_names(&selected);
 
     let mut resumed = false;
     let mut safety_snapshot = None;
@@ -198,52 +200,14 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
                 journal::refuse_if_interrupted(&destination)?;
             }
         }
-        // 3. In use.
-        for s in &selected {
-            for db in live_databases(&s.target_path, s.spec.kind)? {
-                if apply::database_in_use(&db)? {
-                    return Err(Error::Refused(format!(
-                        "store \"{}\": {} is in use by another process; stop the service using it (or stop it from a pre-restore hook) and try again",
-                        s.spec.name,
-                        db.display()
-                    )));
-                }
-            }
+        // 3. In use (with a pre_restore hook, checked again once it stopped the service).
+        if opts.config.hooks.pre_restore.is_none() {
+            refuse_in_use(&selected)?;
         }
     }
 
     // 4. Plan.
-    let mut stores = Vec::new();
-    for s in &selected {
-        let target = Target {
-            path: s.target_path.clone(),
-            bundle_root: &opts.bundle,
-            mode: opts.mode,
-            key: s.spec.key.clone(),
-        };
-        let skip = s.record.status != StoreStatus::Ok;
-        let steps = if skip {
-            Vec::new()
-        } else {
-            crate::store::handler(s.record.kind).plan_restore(s.record, &target)?
-        };
-        let mut counts = Counts::default();
-        steps.iter().for_each(|st| counts.add(st));
-        let notes = plan_notes(&steps, skip, s.record.status);
-        stores.push(StoreReport {
-            name: s.spec.name.clone(),
-            kind: s.spec.kind,
-            target: s.target_path.clone(),
-            action: if skip {
-                "skip".into()
-            } else {
-                opts.mode.as_str().into()
-            },
-            counts,
-            notes,
-            steps,
-        });
-    }
+    let stores = plan_stores(opts, &selected)?;
     let mut report = RestoreReport {
         ok: false,
         outcome: Outcome::DryRun,
@@ -272,6 +236,42 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
             Some(_) => {}
         }
     }
+    if opts.into.is_some() {
+        return apply_plan(opts, &selected, &destination, report, progress);
+    }
+    // Live stores: the restore hooks run around the writing part. After a
+    // pre_restore hook (which may stop the service) the stores are checked
+    // for use and planned again, as the service may have written meanwhile.
+    let before = HookEnv {
+        id: Some(manifest.id.clone()),
+        path: Some(opts.bundle.clone()),
+        destination: destination.clone(),
+    };
+    let hooks = &opts.config.hooks;
+    crate::hooks::around(
+        hooks,
+        Operation::Restore,
+        &before,
+        || {
+            if hooks.pre_restore.is_some() {
+                refuse_in_use(&selected)?;
+                report.stores = plan_stores(opts, &selected)?;
+            }
+            apply_plan(opts, &selected, &destination, report, progress)
+        },
+        |_| before.clone(),
+    )
+}
+
+/// Steps 6 and 7: space, safety snapshot, journal, apply, check.
+fn apply_plan(
+    opts: &RestoreOptions,
+    selected: &[Selected],
+    destination: &Path,
+    mut report: RestoreReport,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let live = opts.into.is_none();
     // 6. Space, safety snapshot, journal.
     let live_bytes: u64 = selected.iter().map(|s| tree_bytes(&s.target_path)).sum();
     let restore_bytes: u64 = selected
@@ -279,9 +279,9 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         .flat_map(|s| &s.record.files)
         .map(|f| f.bytes)
         .sum();
-    let take_snapshot = opts.into.is_none() && opts.safety_snapshot && !resumed;
+    let take_snapshot = live && opts.safety_snapshot && !report.resumed;
     check_space(
-        &destination,
+        destination,
         if take_snapshot { live_bytes } else { 0 },
         selected.first().map(|s| s.target_path.as_path()),
         restore_bytes,
@@ -289,37 +289,36 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     if take_snapshot {
         let outcome = create(
             &CreateOptions {
-                destination: destination.clone(),
+                destination: destination.to_path_buf(),
                 stores: selected.iter().map(|s| s.spec.clone()).collect(),
-                label: Some(format!("before restoring {}", manifest.id)),
+                label: Some(format!("before restoring {}", report.bundle_id)),
                 full_check: false,
                 config_dir: None,
                 reason: Some(PRE_RESTORE.into()),
-                restoring: Some(manifest.id.clone()),
+                restoring: Some(report.bundle_id.clone()),
+                hooks: crate::config::Hooks::default(),
             },
             progress,
         )?;
-        safety_snapshot = Some(outcome.path);
-        report.safety_snapshot = safety_snapshot.clone();
+        report.safety_snapshot = Some(outcome.path);
     }
     // One writer per destination: no create or other restore while applying.
-    let _lock = match opts.into {
-        None => {
-            crate::fsutil::create_dir_all(&destination)?;
-            Some(crate::bundle::lock::DestinationLock::acquire(&destination)?)
-        }
-        Some(_) => None,
+    let _lock = if live {
+        crate::fsutil::create_dir_all(destination)?;
+        Some(crate::bundle::lock::DestinationLock::acquire(destination)?)
+    } else {
+        None
     };
-    if opts.into.is_none() {
+    if live {
         journal::write(
-            &destination,
+            destination,
             &journal::Journal {
                 bundle: opts.bundle.clone(),
-                bundle_id: manifest.id.clone(),
+                bundle_id: report.bundle_id.clone(),
                 mode: opts.mode.as_str().into(),
-                stores: stores_sorted.clone(),
-                token: token.clone(),
-                safety_snapshot: safety_snapshot.clone(),
+                stores: sorted_names(selected),
+                token: report.confirm_token.clone(),
+                safety_snapshot: report.safety_snapshot.clone(),
                 started_at: crate::bundle::id::rfc3339(jiff::Timestamp::now()),
             },
         )?;
@@ -350,12 +349,71 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
             ),
         });
     }
-    if opts.into.is_none() {
-        journal::remove(&destination)?;
+    if live {
+        journal::remove(destination)?;
     }
     report.ok = true;
     report.outcome = Outcome::Applied;
     Ok(report)
+}
+
+/// The selected store names, sorted (as the journal records them).
+fn sorted_names(selected: &[Selected]) -> Vec<String> {
+    let mut names: Vec<String> = selected.iter().map(|s| s.spec.name.clone()).collect();
+    names.sort();
+    names
+}
+
+/// Plans every selected store, reading only.
+fn plan_stores(opts: &RestoreOptions, selected: &[Selected]) -> Result<Vec<StoreReport>> {
+    let mut stores = Vec::new();
+    for s in selected {
+        let target = Target {
+            path: s.target_path.clone(),
+            bundle_root: &opts.bundle,
+            mode: opts.mode,
+            key: s.spec.key.clone(),
+        };
+        let skip = s.record.status != StoreStatus::Ok;
+        let steps = if skip {
+            Vec::new()
+        } else {
+            crate::store::handler(s.record.kind).plan_restore(s.record, &target)?
+        };
+        let mut counts = Counts::default();
+        steps.iter().for_each(|st| counts.add(st));
+        let notes = plan_notes(&steps, skip, s.record.status);
+        stores.push(StoreReport {
+            name: s.spec.name.clone(),
+            kind: s.spec.kind,
+            target: s.target_path.clone(),
+            action: if skip {
+                "skip".into()
+            } else {
+                opts.mode.as_str().into()
+            },
+            counts,
+            notes,
+            steps,
+        });
+    }
+    Ok(stores)
+}
+
+/// Refuses when a live database of the selection is held by another process.
+fn refuse_in_use(selected: &[Selected]) -> Result<()> {
+    for s in selected {
+        for db in live_databases(&s.target_path, s.spec.kind)? {
+            if apply::database_in_use(&db)? {
+                return Err(Error::Refused(format!(
+                    "store \"{}\": {} is in use by another process; stop the service using it (or stop it from a pre_restore hook) and try again",
+                    s.spec.name,
+                    db.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Resolves each selected bundle store to a live (or `--into`) target.
