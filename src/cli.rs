@@ -51,6 +51,85 @@ pub enum Command {
     /// Restore a bundle into a temp folder, check everything, clean up, report
     #[command(after_help = EXIT_CODES)]
     Drill(DrillArgs),
+    /// Delete the bundles the retention policy no longer keeps (dry run unless --apply)
+    #[command(after_help = EXIT_CODES)]
+    Prune(PruneArgs),
+    /// Run `create --prune` on a timer (systemd user timer, else cron)
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// `bundle prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep the newest N bundles
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep every bundle created within DURATION before now (e.g. 7d, 36h, 2w, 3 months)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest bundle of each of the last N days that have bundles (UTC)
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest bundle of each of the last N ISO weeks that have bundles
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest bundle of each of the last N months that have bundles
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Delete; without it prune only reports what it would delete
+    #[arg(long)]
+    pub apply: bool,
+    /// Evaluate the policy at this time instead of the clock (RFC 3339)
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Folder holding the bundles (overrides the config's `destination`)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+}
+
+/// `bundle schedule …`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Install (or replace) a timer that runs `bundle --config <config> create --prune --quiet`
+    #[command(after_help = EXIT_CODES)]
+    Install(ScheduleInstallArgs),
+    /// Remove the timer installed under a name
+    #[command(after_help = EXIT_CODES)]
+    Remove(ScheduleNameArgs),
+    /// Show the installed timers and, for systemd, the last run's result
+    #[command(after_help = EXIT_CODES)]
+    Status,
+}
+
+/// `bundle schedule install`.
+#[derive(Debug, Args)]
+pub struct ScheduleInstallArgs {
+    /// Name of this schedule (one per config) [default: default]
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub name: String,
+    /// Run every day at this time (local time, 24-hour)
+    #[arg(
+        long,
+        value_name = "HH:MM",
+        conflicts_with = "every",
+        required_unless_present = "every"
+    )]
+    pub at: Option<String>,
+    /// Run at this interval (e.g. 30m, 6h, 1d)
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<String>,
+    /// Show what would be installed; change nothing
+    #[arg(long)]
+    pub print: bool,
+}
+
+/// `bundle schedule remove`.
+#[derive(Debug, Args)]
+pub struct ScheduleNameArgs {
+    /// Name of the schedule [default: default]
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub name: String,
 }
 
 /// How `restore` treats live data.
@@ -133,6 +212,9 @@ pub struct CreateArgs {
     /// Run SQLite's full integrity_check on each copy instead of quick_check
     #[arg(long)]
     pub full_check: bool,
+    /// After a successful create, apply the config's [retention] policy (prune --apply)
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// `bundle verify`.

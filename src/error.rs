@@ -121,6 +121,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A failure with what had already happened (e.g. "bundle X was created").
+    #[error("{context}")]
+    Context {
+        /// What had happened, and what failed.
+        context: String,
+        /// The failure (decides the exit code).
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A store could not be captured, with the store's name for context.
     #[error("could not snapshot store \"{store}\"")]
     Snapshot {
@@ -143,7 +153,7 @@ impl Error {
             Error::Io { .. } | Error::Sqlite { .. } | Error::Manifest { .. } => ExitCode::Runtime,
             Error::Hook { .. } => ExitCode::CheckFailed,
             Error::PostHookAlsoFailed { operation, .. } => operation.exit_code(),
-            Error::Snapshot { source, .. } => source.exit_code(),
+            Error::Snapshot { source, .. } | Error::Context { source, .. } => source.exit_code(),
         }
     }
 

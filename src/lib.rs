@@ -14,6 +14,7 @@ pub mod hash;
 pub mod hooks;
 pub mod manifest;
 pub mod progress;
+pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod store;

@@ -10,9 +10,11 @@ use std::process::ExitCode as ProcessExit;
 use clap::Parser;
 use serde::Serialize;
 
-use bundle::config::{absolute, parse_store_flag, Config, StoreKind};
+use bundle::config::{absolute, parse_span, parse_store_flag, Config, StoreKind};
 use bundle::create::{create, CreateOptions};
+use bundle::prune::{prune, PruneOptions, PruneReport};
 use bundle::restore::{drill, restore, Mode, Outcome, RestoreOptions};
+use bundle::retention::Policy;
 use bundle::verify::{verify, VerifyOptions};
 use bundle::{Error, ExitCode, Result};
 use cli::{Cli, Command, TargetArgs};
@@ -36,6 +38,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::List(args) => run_list(cli, args),
         Command::Restore(args) => run_restore(cli, args),
         Command::Drill(args) => run_drill(cli, args),
+        Command::Prune(args) => run_prune(cli, args),
+        Command::Schedule(cmd) => run_schedule(cli, cmd),
     }
 }
 
@@ -94,6 +98,8 @@ struct CreatedJson<'a> {
     warnings: &'a [String],
     removed_leftovers: &'a [String],
     stores: Vec<CreatedStoreJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prune: Option<&'a PruneReport>,
 }
 
 #[derive(Serialize)]
@@ -108,6 +114,12 @@ struct CreatedStoreJson<'a> {
 fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
     let config = effective_config(cli, &args.targets)?;
     let destination = destination_of(&config, None)?;
+    if args.prune && config.retention.has_no_rules() {
+        return Err(Error::Usage(
+            "--prune needs a retention policy: add a [retention] table (for example keep_daily = 7) to bundle.toml; nothing was created"
+                .into(),
+        ));
+    }
     let opts = CreateOptions {
         destination,
         stores: config.select(&args.stores)?,
@@ -129,6 +141,21 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
         output::warn(warning);
     }
     let m = &outcome.manifest;
+    let pruned = if args.prune {
+        let report = prune(&PruneOptions {
+            destination: opts.destination.clone(),
+            policy: config.retention.clone(),
+            now: jiff::Timestamp::now(),
+            apply: true,
+        })
+        .map_err(|e| Error::Context {
+            context: format!("bundle {} was created, but pruning failed", m.id),
+            source: Box::new(e),
+        })?;
+        Some(report)
+    } else {
+        None
+    };
     if cli.json {
         output::json(&CreatedJson {
             id: &m.id,
@@ -149,6 +176,7 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
                     bytes: s.files.iter().map(|f| f.bytes).sum(),
                 })
                 .collect(),
+            prune: pruned.as_ref(),
         });
     } else if !cli.quiet {
         output::stdout(&format!("{}\t{}\n", m.id, outcome.path.display()));
@@ -158,6 +186,50 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
             m.stores.len(),
             output::human_bytes(m.total_bytes())
         );
+        if let Some(report) = &pruned {
+            eprint!("{}", output::prune_summary(report));
+        }
+    }
+    Ok(ExitCode::Success)
+}
+
+/// The flags' policy (empty when no rule flag is given).
+fn policy_flags(args: &cli::PruneArgs) -> Result<Policy> {
+    Ok(Policy {
+        keep_last: args.keep_last,
+        keep_within: args
+            .keep_within
+            .as_deref()
+            .map(|t| parse_span(t).map_err(|e| Error::Usage(format!("--keep-within: {e}"))))
+            .transpose()?,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+        keep_monthly: args.keep_monthly,
+        keep_safety_days: None,
+    })
+}
+
+fn run_prune(cli: &Cli, args: &cli::PruneArgs) -> Result<ExitCode> {
+    let config = load_config(cli)?;
+    let destination = destination_of(&config, args.dest.as_ref())?;
+    let now = match &args.now {
+        None => jiff::Timestamp::now(),
+        Some(text) => text.parse().map_err(|e| {
+            Error::Usage(format!(
+                "--now \"{text}\" is not an RFC 3339 time ({e}); write it like 2026-11-23T03:00:00Z"
+            ))
+        })?,
+    };
+    let report = prune(&PruneOptions {
+        destination,
+        policy: config.retention.or_flags(&policy_flags(args)?),
+        now,
+        apply: args.apply,
+    })?;
+    if cli.json {
+        output::json(&report);
+    } else if !cli.quiet || !report.damaged.is_empty() {
+        output::stdout(&output::prune_summary(&report));
     }
     Ok(ExitCode::Success)
 }
@@ -310,6 +382,10 @@ fn run_restore(cli: &Cli, args: &cli::RestoreArgs) -> Result<ExitCode> {
             Ok(ExitCode::Refused)
         }
     }
+}
+
+fn run_schedule(_cli: &Cli, _cmd: &cli::ScheduleCommand) -> Result<ExitCode> {
+    Err(Error::Usage("schedule: not built yet".into()))
 }
 
 fn run_drill(cli: &Cli, args: &cli::DrillArgs) -> Result<ExitCode> {
