@@ -17,6 +17,7 @@ pub mod progress;
 pub mod prune;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod store;
 pub mod vcs;
 pub mod verify;

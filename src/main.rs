@@ -15,6 +15,7 @@ use bundle::create::{create, CreateOptions};
 use bundle::prune::{prune, PruneOptions, PruneReport};
 use bundle::restore::{drill, restore, Mode, Outcome, RestoreOptions};
 use bundle::retention::Policy;
+use bundle::schedule;
 use bundle::verify::{verify, VerifyOptions};
 use bundle::{Error, ExitCode, Result};
 use cli::{Cli, Command, TargetArgs};
@@ -384,8 +385,94 @@ fn run_restore(cli: &Cli, args: &cli::RestoreArgs) -> Result<ExitCode> {
     }
 }
 
-fn run_schedule(_cli: &Cli, _cmd: &cli::ScheduleCommand) -> Result<ExitCode> {
-    Err(Error::Usage("schedule: not built yet".into()))
+fn run_schedule(cli: &Cli, cmd: &cli::ScheduleCommand) -> Result<ExitCode> {
+    let backend = schedule::detect_backend()?;
+    match cmd {
+        cli::ScheduleCommand::Install(args) => {
+            let config_file = match &cli.config {
+                Some(path) => path.clone(),
+                None if Path::new("bundle.toml").is_file() => PathBuf::from("bundle.toml"),
+                None => {
+                    return Err(Error::Usage(
+                        "schedule install needs a config: pass --config PATH (the timer runs `bundle --config PATH create --prune --quiet`)"
+                            .into(),
+                    ))
+                }
+            };
+            let config_file = std::fs::canonicalize(&config_file)
+                .map_err(|e| Error::io("could not find config", &config_file, e))?;
+            let config = Config::load(&config_file)?;
+            if config.retention.has_no_rules() {
+                return Err(Error::Usage(format!(
+                    "{} has no [retention] policy, so the scheduled `create --prune` would fail every time; add one (for example keep_daily = 7) and install again",
+                    config_file.display()
+                )));
+            }
+            destination_of(&config, None)?;
+            let when = match (&args.at, &args.every) {
+                (Some(at), _) => schedule::When::parse_at(at)?,
+                (None, Some(every)) => schedule::When::parse_every(every)?,
+                (None, None) => {
+                    return Err(Error::Usage("give --at HH:MM or --every DURATION".into()))
+                }
+            };
+            let program = std::env::current_exe()
+                .map_err(|e| Error::io("could not find", Path::new("the bundle executable"), e))?;
+            let plan = schedule::Schedule {
+                name: args.name.clone(),
+                when,
+                program,
+                config: config_file,
+            };
+            let done = schedule::install(&plan, &backend, args.print)?;
+            if cli.json {
+                output::json(&done);
+            } else {
+                output::stdout(&output::schedule_installed(&done));
+            }
+        }
+        cli::ScheduleCommand::Remove(args) => {
+            let removed = schedule::remove(&args.name, &backend)?;
+            if cli.json {
+                output::json(&serde_json::json!({ "name": args.name, "removed": removed }));
+            } else if removed.is_empty() {
+                eprintln!(
+                    "no schedule named \"{}\" is installed; nothing changed",
+                    args.name
+                );
+            } else if !cli.quiet {
+                let mut text = format!("removed schedule \"{}\":\n", args.name);
+                for r in &removed {
+                    text.push_str(&format!("  {r}\n"));
+                }
+                output::stdout(&text);
+            }
+        }
+        cli::ScheduleCommand::Status => {
+            let found = schedule::status(&backend)?;
+            if cli.json {
+                output::json(&found);
+            } else if found.is_empty() {
+                eprintln!("no bundle schedules installed");
+            } else {
+                let mut text = String::new();
+                for s in &found {
+                    text.push_str(&format!(
+                        "{} ({}): {}\n  runs: {}\n",
+                        s.name, s.backend, s.when, s.command
+                    ));
+                    if let Some(last) = &s.last_run {
+                        text.push_str(&format!("  last run: {last}\n"));
+                    }
+                    if let Some(next) = &s.next_run {
+                        text.push_str(&format!("  next run: {next}\n"));
+                    }
+                }
+                output::stdout(&text);
+            }
+        }
+    }
+    Ok(ExitCode::Success)
 }
 
 fn run_drill(cli: &Cli, args: &cli::DrillArgs) -> Result<ExitCode> {

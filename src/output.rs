@@ -192,3 +192,28 @@ pub fn prune_summary(report: &bundle::prune::PruneReport) -> String {
     }
     text
 }
+
+/// What `schedule install` wrote (or, with `--print`, would write).
+pub fn schedule_installed(done: &bundle::schedule::Installed) -> String {
+    let mut text = String::new();
+    let verb = if done.changed { "wrote" } else { "would write" };
+    for (path, body) in &done.files {
+        text.push_str(&format!("# {verb} {}\n{body}\n", path.display()));
+    }
+    if let Some(line) = &done.cron_line {
+        let verb = if done.changed {
+            "installed"
+        } else {
+            "would install"
+        };
+        text.push_str(&format!("# {verb} this crontab line\n{line}\n"));
+    }
+    let verb = if done.changed { "ran" } else { "would run" };
+    for command in &done.commands {
+        text.push_str(&format!("# {verb}: {command}\n"));
+    }
+    if done.changed {
+        text.push_str(&format!("schedule \"{}\" installed\n", done.name));
+    }
+    text
+}
