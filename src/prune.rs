@@ -139,6 +139,9 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
             Entry::Leftover(name) => report.leftovers.push(name),
         }
     }
+    report.damaged.sort();
+    report.unparseable.sort();
+    report.leftovers.sort();
     for decision in retention::decide(&candidates, &opts.policy, opts.now) {
         if decision.keep() {
             report.kept.push(KeptBundle {

@@ -9,6 +9,8 @@
 //! candidates, so they cannot take a keep slot from a good one.
 
 use jiff::civil::Date;
+
+use crate::bundle::BundleId;
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -149,7 +151,8 @@ impl<K: PartialEq> PeriodRule<K> {
 /// Decides which candidates to keep; returns one decision per candidate, newest first.
 pub fn decide(candidates: &[Candidate], policy: &Policy, now: Timestamp) -> Vec<Decision> {
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
-    sorted.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    // Newest first; bundles of the same second order by id suffix (`-2` < `-10`).
+    sorted.sort_by_cached_key(|c| std::cmp::Reverse((c.created_at, BundleId::parse(&c.id))));
     let within_since = policy.keep_within.map(|span| before(now, span));
     let safety_days = policy.keep_safety_days.unwrap_or(DEFAULT_KEEP_SAFETY_DAYS);
     let safety_since = before(now, Span::new().days(i64::from(safety_days)));

@@ -6,6 +6,7 @@ mod support;
 mod chroma;
 mod create;
 mod list;
+mod prune;
 mod restore;
 mod schema;
 mod verify;
