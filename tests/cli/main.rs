@@ -5,9 +5,11 @@ mod support;
 
 mod chroma;
 mod create;
+mod hooks;
 mod list;
 mod prune;
 mod restore;
+mod schedule;
 mod schema;
 mod verify;
 mod writers;
