@@ -43,7 +43,15 @@ fn the_demo_config_validates_against_the_config_schema() {
     let config: Value = toml::from_str(&text).unwrap();
     let validator = schema("bundle.toml.schema.json");
     assert!(validator.is_valid(&config));
+    assert!(config["retention"]["keep_daily"].is_u64());
     let bad: Value =
         toml::from_str("[[stores]]\nname = \"A\"\nkind = \"tape\"\npath = \"x\"").unwrap();
     assert!(!validator.is_valid(&bad));
+    let hooks: Value = toml::from_str(
+        "hook_timeout = \"5m\"\n[retention]\nkeep_within = \"7d\"\n[hooks]\npre_create = \"systemctl --user stop app\"",
+    )
+    .unwrap();
+    assert!(validator.is_valid(&hooks));
+    let typo: Value = toml::from_str("[hooks]\npre_prune = \"x\"").unwrap();
+    assert!(!validator.is_valid(&typo));
 }
