@@ -215,6 +215,12 @@ pub struct CreateArgs {
     /// After a successful create, apply the config's [retention] policy (prune --apply)
     #[arg(long)]
     pub prune: bool,
+    /// Capture up to N files at once [default: the number of cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Copy every file, even those unchanged since the previous bundle
+    #[arg(long)]
+    pub no_reuse: bool,
 }
 
 /// `bundle verify`.

@@ -14,8 +14,11 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hooks::{self, HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
+use crate::parallel;
 use crate::progress::Progress;
-use crate::store::{self, CaptureContext};
+use crate::reuse::Previous;
+use crate::store::unit::{self, UnitDone};
+use crate::store::{self, CaptureContext, CapturePlan, Unit, UnitKind};
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -36,6 +39,10 @@ pub struct CreateOptions {
     pub restoring: Option<String>,
     /// The `pre_create`/`post_create` hooks to run around the capture.
     pub hooks: Hooks,
+    /// How many files to capture at once (at least 1).
+    pub jobs: usize,
+    /// Hard-link unchanged files from the previous good bundle instead of copying.
+    pub reuse: bool,
 }
 
 /// A created bundle.
@@ -88,13 +95,38 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
     }
     let removed_leftovers = staging::remove_leftovers(&opts.destination)?;
 
+    // Walk every store first (no copying), so space is known before writing.
+    let mut stores = opts.stores.clone();
+    stores.sort_by(|a, b| a.name.cmp(&b.name));
+    let plans = stores
+        .iter()
+        .map(|spec| {
+            store::plan_capture(spec).map_err(|e| Error::Snapshot {
+                store: spec.name.clone(),
+                source: Box::new(e),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let previous = if opts.reuse {
+        Previous::find(&opts.destination)
+    } else {
+        None
+    };
+    check_space(&opts.destination, &plans, previous.as_ref())?;
+
     let now = Timestamp::now();
     let id = free_id(&opts.destination, BundleId::at(now));
     let staging_dir = staging::staging_path(&opts.destination, &id.to_string());
     std::fs::create_dir(&staging_dir)
         .map_err(|e| Error::io("could not create", &staging_dir, e))?;
 
-    let built = build(opts, &id, now, &staging_dir, progress);
+    let ctx = CaptureContext {
+        bundle_root: &staging_dir,
+        full_check: opts.full_check,
+        progress,
+        previous: previous.as_ref(),
+    };
+    let built = build(opts, &id, now, &stores, plans, &ctx);
     let (manifest, warnings) = match built {
         Ok(v) => v,
         Err(e) => {
@@ -121,41 +153,87 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
     })
 }
 
-/// Captures every store into `staging_dir` and writes the manifest; fsyncs all.
+/// Refuses (exit 4) when the destination's file system lacks the bytes the
+/// files that will not be reused need, plus a margin.
+fn check_space(
+    destination: &Path,
+    plans: &[CapturePlan],
+    previous: Option<&Previous>,
+) -> Result<()> {
+    let mut needed: u64 = 0;
+    for unit in plans.iter().flat_map(|p| &p.units) {
+        let reusable = previous.is_some_and(|prev| {
+            unit::source_stat(&unit.src, unit.kind == UnitKind::Sqlite)
+                .is_ok_and(|stat| prev.candidate(unit, &stat, false).is_some())
+        });
+        if !reusable {
+            needed = needed.saturating_add(unit.bytes);
+        }
+    }
+    let needed = needed + needed / 20 + (1 << 20);
+    let (available, _) = fsutil::free_space(destination)?;
+    if needed > available {
+        return Err(Error::NoSpace {
+            path: destination.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+/// Captures every unit in parallel (biggest first), assembles the stores in
+/// name order with their files sorted, and writes the manifest; fsyncs all.
 fn build(
     opts: &CreateOptions,
     id: &BundleId,
     now: Timestamp,
-    staging_dir: &Path,
-    progress: &dyn Progress,
+    stores: &[StoreSpec],
+    plans: Vec<CapturePlan>,
+    ctx: &CaptureContext<'_>,
 ) -> Result<(Manifest, Vec<String>)> {
-    let ctx = CaptureContext {
-        bundle_root: staging_dir,
-        full_check: opts.full_check,
-        progress,
-    };
-    let mut stores = opts.stores.clone();
-    stores.sort_by(|a, b| a.name.cmp(&b.name));
+    for folder in plans.iter().flat_map(|p| &p.folders) {
+        fsutil::create_dir_all(&ctx.target(folder))?;
+    }
+    let mut units: Vec<&Unit> = plans.iter().flat_map(|p| &p.units).collect();
+    units.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    let total: u64 = units.iter().map(|u| u.bytes).sum();
+    ctx.progress
+        .start(&format!("capturing {} stores", stores.len()), Some(total));
+    let done = parallel::map(&units, opts.jobs, |u| {
+        unit::capture_unit(u, ctx).map_err(|e| Error::Snapshot {
+            store: u.store.clone(),
+            source: Box::new(e),
+        })
+    });
+    ctx.progress.finish();
+    let mut by_path: std::collections::HashMap<String, UnitDone> = done?
+        .into_iter()
+        .map(|d| (d.file.path.clone(), d))
+        .collect();
+
     let mut records = Vec::new();
     let mut warnings = Vec::new();
-    for spec in &stores {
-        let captured = store::capture(spec, &ctx).map_err(|e| Error::Snapshot {
-            store: spec.name.clone(),
-            source: Box::new(e),
-        })?;
-        warnings.extend(captured.warnings);
-        let mut files = captured.files;
+    for (spec, plan) in stores.iter().zip(plans) {
+        warnings.extend(plan.warnings);
+        let mut files = Vec::new();
+        for u in &plan.units {
+            let d = by_path.remove(&u.path).expect("every unit was captured");
+            warnings.extend(d.warnings);
+            files.push(d.file);
+        }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         records.push(StoreRecord {
             name: spec.name.clone(),
             kind: spec.kind,
             source: spec.path.to_string_lossy().into_owned(),
-            status: captured.status.unwrap_or(manifest::StoreStatus::Ok),
-            single_file: captured.single_file,
+            status: plan.status.unwrap_or(manifest::StoreStatus::Ok),
+            single_file: plan.single_file,
             files,
-            symlinks: captured.symlinks,
+            symlinks: plan.symlinks,
         });
     }
+    let staging_dir = ctx.bundle_root;
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         id: id.to_string(),

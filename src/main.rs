@@ -134,6 +134,11 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
         reason: None,
         restoring: None,
         hooks: config.hooks.clone(),
+        jobs: args
+            .jobs
+            .map(usize::from)
+            .unwrap_or_else(bundle::parallel::default_jobs),
+        reuse: !args.no_reuse,
     };
     let bar = output::Bar::new(progress_hidden(cli));
     let outcome = create(&opts, &bar)?;

@@ -121,6 +121,34 @@ pub struct FileRecord {
     /// Facts about a JSONL file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jsonl: Option<JsonlFacts>,
+    /// The source file's identity when it was read, so the next create can
+    /// tell it is unchanged; absent when it was too fresh to be trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_stat: Option<SourceStat>,
+    /// Whether this file was taken over (hard-linked) from the previous bundle
+    /// instead of copied, because its source was unchanged.
+    #[serde(default)]
+    pub reused: bool,
+}
+
+/// What identifies an unchanged source file: device, inode, size, mtime and
+/// ctime (nanoseconds). For an SQLite database, also its `-wal` file's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceStat {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status-change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+    /// For an SQLite database: its `-wal` file when one existed (`None`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<Box<SourceStat>>,
 }
 
 /// A symbolic link inside a `dir` store.

@@ -297,6 +297,8 @@ fn apply_plan(
                 reason: Some(PRE_RESTORE.into()),
                 restoring: Some(report.bundle_id.clone()),
                 hooks: crate::config::Hooks::default(),
+                jobs: crate::parallel::default_jobs(),
+                reuse: true,
             },
             progress,
         )?;

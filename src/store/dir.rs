@@ -2,28 +2,25 @@
 //!
 //! SQLite files inside (found by their header) go through the backup API and
 //! their `-wal`/`-shm`/`-journal` sidecars are skipped; symlinks are recorded,
-//! never followed; a file that changes while copied makes the whole store be
-//! captured again, a few times, before giving up.
+//! never followed; a file that changes while copied is copied again, a few
+//! times, before the create gives up (see [`crate::store::unit`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
-use crate::manifest::{FileRecord, StoreRecord, SymlinkRecord};
+use crate::manifest::{StoreRecord, SymlinkRecord};
 use crate::restore::plan::{self, Step, Target};
 use crate::restore::Mode;
 use crate::store::{live_path, plan_removals};
-use crate::store::{manifest_path, plain, sqlite, CaptureContext, Captured, StoreHandler};
-
-/// How many times a store whose files keep changing is captured before failing.
-const ATTEMPTS: usize = 3;
+use crate::store::{manifest_path, sqlite, CapturePlan, StoreHandler, Unit, UnitKind};
 
 /// The `dir` store kind.
 pub struct DirStore;
 
 impl StoreHandler for DirStore {
-    fn capture(&self, spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured> {
+    fn plan_capture(&self, spec: &StoreSpec) -> Result<CapturePlan> {
         if !std::fs::metadata(&spec.path)
             .map_err(|e| Error::io("could not stat", &spec.path, e))?
             .is_dir()
@@ -34,27 +31,7 @@ impl StoreHandler for DirStore {
                 spec.path.display()
             )));
         }
-        let store_root = ctx.bundle_root.join(&spec.name);
-        let mut changed = Vec::new();
-        for _ in 0..ATTEMPTS {
-            let (captured, changed_now) = capture_tree(spec, ctx)?;
-            if changed_now.is_empty() {
-                return Ok(captured);
-            }
-            changed = changed_now;
-            std::fs::remove_dir_all(&store_root)
-                .and_then(|()| std::fs::create_dir(&store_root))
-                .map_err(|e| Error::io("could not reset", &store_root, e))?;
-        }
-        Err(Error::CheckFailed {
-            store: spec.name.clone(),
-            reason: format!(
-                "files kept changing while being copied ({} tries): {}; stop the application writing to {} (or stop it from a pre-create hook) and try again",
-                ATTEMPTS,
-                changed.join(", "),
-                spec.path.display()
-            ),
-        })
+        walk(spec)
     }
 
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
@@ -102,11 +79,10 @@ impl DirStore {
     }
 }
 
-/// One pass over the tree; returns what was captured and the paths that changed.
-fn capture_tree(spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<(Captured, Vec<String>)> {
+/// Walks the tree into a plan: folders, symlinks, and one unit per regular file.
+fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
     let root = &spec.path;
-    let mut captured = Captured::default();
-    let mut changed = Vec::new();
+    let mut plan = CapturePlan::default();
     for entry in walkdir::WalkDir::new(root)
         .follow_links(false)
         .min_depth(1)
@@ -123,48 +99,34 @@ fn capture_tree(spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<(Captured,
         )?;
         let kind = entry.file_type();
         if kind.is_dir() {
-            crate::fsutil::create_dir_all(&ctx.target(&rel))?;
+            plan.folders.push(rel);
         } else if kind.is_symlink() {
             let target =
                 std::fs::read_link(src).map_err(|e| Error::io("could not read link", src, e))?;
-            captured.symlinks.push(SymlinkRecord {
+            plan.symlinks.push(SymlinkRecord {
                 path: rel,
                 target: target.to_string_lossy().into_owned(),
             });
         } else if !kind.is_file() {
-            captured.warnings.push(format!(
+            plan.warnings.push(format!(
                 "store \"{}\": skipped {rel}: not a regular file, folder or symlink",
                 spec.name
             ));
         } else if is_sidecar(src)? {
             continue;
         } else if sqlite::is_sqlite_file(src)? {
-            captured
-                .files
-                .push(sqlite::capture_file(&spec.name, src, &rel, ctx)?);
+            plan.units.push(sqlite::unit(&spec.name, src, rel));
         } else {
-            let dest = ctx.target(&rel);
-            ctx.progress
-                .start(&format!("{}: {rel}", spec.name), Some(entry_len(&entry)));
-            let copy = plain::copy_hashed(src, &dest, ctx.progress)?;
-            ctx.progress.finish();
-            if copy.changed {
-                changed.push(rel.clone());
-            }
-            captured.files.push(FileRecord {
+            plan.units.push(Unit {
+                store: spec.name.clone(),
                 path: rel,
-                bytes: copy.bytes,
-                sha256: copy.sha256,
-                sqlite: None,
-                jsonl: None,
+                src: src.to_path_buf(),
+                kind: UnitKind::Plain,
+                bytes: entry.metadata().map(|m| m.len()).unwrap_or(0),
             });
         }
     }
-    Ok((captured, changed))
-}
-
-fn entry_len(entry: &walkdir::DirEntry) -> u64 {
-    entry.metadata().map(|m| m.len()).unwrap_or(0)
+    Ok(plan)
 }
 
 /// Whether `path` is a `-wal`/`-shm`/`-journal` file beside an SQLite database.

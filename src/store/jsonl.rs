@@ -12,11 +12,11 @@ use sha2::{Digest, Sha256};
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::hash::{finish_hex, BUF_SIZE};
-use crate::manifest::{FileRecord, JsonlFacts, StoreRecord};
+use crate::manifest::{JsonlFacts, StoreRecord};
 use crate::progress::Progress;
 use crate::restore::plan::{self, Step, Target};
 use crate::restore::Mode;
-use crate::store::{file_name_of, manifest_path, CaptureContext, Captured, StoreHandler};
+use crate::store::{file_name_of, manifest_path, CapturePlan, StoreHandler, Unit, UnitKind};
 use crate::store::{live_path, plan_removals};
 use std::collections::BTreeSet;
 
@@ -24,15 +24,15 @@ use std::collections::BTreeSet;
 pub struct JsonlStore;
 
 impl StoreHandler for JsonlStore {
-    fn capture(&self, spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured> {
-        let mut captured = Captured::default();
+    fn plan_capture(&self, spec: &StoreSpec) -> Result<CapturePlan> {
+        let mut plan = CapturePlan::default();
         let meta = std::fs::metadata(&spec.path)
             .map_err(|e| Error::io("could not stat", &spec.path, e))?;
         let sources: Vec<(PathBuf, PathBuf)> = if meta.is_file() {
             let name = file_name_of(spec)?;
-            captured.single_file = Some(name.clone());
+            plan.single_file = Some(name.clone());
             if meta.len() == 0 {
-                return Ok(captured);
+                return Ok(plan);
             }
             vec![(spec.path.clone(), PathBuf::from(name))]
         } else {
@@ -40,35 +40,19 @@ impl StoreHandler for JsonlStore {
         };
         for (src, rel) in sources {
             let path = manifest_path(&spec.name, &rel)?;
-            let dest = ctx.target(&path);
-            if let Some(parent) = dest.parent() {
-                crate::fsutil::create_dir_all(parent)?;
+            if let Some((folder, _)) = path.rsplit_once('/') {
+                plan.folders.push(folder.to_string());
             }
-            ctx.progress
-                .start(&format!("{}: {path}", spec.name), Some(file_len(&src)?));
-            let copy = copy_jsonl(&src, &dest, ctx.progress)?;
-            ctx.progress.finish();
-            if copy.facts.invalid_lines > 0 {
-                captured.warnings.push(format!(
-                    "store \"{}\": {path} has {} line(s) that are not valid JSON (kept as they were)",
-                    spec.name, copy.facts.invalid_lines
-                ));
-            }
-            if copy.torn_bytes > 0 {
-                captured.warnings.push(format!(
-                    "store \"{}\": {path} ends with an incomplete line ({} bytes, no newline); it was left out",
-                    spec.name, copy.torn_bytes
-                ));
-            }
-            captured.files.push(FileRecord {
+            plan.units.push(Unit {
+                store: spec.name.clone(),
                 path,
-                bytes: copy.bytes,
-                sha256: copy.sha256,
-                sqlite: None,
-                jsonl: Some(copy.facts),
+                bytes: file_len(&src)?,
+                src,
+                kind: UnitKind::Jsonl,
             });
         }
-        Ok(captured)
+        plan.folders.dedup();
+        Ok(plan)
     }
 
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
@@ -141,6 +125,23 @@ fn file_len(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path)
         .map_err(|e| Error::io("could not stat", path, e))?
         .len())
+}
+
+/// The warnings a captured JSONL file deserves.
+pub fn warnings(store: &str, path: &str, facts: &JsonlFacts, torn_bytes: u64) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if facts.invalid_lines > 0 {
+        warnings.push(format!(
+            "store \"{store}\": {path} has {} line(s) that are not valid JSON (kept as they were)",
+            facts.invalid_lines
+        ));
+    }
+    if torn_bytes > 0 {
+        warnings.push(format!(
+            "store \"{store}\": {path} ends with an incomplete line ({torn_bytes} bytes, no newline); it was left out"
+        ));
+    }
+    warnings
 }
 
 /// Outcome of streaming one JSONL file.

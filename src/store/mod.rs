@@ -1,22 +1,25 @@
 //! Store kinds: how each kind of store is captured into a bundle.
 //!
-//! Each kind is one [`StoreHandler`]; `create` calls [`capture`] and never looks
-//! at the kind itself. The per-file primitives (`sqlite`, `plain`, `jsonl`)
-//! are shared: a `dir` store captures the SQLite files inside it as a `sqlite`
-//! store does.
+//! Each kind is one [`StoreHandler`]: it walks its source into a
+//! [`CapturePlan`] of [`Unit`]s (one per file), which `create` runs in
+//! parallel with [`unit::capture_unit`]. The per-file primitives (`sqlite`,
+//! `plain`, `jsonl`) are shared: a `dir` store captures the SQLite files inside
+//! it as a `sqlite` store does.
 
 pub mod dir;
 pub mod jsonl;
 pub mod plain;
 pub mod sqlite;
+pub mod unit;
 
 use std::path::{Path, PathBuf};
 
 use crate::config::{StoreKind, StoreSpec};
 use crate::error::{Error, Result};
-use crate::manifest::{FileRecord, StoreRecord, StoreStatus, SymlinkRecord};
+use crate::manifest::{StoreRecord, StoreStatus, SymlinkRecord};
 use crate::progress::Progress;
 use crate::restore::plan::{Step, Target};
+use crate::reuse::Previous;
 
 /// What a capture needs besides the store itself.
 pub struct CaptureContext<'a> {
@@ -24,8 +27,10 @@ pub struct CaptureContext<'a> {
     pub bundle_root: &'a Path,
     /// Run the full `integrity_check` on SQLite copies instead of `quick_check`.
     pub full_check: bool,
-    /// Where progress goes.
+    /// Where progress goes (units only advance it; they run in parallel).
     pub progress: &'a dyn Progress,
+    /// The previous good bundle, whose copies of unchanged files are reused.
+    pub previous: Option<&'a Previous>,
 }
 
 impl CaptureContext<'_> {
@@ -37,25 +42,54 @@ impl CaptureContext<'_> {
     }
 }
 
-/// The result of capturing one store.
+/// How one source file is captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitKind {
+    /// Through SQLite's backup API, with counts and checks.
+    Sqlite,
+    /// Streamed with line counting and parsing.
+    Jsonl,
+    /// Copied and hashed in one pass.
+    Plain,
+}
+
+/// One source file to capture: the unit of parallel work.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// The store it belongs to.
+    pub store: String,
+    /// Its manifest path, `<store>/<rel>`.
+    pub path: String,
+    /// The source file.
+    pub src: PathBuf,
+    /// How it is captured.
+    pub kind: UnitKind,
+    /// Bytes it is expected to take in the bundle (an estimate for space and scheduling).
+    pub bytes: u64,
+}
+
+/// What capturing a store will do, found by walking it without copying.
 #[derive(Debug, Default)]
-pub struct Captured {
-    /// What was found.
+pub struct CapturePlan {
+    /// What was found (`None`: ok).
     pub status: Option<StoreStatus>,
     /// For single-file stores, the file's name.
     pub single_file: Option<String>,
-    /// Files written into the bundle.
-    pub files: Vec<FileRecord>,
+    /// Files to capture.
+    pub units: Vec<Unit>,
+    /// Folders to create in the bundle (manifest paths).
+    pub folders: Vec<String>,
     /// Symlinks recorded (dir stores).
     pub symlinks: Vec<SymlinkRecord>,
-    /// Things the user should know (invalid lines, skipped files, ...).
+    /// Things the user should know (skipped files, ...).
     pub warnings: Vec<String>,
 }
 
 /// One kind of store.
 pub trait StoreHandler: Sync {
-    /// Captures an existing source into `ctx.bundle_root/<store name>/`.
-    fn capture(&self, spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured>;
+    /// Walks an existing source into a [`CapturePlan`], reading no file contents
+    /// beyond SQLite headers.
+    fn plan_capture(&self, spec: &StoreSpec) -> Result<CapturePlan>;
 
     /// Plans restoring a bundle store onto `target`, reading only.
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>>;
@@ -120,35 +154,35 @@ pub fn handler(kind: StoreKind) -> &'static dyn StoreHandler {
     }
 }
 
-/// Captures a store; an absent source is recorded as such, not an error.
-pub fn capture(spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured> {
+/// Plans capturing a store; an absent source is recorded as such, not an
+/// error, and one with nothing in it as empty, with a warning.
+pub fn plan_capture(spec: &StoreSpec) -> Result<CapturePlan> {
     match std::fs::symlink_metadata(&spec.path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Captured {
+            return Ok(CapturePlan {
                 status: Some(StoreStatus::Absent),
                 warnings: vec![format!(
                     "store \"{}\": {} does not exist; recorded as absent",
                     spec.name,
                     spec.path.display()
                 )],
-                ..Captured::default()
+                ..CapturePlan::default()
             })
         }
         Err(e) => return Err(Error::io("could not stat", &spec.path, e)),
         Ok(_) => {}
     }
-    let store_root = ctx.bundle_root.join(&spec.name);
-    crate::fsutil::create_dir_all(&store_root)?;
-    let mut captured = handler(spec.kind).capture(spec, ctx)?;
-    if captured.files.is_empty() && captured.symlinks.is_empty() {
-        captured.status = Some(StoreStatus::Empty);
-        captured.warnings.push(format!(
+    let mut plan = handler(spec.kind).plan_capture(spec)?;
+    plan.folders.insert(0, spec.name.clone());
+    if plan.units.is_empty() && plan.symlinks.is_empty() {
+        plan.status = Some(StoreStatus::Empty);
+        plan.warnings.push(format!(
             "store \"{}\": {} exists but holds nothing to back up; is this the right path?",
             spec.name,
             spec.path.display()
         ));
     }
-    Ok(captured)
+    Ok(plan)
 }
 
 /// The manifest path `<store>/<rel>` for a file at `rel` inside a store.

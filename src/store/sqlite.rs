@@ -17,9 +17,10 @@ use rusqlite::{Connection, OpenFlags};
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::hash;
-use crate::manifest::{FileRecord, SqliteFacts, StoreRecord};
+use crate::manifest::{SqliteFacts, StoreRecord};
 use crate::restore::plan::{self, Step, Target};
-use crate::store::{file_name_of, manifest_path, CaptureContext, Captured, StoreHandler};
+use crate::store::{file_name_of, manifest_path, CaptureContext, CapturePlan, StoreHandler};
+use crate::store::{Unit, UnitKind};
 
 /// The 16-byte header every SQLite 3 database starts with.
 pub const HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -34,7 +35,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 pub struct SqliteStore;
 
 impl StoreHandler for SqliteStore {
-    fn capture(&self, spec: &StoreSpec, ctx: &CaptureContext<'_>) -> Result<Captured> {
+    fn plan_capture(&self, spec: &StoreSpec) -> Result<CapturePlan> {
         let meta = std::fs::metadata(&spec.path)
             .map_err(|e| Error::io("could not stat", &spec.path, e))?;
         if !meta.is_file() {
@@ -45,12 +46,12 @@ impl StoreHandler for SqliteStore {
             )));
         }
         let name = file_name_of(spec)?;
-        let mut captured = Captured {
+        let mut plan = CapturePlan {
             single_file: Some(name.clone()),
-            ..Captured::default()
+            ..CapturePlan::default()
         };
         if meta.len() == 0 {
-            return Ok(captured);
+            return Ok(plan);
         }
         if !is_sqlite_file(&spec.path)? {
             return Err(Error::Usage(format!(
@@ -59,11 +60,12 @@ impl StoreHandler for SqliteStore {
                 spec.path.display()
             )));
         }
-        let rel = manifest_path(&spec.name, Path::new(&name))?;
-        captured
-            .files
-            .push(capture_file(&spec.name, &spec.path, &rel, ctx)?);
-        Ok(captured)
+        plan.units.push(unit(
+            &spec.name,
+            &spec.path,
+            manifest_path(&spec.name, Path::new(&name))?,
+        ));
+        Ok(plan)
     }
 
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
@@ -86,27 +88,33 @@ impl StoreHandler for SqliteStore {
     }
 }
 
-/// Captures the database at `src` to the manifest path `rel`; returns its record.
+/// The capture unit of the database at `src`; its size estimate includes the `-wal`.
+pub fn unit(store: &str, src: &Path, path: String) -> Unit {
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = src.as_os_str().to_owned();
+    wal.push("-wal");
+    Unit {
+        store: store.to_string(),
+        path,
+        src: src.to_path_buf(),
+        kind: UnitKind::Sqlite,
+        bytes: len(src) + len(Path::new(&wal)),
+    }
+}
+
+/// Captures the database at `src` to `dest`; returns its size, sha256 and facts.
+/// SQLite writes the copy, so this is the one place a copy is read back (to hash it).
 pub fn capture_file(
     store: &str,
     src: &Path,
-    rel: &str,
+    dest: &Path,
     ctx: &CaptureContext<'_>,
-) -> Result<FileRecord> {
-    let dest = ctx.target(rel);
-    ctx.progress.start(&format!("{store}: {rel}"), None);
-    let facts = capture_database(store, src, &dest, ctx.full_check)?;
-    let file = std::fs::File::open(&dest).map_err(|e| Error::io("could not read", &dest, e))?;
+) -> Result<(u64, String, SqliteFacts)> {
+    let facts = capture_database(store, src, dest, ctx.full_check)?;
+    let file = std::fs::File::open(dest).map_err(|e| Error::io("could not read", dest, e))?;
     let (bytes, sha256) = hash::hash_reader(file, |n| ctx.progress.advance(n))
-        .map_err(|e| Error::io("could not read", &dest, e))?;
-    ctx.progress.finish();
-    Ok(FileRecord {
-        path: rel.to_string(),
-        bytes,
-        sha256,
-        sqlite: Some(facts),
-        jsonl: None,
-    })
+        .map_err(|e| Error::io("could not read", dest, e))?;
+    Ok((bytes, sha256, facts))
 }
 
 /// Whether the file at `path` starts with the SQLite header.
