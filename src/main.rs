@@ -109,6 +109,7 @@ struct CreatedStoreJson<'a> {
     kind: StoreKind,
     status: bundle::manifest::StoreStatus,
     files: usize,
+    reused: usize,
     bytes: u64,
 }
 
@@ -179,6 +180,7 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
                     kind: s.kind,
                     status: s.status,
                     files: s.files.len(),
+                    reused: s.files.iter().filter(|f| f.reused).count(),
                     bytes: s.files.iter().map(|f| f.bytes).sum(),
                 })
                 .collect(),
@@ -186,11 +188,15 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
         });
     } else if !cli.quiet {
         output::stdout(&format!("{}\t{}\n", m.id, outcome.path.display()));
+        let files = m.stores.iter().flat_map(|s| &s.files);
+        let reused = files.clone().filter(|f| f.reused).count();
         eprintln!(
-            "created bundle {} ({} stores, {})",
+            "created bundle {} ({} stores, {}; {} of {} files unchanged and shared with the previous bundle)",
             m.id,
             m.stores.len(),
-            output::human_bytes(m.total_bytes())
+            output::human_bytes(m.total_bytes()),
+            reused,
+            files.count()
         );
         if let Some(report) = &pruned {
             eprint!("{}", output::prune_summary(report));

@@ -9,6 +9,7 @@ mod hooks;
 mod list;
 mod prune;
 mod restore;
+mod reuse;
 mod schedule;
 mod schema;
 mod verify;
