@@ -93,11 +93,13 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
         progress,
         report: &mut report,
         listed: BTreeSet::new(),
+        to_read: Vec::new(),
     };
     checker.check_header(&manifest);
     for store in &manifest.stores {
         checker.check_store(store);
     }
+    checker.read_all();
     checker.check_unlisted();
     report.ok = report.problems.is_empty();
     Ok(report)
@@ -152,6 +154,8 @@ struct Checker<'a> {
     progress: &'a dyn Progress,
     report: &'a mut VerifyReport,
     listed: BTreeSet<PathBuf>,
+    /// Files that passed the structural checks, to be read: (store, path, record).
+    to_read: Vec<(String, PathBuf, FileRecord)>,
 }
 
 impl Checker<'_> {
@@ -268,32 +272,61 @@ impl Checker<'_> {
                 format!("size is {} bytes, manifest says {}", meta.len(), file.bytes),
             );
         }
-        let (bytes, sha, lines) = match self.read_file(&path, file) {
+        self.to_read.push((store.to_string(), path, file.clone()));
+    }
+
+    /// Reads every listed file that exists, in parallel: hash, JSONL counts,
+    /// SQLite checks. Problems keep the manifest's file order.
+    fn read_all(&mut self) {
+        let total = self.to_read.iter().map(|(_, _, f)| f.bytes).sum();
+        self.progress.start("verifying", Some(total));
+        let checked =
+            crate::parallel::map(&self.to_read, crate::parallel::default_jobs(), |item| {
+                Ok(self.check_content(item))
+            })
+            .expect("content checks report problems, never errors");
+        self.progress.finish();
+        for (bytes, problems) in checked {
+            if let Some(bytes) = bytes {
+                self.report.files_checked += 1;
+                self.report.bytes_checked += bytes;
+            }
+            self.report.problems.extend(problems);
+        }
+    }
+
+    /// The content problems of one file, and the bytes read (`None`: unreadable).
+    fn check_content(
+        &self,
+        (store, path, file): &(String, PathBuf, FileRecord),
+    ) -> (Option<u64>, Vec<Problem>) {
+        let (store, rel) = (Some(store.as_str()), Some(file.path.as_str()));
+        let (bytes, sha, lines) = match self.read_file(path, file) {
             Ok(v) => v,
-            Err(e) => return self.add(Some(store), Some(rel), format!("cannot read: {e}")),
+            Err(e) => return (None, vec![problem(store, rel, format!("cannot read: {e}"))]),
         };
-        self.report.files_checked += 1;
-        self.report.bytes_checked += bytes;
+        let mut problems = Vec::new();
         if sha != file.sha256 {
-            self.add(Some(store), Some(rel), "sha256 does not match the manifest");
+            problems.push(problem(store, rel, "sha256 does not match the manifest"));
         }
         if let (Some(want), Some(got)) = (file.jsonl, lines) {
             if want != got {
-                self.add(
-                    Some(store),
-                    Some(rel),
+                problems.push(problem(
+                    store,
+                    rel,
                     format!(
                         "has {} lines ({} invalid), manifest says {} ({} invalid)",
                         got.lines, got.invalid_lines, want.lines, want.invalid_lines
                     ),
-                );
+                ));
             }
         }
         if let Some(facts) = &file.sqlite {
-            for p in sqlite::verify_copy(&path, facts, !self.opts.quick) {
-                self.add(Some(store), Some(rel), p);
+            for p in sqlite::verify_copy(path, facts, !self.opts.quick) {
+                problems.push(problem(store, rel, p));
             }
         }
+        (Some(bytes), problems)
     }
 
     /// Hashes a file in one pass, counting JSONL lines on the way when relevant.
@@ -303,7 +336,6 @@ impl Checker<'_> {
         file: &FileRecord,
     ) -> std::io::Result<(u64, String, Option<manifest::JsonlFacts>)> {
         let input = File::open(path)?;
-        self.progress.start(&file.path, Some(file.bytes));
         let result = if file.jsonl.is_some() {
             let mut hasher = Sha256::new();
             let mut scan = LineScan::default();
@@ -320,7 +352,6 @@ impl Checker<'_> {
             let (bytes, sha) = hash::hash_reader(input, |n| self.progress.advance(n))?;
             (bytes, sha, None)
         };
-        self.progress.finish();
         Ok(result)
     }
 

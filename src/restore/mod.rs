@@ -325,15 +325,18 @@ fn apply_plan(
             },
         )?;
     }
-    // 7. Apply, then check.
-    let mut problems = Vec::new();
-    for store in &mut report.stores {
-        progress.start(&format!("restoring {}", store.name), None);
+    // 7. Apply, then check; stores are independent, so they run in parallel.
+    progress.start("restoring", None);
+    let outcomes = crate::parallel::map(&report.stores, crate::parallel::default_jobs(), |store| {
         let (done, notes) = apply::apply(&store.name, &store.steps)?;
-        progress.finish();
+        Ok((done, notes, apply::check(&store.steps)?))
+    });
+    progress.finish();
+    let mut problems = Vec::new();
+    for (store, (done, notes, found)) in report.stores.iter_mut().zip(outcomes?) {
         store.counts = done;
         store.notes.extend(notes);
-        for p in apply::check(&store.steps)? {
+        for p in found {
             problems.push(format!("store \"{}\": {p}", store.name));
         }
     }
