@@ -196,7 +196,7 @@ fn build(
         fsutil::create_dir_all(&ctx.target(folder))?;
     }
     let mut units: Vec<&Unit> = plans.iter().flat_map(|p| &p.units).collect();
-    units.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    units.sort_by_key(|u| std::cmp::Reverse(u.bytes));
     let total: u64 = units.iter().map(|u| u.bytes).sum();
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::hash;
-use crate::manifest::{SqliteFacts, StoreRecord};
+use crate::manifest::{SourceStat, SqliteFacts, StoreRecord};
 use crate::restore::plan::{self, Step, Target};
 use crate::store::{file_name_of, manifest_path, CaptureContext, CapturePlan, StoreHandler};
 use crate::store::{Unit, UnitKind};
@@ -102,19 +102,42 @@ pub fn unit(store: &str, src: &Path, path: String) -> Unit {
     }
 }
 
-/// Captures the database at `src` to `dest`; returns its size, sha256 and facts.
-/// SQLite writes the copy, so this is the one place a copy is read back (to hash it).
+/// Captures the database at `src` to `dest`; returns its size, sha256, facts,
+/// and the source's identity taken just before the snapshot.
+/// SQLite writes the copy, so this is the one place a copy is read back: it is
+/// hashed on a second thread while the copy's checks run.
 pub fn capture_file(
     store: &str,
     src: &Path,
     dest: &Path,
     ctx: &CaptureContext<'_>,
-) -> Result<(u64, String, SqliteFacts)> {
-    let facts = capture_database(store, src, dest, ctx.full_check)?;
-    let file = std::fs::File::open(dest).map_err(|e| Error::io("could not read", dest, e))?;
-    let (bytes, sha256) = hash::hash_reader(file, |n| ctx.progress.advance(n))
-        .map_err(|e| Error::io("could not read", dest, e))?;
-    Ok((bytes, sha256, facts))
+) -> Result<(u64, String, SqliteFacts, SourceStat)> {
+    let (copy, source_counts, virtual_tables, journal_mode, stat) = snapshot(src, dest)?;
+    let hash_copy = || -> Result<(u64, String)> {
+        let file = std::fs::File::open(dest).map_err(|e| Error::io("could not read", dest, e))?;
+        hash::hash_reader(file, |n| ctx.progress.advance(n))
+            .map_err(|e| Error::io("could not read", dest, e))
+    };
+    // The copy is complete on disk once the backup finished; switching it to
+    // rollback mode first keeps the hashed bytes final.
+    let copy = to_rollback_mode(store, src, dest, copy)?;
+    let (checked, hashed) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(hash_copy);
+        let checked = check_copy(
+            store,
+            src,
+            dest,
+            copy,
+            ctx.full_check,
+            source_counts,
+            virtual_tables,
+            journal_mode,
+        );
+        (checked, hashing.join().expect("hashing does not panic"))
+    });
+    let facts = checked?;
+    let (bytes, sha256) = hashed?;
+    Ok((bytes, sha256, facts, stat))
 }
 
 /// Whether the file at `path` starts with the SQLite header.
@@ -136,6 +159,34 @@ pub fn capture_database(
     dest: &Path,
     full_check: bool,
 ) -> Result<SqliteFacts> {
+    let (copy, source_counts, virtual_tables, journal_mode, _) = snapshot(src, dest)?;
+    let copy = to_rollback_mode(store, src, dest, copy)?;
+    check_copy(
+        store,
+        src,
+        dest,
+        copy,
+        full_check,
+        source_counts,
+        virtual_tables,
+        journal_mode,
+    )
+}
+
+/// What [`snapshot`] returns: the open copy, the source's counts and virtual
+/// tables, its journal mode, and its identity just before the snapshot.
+type Snapshot = (
+    Connection,
+    BTreeMap<String, u64>,
+    Vec<String>,
+    String,
+    SourceStat,
+);
+
+/// Opens the source (without ever checkpointing it on close, so the backup
+/// leaves its files as they were), notes its identity, then in one read
+/// transaction counts its rows and copies every page into `dest`.
+fn snapshot(src: &Path, dest: &Path) -> Result<Snapshot> {
     let sq = |e| Error::sqlite(src, e);
     let source = Connection::open_with_flags(
         src,
@@ -143,10 +194,16 @@ pub fn capture_database(
     )
     .map_err(sq)?;
     harden(&source).map_err(sq)?;
+    source
+        .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(sq)?;
     source.busy_timeout(LOCK_WAIT).map_err(sq)?;
     let journal_mode: String = source
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(sq)?;
+    // Any write after this point changes the identity, so an unchanged
+    // identity next time proves the snapshot below is still the content.
+    let stat = crate::store::unit::source_stat(src, true)?;
 
     source.execute_batch("BEGIN DEFERRED").map_err(sq)?;
     let result = (|| {
@@ -159,7 +216,17 @@ pub fn capture_database(
     let _ = source.execute_batch("COMMIT");
     drop(source);
     let (source_counts, virtual_tables, copy) = result?;
+    Ok((
+        copy,
+        source_counts,
+        virtual_tables,
+        journal_mode.to_ascii_lowercase(),
+        stat,
+    ))
+}
 
+/// Makes the copy self-contained: rollback-journal mode, no `-wal` needed.
+fn to_rollback_mode(store: &str, src: &Path, dest: &Path, copy: Connection) -> Result<Connection> {
     let dq = |e| Error::sqlite(dest, e);
     harden(&copy).map_err(dq)?;
     let mode: String = copy
@@ -171,6 +238,23 @@ pub fn capture_database(
             reason: format!("copy of {} stayed in journal mode {mode}", src.display()),
         });
     }
+    Ok(copy)
+}
+
+/// Runs the integrity check and the row-count parity check on the copy, closes
+/// and fsyncs it, and returns the facts for the manifest.
+#[allow(clippy::too_many_arguments)]
+fn check_copy(
+    store: &str,
+    src: &Path,
+    dest: &Path,
+    copy: Connection,
+    full_check: bool,
+    source_counts: BTreeMap<String, u64>,
+    virtual_tables: Vec<String>,
+    journal_mode: String,
+) -> Result<SqliteFacts> {
+    let dq = |e| Error::sqlite(dest, e);
     let check = if full_check {
         "integrity_check"
     } else {
@@ -204,7 +288,7 @@ pub fn capture_database(
         page_size,
         integrity,
         check: check.to_string(),
-        source_journal_mode: journal_mode.to_ascii_lowercase(),
+        source_journal_mode: journal_mode,
     })
 }
 

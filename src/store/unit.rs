@@ -49,10 +49,12 @@ pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
     };
     let (mut file, stat) = match unit.kind {
         UnitKind::Sqlite => {
-            let (bytes, sha, facts) = sqlite::capture_file(&unit.store, &unit.src, &dest, ctx)?;
+            // The identity that counts is the one taken right before the snapshot.
+            let (bytes, sha, facts, stat) =
+                sqlite::capture_file(&unit.store, &unit.src, &dest, ctx)?;
             let mut file = record(bytes, sha);
             file.sqlite = Some(facts);
-            (file, Some(before))
+            (file, Some(stat))
         }
         UnitKind::Jsonl => {
             let copy = jsonl::copy_jsonl(&unit.src, &dest, ctx.progress)?;
@@ -132,7 +134,12 @@ pub fn source_stat(path: &Path, with_wal: bool) -> Result<SourceStat> {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         match std::fs::metadata(&wal) {
-            Ok(m) => Some(Box::new(stat_of(&m, None))),
+            // SQLite itself changes the `-wal`'s ctime when it opens it (it
+            // re-asserts the owner), so only its other fields are compared.
+            Ok(m) => Some(Box::new(SourceStat {
+                ctime_ns: 0,
+                ..stat_of(&m, None)
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("could not stat", Path::new(&wal), e)),
         }
@@ -161,7 +168,10 @@ fn trustworthy(stat: &SourceStat) -> bool {
         .unwrap_or(0);
     let fresh_ns = FRESH.as_nanos() as i64;
     let old = |s: &SourceStat| s.mtime_ns < now_ns - fresh_ns && s.ctime_ns < now_ns - fresh_ns;
-    old(stat) && stat.wal.as_deref().is_none_or(old)
+    // An empty `-wal` (such as the one opening a WAL database creates) cannot
+    // change unseen: a write grows it, and only a checkpoint, which rewrites
+    // the (old, trusted) main file, can empty it again.
+    old(stat) && stat.wal.as_deref().is_none_or(|w| w.bytes == 0 || old(w))
 }
 
 /// Whether the source still has the identity recorded before it was read.

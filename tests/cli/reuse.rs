@@ -120,7 +120,12 @@ fn no_reuse_copies_everything_and_a_damaged_previous_bundle_is_not_reused() {
     let next = ws.create(&[]);
     let m = ws.manifest(&next);
     for rel in FILES {
-        assert!(reused(&m, rel), "{rel} comes from the older, whole bundle");
+        assert!(
+            reused(&m, rel),
+            "{rel} comes from the older, whole bundle: {} vs {}",
+            file_record(&ws.manifest(&first), rel),
+            file_record(&m, rel)
+        );
         assert_eq!(inode(&first, rel), inode(&next, rel));
     }
 }
@@ -152,4 +157,47 @@ fn the_manifest_does_not_depend_on_the_number_of_jobs() {
     let four = ws.create(&["--jobs", "4", "--no-reuse"]);
     assert_eq!(stores(&one), stores(&four));
     ws.run(&["create", "--jobs", "0"]).code(2);
+}
+
+#[test]
+fn capturing_a_wal_database_leaves_its_files_alone_and_the_next_create_reuses_it() {
+    let ws = Workspace::new();
+    let db = ws.path("app.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+             INSERT INTO t(v) VALUES ('a'), ('b'), ('c');",
+        )
+        .unwrap();
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .unwrap();
+    }
+    let wal = ws.path("app.db-wal");
+    let main_before = std::fs::read(&db).unwrap();
+    let wal_before = std::fs::read(&wal).unwrap();
+    assert!(!wal_before.is_empty(), "the rows live in the WAL");
+    let_sources_settle();
+
+    let first = ws.create(&["--dest", "backups", "--sqlite", "app=app.db"]);
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        main_before,
+        "no checkpoint into the source"
+    );
+    assert_eq!(
+        std::fs::read(&wal).unwrap(),
+        wal_before,
+        "its WAL is left as it was"
+    );
+    let m = ws.manifest(&first);
+    assert_eq!(file_record(&m, "app/app.db")["sqlite"]["tables"]["t"], 3);
+
+    let second = ws.create(&["--dest", "backups", "--sqlite", "app=app.db"]);
+    assert!(reused(&ws.manifest(&second), "app/app.db"));
+    assert_eq!(inode(&first, "app/app.db"), inode(&second, "app/app.db"));
 }
