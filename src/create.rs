@@ -251,19 +251,27 @@ fn build(
         stores: records,
     };
     fsutil::write_new_file(&staging_dir.join(MANIFEST_FILE), &manifest.to_bytes())?;
-    fsync_folders(staging_dir)?;
+    fsync_tree(staging_dir, opts.jobs)?;
     Ok((manifest, warnings))
 }
 
-/// fsyncs every folder under `root`, deepest first, so renames and new entries are durable.
-fn fsync_folders(root: &Path) -> Result<()> {
+/// fsyncs every file under `root` (in parallel: the copies were written
+/// without waiting for the disk, so writeback overlapped the capture), then
+/// every folder, deepest first, so the files and their entries are durable
+/// before the rename commits the bundle.
+fn fsync_tree(root: &Path, jobs: usize) -> Result<()> {
+    let mut files = Vec::new();
+    let mut folders = Vec::new();
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
         let entry = entry.map_err(|e| Error::io("could not walk", root, e.into()))?;
         if entry.file_type().is_dir() {
-            fsutil::fsync_path(entry.path())?;
+            folders.push(entry.into_path());
+        } else if entry.file_type().is_file() {
+            files.push(entry.into_path());
         }
     }
-    Ok(())
+    parallel::map(&files, jobs, |f| fsutil::fsync_path(f))?;
+    folders.iter().try_for_each(|d| fsutil::fsync_path(d))
 }
 
 /// The first id not yet taken in `destination`, adding `-1`, `-2`… as needed.

@@ -16,6 +16,7 @@ use crate::manifest::{JsonlFacts, StoreRecord};
 use crate::progress::Progress;
 use crate::restore::plan::{self, Step, Target};
 use crate::restore::Mode;
+use crate::store::plain::WRITEBACK_EVERY;
 use crate::store::{file_name_of, manifest_path, CapturePlan, StoreHandler, Unit, UnitKind};
 use crate::store::{live_path, plan_removals};
 use std::collections::BTreeSet;
@@ -158,7 +159,8 @@ pub struct JsonlCopy {
 }
 
 /// Streams the prefix of `src` that exists now, up to its last newline, into a
-/// new file `dest`; hashes, counts and parses every line on the way; fsyncs.
+/// new file `dest`; hashes, counts and parses every line on the way. The caller
+/// fsyncs it.
 pub fn copy_jsonl(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<JsonlCopy> {
     let input = File::open(src).map_err(|e| Error::io("could not read", src, e))?;
     let limit = input
@@ -186,15 +188,18 @@ pub fn copy_jsonl(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<Js
         scan.line(line);
         hasher.update(line);
         bytes += line.len() as u64;
-        writer.write_all(line)
+        writer.write_all(line)?;
+        if bytes % WRITEBACK_EVERY < line.len() as u64 {
+            crate::fsutil::start_writeback(writer.get_ref());
+        }
+        Ok(())
     })
     .map_err(|e| Error::io("could not copy", src, e))?;
     let output = writer
         .into_inner()
         .map_err(|e| Error::io("could not write", dest, e.into_error()))?;
-    output
-        .sync_all()
-        .map_err(|e| Error::io("could not fsync", dest, e))?;
+    crate::fsutil::start_writeback(&output);
+    drop(output);
     if read != limit {
         return Err(Error::io(
             "file shrank while being read",

@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::hash::{finish_hex, BUF_SIZE};
 use crate::progress::Progress;
 
+/// How often (in bytes written) a copy asks the kernel to start writeback.
+pub const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
+
 /// Outcome of copying one file.
 #[derive(Debug)]
 pub struct CopiedFile {
@@ -23,7 +26,8 @@ pub struct CopiedFile {
     pub changed: bool,
 }
 
-/// Copies `src` to a new file `dest`, hashing the same buffers, then fsyncs it.
+/// Copies `src` to a new file `dest`, hashing the same buffers. The caller
+/// fsyncs it (create fsyncs the whole bundle before committing it).
 pub fn copy_hashed(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<CopiedFile> {
     let mut input = File::open(src).map_err(|e| Error::io("could not read", src, e))?;
     let before = stamp(&input, src)?;
@@ -48,10 +52,11 @@ pub fn copy_hashed(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<C
             .map_err(|e| Error::io("could not write", dest, e))?;
         bytes += n as u64;
         progress.advance(n as u64);
+        if bytes % WRITEBACK_EVERY < n as u64 {
+            crate::fsutil::start_writeback(&output);
+        }
     }
-    output
-        .sync_all()
-        .map_err(|e| Error::io("could not fsync", dest, e))?;
+    crate::fsutil::start_writeback(&output);
     let after = stamp(&input, src)?;
     Ok(CopiedFile {
         bytes,

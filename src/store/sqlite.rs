@@ -137,6 +137,9 @@ pub fn capture_file(
     });
     let facts = checked?;
     let (bytes, sha256) = hashed?;
+    if let Ok(file) = std::fs::File::open(dest) {
+        crate::fsutil::start_writeback(&file);
+    }
     Ok((bytes, sha256, facts, stat))
 }
 
@@ -209,6 +212,11 @@ fn snapshot(src: &Path, dest: &Path) -> Result<Snapshot> {
     let result = (|| {
         let (source_counts, virtual_tables) = inspect(&source).map_err(sq)?;
         let mut copy = Connection::open(dest).map_err(|e| Error::sqlite(dest, e))?;
+        // The copy is a new file in the staging folder: a crash discards it,
+        // and create fsyncs the whole bundle before committing it, so SQLite
+        // need not journal or sync it on its own.
+        copy.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
+            .map_err(|e| Error::sqlite(dest, e))?;
         backup_all(&source, &mut copy).map_err(|e| Error::sqlite(dest, e))?;
         Ok((source_counts, virtual_tables, copy))
     })();
@@ -281,7 +289,6 @@ fn check_copy(
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .map_err(dq)?;
     copy.close().map_err(|(_, e)| dq(e))?;
-    crate::fsutil::fsync_path(dest)?;
     Ok(SqliteFacts {
         tables: source_counts,
         virtual_tables,
