@@ -95,7 +95,7 @@ def generate(data, scale_gib, seed=7):
 
     kb = data / "kb"
     kb.mkdir()
-    jsonl_bytes = int(200 * MIB * scale_gib)
+    jsonl_bytes = int(250 * MIB * scale_gib)
     for f in range(4):
         with open(kb / f"log-{f}.jsonl", "w") as out:
             written, i = 0, 0
@@ -111,7 +111,7 @@ def generate(data, scale_gib, seed=7):
     vectors = data / "chroma"
     segs = vectors / "3f6c1c1e-segment"
     segs.mkdir(parents=True)
-    seg_bytes = int(250 * MIB * scale_gib) // 10
+    seg_bytes = int(300 * MIB * scale_gib) // 10
     for s in range(10):
         with open(segs / f"data_level{s}.bin", "wb") as out:
             left = seg_bytes

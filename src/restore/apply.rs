@@ -8,6 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
@@ -344,6 +345,10 @@ pub fn database_in_use(path: &Path) -> Result<bool> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| Error::sqlite(path, e))?;
+    // A probe must not change what it probes: no checkpoint (and no removal
+    // of the `-wal`) when this connection closes.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(|e| Error::sqlite(path, e))?;
     conn.busy_timeout(Duration::from_millis(200))
         .map_err(|e| Error::sqlite(path, e))?;
     match conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;") {

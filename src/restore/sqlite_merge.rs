@@ -94,6 +94,13 @@ fn open_attached(
         mode | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     harden(&conn)?;
+    if read_only {
+        // Planning only looks: leave the live files exactly as they were.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
+    }
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let uri = format!("file:{}?immutable=1&mode=ro", uri_escape(bundle_copy));
     conn.execute("ATTACH DATABASE ?1 AS bundle", [uri])?;
