@@ -170,7 +170,7 @@ fn check_space(
             needed = needed.saturating_add(unit.bytes);
         }
     }
-    let needed = needed + needed / 20 + (1 << 20);
+    let needed = needed.saturating_add(needed / 20).saturating_add(1 << 20);
     let (available, _) = fsutil::free_space(destination)?;
     if needed > available {
         return Err(Error::NoSpace {
@@ -250,7 +250,12 @@ fn build(
         topology: manifest::topology(records.iter().map(|s| (s.name.as_str(), s.kind))),
         stores: records,
     };
-    fsutil::write_new_file(&staging_dir.join(MANIFEST_FILE), &manifest.to_bytes())?;
+    let bytes = manifest.to_bytes();
+    fsutil::write_new_file(&staging_dir.join(MANIFEST_FILE), &bytes)?;
+    fsutil::write_new_file(
+        &staging_dir.join(manifest::MANIFEST_SUM_FILE),
+        manifest::manifest_sum(&bytes).as_bytes(),
+    )?;
     fsync_tree(staging_dir, opts.jobs)?;
     Ok((manifest, warnings))
 }

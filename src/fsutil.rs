@@ -221,4 +221,44 @@ mod tests {
         assert!(is_within(&real.join("x"), &real));
         assert!(!is_within(&real, &real.join("x")));
     }
+
+    // Fuzzing the path checks (PROPTEST_CASES sets the number of cases; the
+    // long suite runs many more, see docs/reliability.md).
+    proptest::proptest! {
+        #[test]
+        fn accepted_paths_never_leave_the_root(rel in "\\PC{0,40}") {
+            check_join(&rel)?;
+        }
+
+        #[test]
+        fn path_like_strings_never_leave_the_root(parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just(".."), proptest::strategy::Just("."),
+                proptest::strategy::Just(""), proptest::strategy::Just("a"),
+                proptest::strategy::Just("b/c"), proptest::strategy::Just("/"),
+                proptest::strategy::Just("\\"), proptest::strategy::Just("\u{0}"),
+                proptest::strategy::Just("..."), proptest::strategy::Just(".a"),
+            ],
+            0..8,
+        )) {
+            check_join(&parts.join("/"))?;
+        }
+    }
+
+    fn check_join(rel: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        let root = Path::new("/srv/bundle");
+        if let Ok(joined) = join_safe(root, rel) {
+            proptest::prop_assert!(joined.starts_with(root), "{rel:?} -> {joined:?}");
+            proptest::prop_assert!(joined != root);
+            proptest::prop_assert!(
+                joined
+                    .components()
+                    .skip(3)
+                    .all(|c| matches!(c, Component::Normal(_))),
+                "{rel:?} -> {joined:?}"
+            );
+            proptest::prop_assert!(!rel.contains('\0') && !rel.split('/').any(|s| s == ".."));
+        }
+        Ok(())
+    }
 }

@@ -181,7 +181,7 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
                     status: s.status,
                     files: s.files.len(),
                     reused: s.files.iter().filter(|f| f.reused).count(),
-                    bytes: s.files.iter().map(|f| f.bytes).sum(),
+                    bytes: s.files.iter().fold(0u64, |t, f| t.saturating_add(f.bytes)),
                 })
                 .collect(),
             prune: pruned.as_ref(),

@@ -15,6 +15,15 @@ use crate::hash;
 /// File name of the manifest at a bundle's root.
 pub const MANIFEST_FILE: &str = "bundle-meta.json";
 
+/// File beside the manifest holding its sha256, in `sha256sum` format, so a
+/// damaged manifest (a changed label or host, say) is caught too.
+pub const MANIFEST_SUM_FILE: &str = "bundle-meta.json.sha256";
+
+/// The text of [`MANIFEST_SUM_FILE`] for manifest bytes `bytes`.
+pub fn manifest_sum(bytes: &[u8]) -> String {
+    format!("{}  {MANIFEST_FILE}\n", hash::sha256_hex(bytes))
+}
+
 /// The only manifest format this version reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -192,6 +201,11 @@ pub struct JsonlFacts {
 impl Manifest {
     /// Reads and parses a manifest, refusing unknown format versions.
     pub fn read(path: &Path) -> Result<Manifest> {
+        Self::read_with_bytes(path).map(|(m, _)| m)
+    }
+
+    /// Like [`Manifest::read`], also returning the bytes it parsed.
+    pub fn read_with_bytes(path: &Path) -> Result<(Manifest, Vec<u8>)> {
         let bad = |reason: String| Error::Manifest {
             path: path.to_path_buf(),
             reason,
@@ -208,7 +222,8 @@ impl Manifest {
             )));
         }
         let bytes = std::fs::read(path).map_err(|e| Error::io("could not read", path, e))?;
-        Self::parse(&bytes).map_err(bad)
+        let manifest = Self::parse(&bytes).map_err(bad)?;
+        Ok((manifest, bytes))
     }
 
     /// Parses manifest bytes; checks the format version first.
@@ -242,8 +257,7 @@ impl Manifest {
         self.stores
             .iter()
             .flat_map(|s| &s.files)
-            .map(|f| f.bytes)
-            .sum()
+            .fold(0u64, |t, f| t.saturating_add(f.bytes))
     }
 }
 
@@ -281,5 +295,33 @@ mod tests {
         assert!(Manifest::parse(b"{}").unwrap_err().contains("missing"));
         assert!(Manifest::parse(b"[1,2]").is_err());
         assert!(Manifest::parse(b"{\"format_version\": 1, \"id\": 5}").is_err());
+    }
+
+    // Fuzzing the manifest parser: arbitrary bytes, and valid manifests with
+    // bytes changed, never panic; whatever parses serializes back and parses again.
+    const SAMPLE: &str = r#"{"format_version":1,"id":"20261123T173000Z","created_at":"2026-11-23T17:30:00Z","label":null,"tool":{"name":"bundle","version":"0.1.0"},"host":"h","git":null,"topology":"t","stores":[{"name":"kb","kind":"jsonl","source":"/x","status":"ok","files":[{"path":"kb/a.jsonl","bytes":3,"sha256":"00","jsonl":{"lines":1,"invalid_lines":0},"source_stat":{"dev":1,"ino":2,"bytes":3,"mtime_ns":4,"ctime_ns":5,"wal":{"dev":1,"ino":3,"bytes":0,"mtime_ns":0,"ctime_ns":0}},"reused":false}]}]}"#;
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+            let _ = Manifest::parse(&bytes);
+        }
+
+        #[test]
+        fn damaged_manifests_never_panic(edits in proptest::collection::vec((0usize..SAMPLE.len(), proptest::num::u8::ANY), 1..6)) {
+            let mut bytes = SAMPLE.as_bytes().to_vec();
+            for (at, b) in edits {
+                bytes[at] = b;
+            }
+            if let Ok(m) = Manifest::parse(&bytes) {
+                let again = Manifest::parse(&m.to_bytes());
+                proptest::prop_assert_eq!(again, Ok(m));
+            }
+        }
+    }
+
+    #[test]
+    fn the_fuzz_sample_is_a_valid_manifest() {
+        assert!(Manifest::parse(SAMPLE.as_bytes()).is_ok());
     }
 }

@@ -231,6 +231,11 @@ fn classify(path: &Path, name: String) -> Entry {
 fn delete_bundle(destination: &Path, id: &str) -> Result<()> {
     let from = destination.join(id);
     let hidden = destination.join(format!("{DELETING_PREFIX}{id}"));
+    // A crashed delete of an earlier bundle with the same id may have left
+    // this name behind; it is a leftover, and we hold the lock.
+    if std::fs::symlink_metadata(&hidden).is_ok() {
+        remove_tree(&hidden)?;
+    }
     std::fs::rename(&from, &hidden)
         .map_err(|e| Error::io("could not move aside for deletion", &from, e))?;
     fsutil::fsync_path(destination)?;

@@ -1,6 +1,7 @@
 //! `bundle verify`: prove a bundle is whole, collecting every problem found.
 //!
-//! Nothing a bundle says about itself is trusted: the manifest must parse with a
+//! Nothing a bundle says about itself is trusted: the manifest must match its
+//! checksum file and parse with a
 //! known version, every listed path must be safe and hold a regular file with
 //! the recorded size and sha256, nothing unlisted may be present, and SQLite and
 //! JSONL facts are recomputed from the bytes.
@@ -17,7 +18,7 @@ use crate::config::validate_store_name;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hash::{self, finish_hex};
-use crate::manifest::{self, FileRecord, Manifest, StoreStatus, MANIFEST_FILE};
+use crate::manifest::{self, FileRecord, Manifest, StoreStatus, MANIFEST_FILE, MANIFEST_SUM_FILE};
 use crate::progress::Progress;
 use crate::store::jsonl::{each_line, LineScan};
 use crate::store::sqlite;
@@ -75,8 +76,15 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
             bundle.display()
         )));
     }
-    let manifest = match Manifest::read(&bundle.join(MANIFEST_FILE)) {
-        Ok(m) => m,
+    let manifest = match Manifest::read_with_bytes(&bundle.join(MANIFEST_FILE)) {
+        Ok((m, bytes)) => {
+            if let Some(p) = check_manifest_sum(bundle, &bytes) {
+                report
+                    .problems
+                    .push(problem(None, Some(MANIFEST_SUM_FILE), p));
+            }
+            m
+        }
         Err(e) => {
             report.problems.push(problem(
                 None,
@@ -138,6 +146,27 @@ pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
         }
     }
     None
+}
+
+/// Compares the manifest's bytes with the checksum file beside it.
+fn check_manifest_sum(bundle: &Path, bytes: &[u8]) -> Option<String> {
+    let path = bundle.join(MANIFEST_SUM_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if !m.is_file() => return Some("not a regular file".into()),
+        Ok(m) if m.len() > 1024 => return Some("too large for a checksum file".into()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some(format!("is missing, so {MANIFEST_FILE} cannot be checked"))
+        }
+        Err(e) => return Some(format!("cannot stat: {e}")),
+    }
+    match std::fs::read(&path) {
+        Ok(text) if text == manifest::manifest_sum(bytes).as_bytes() => None,
+        Ok(_) => Some(format!(
+            "{MANIFEST_FILE} does not match its recorded sha256 (the manifest or this file is damaged)"
+        )),
+        Err(e) => Some(format!("cannot read: {e}")),
+    }
 }
 
 fn problem(store: Option<&str>, path: Option<&str>, text: impl Into<String>) -> Problem {
@@ -278,7 +307,10 @@ impl Checker<'_> {
     /// Reads every listed file that exists, in parallel: hash, JSONL counts,
     /// SQLite checks. Problems keep the manifest's file order.
     fn read_all(&mut self) {
-        let total = self.to_read.iter().map(|(_, _, f)| f.bytes).sum();
+        let total = self
+            .to_read
+            .iter()
+            .fold(0u64, |t, (_, _, f)| t.saturating_add(f.bytes));
         self.progress.start("verifying", Some(total));
         let checked =
             crate::parallel::map(&self.to_read, crate::parallel::default_jobs(), |item| {
@@ -400,7 +432,10 @@ impl Checker<'_> {
                 found.push((Some(rel), "symlink inside the bundle".into()));
             } else if !kind.is_file() {
                 found.push((Some(rel), "special file inside the bundle".into()));
-            } else if rel != MANIFEST_FILE && !self.listed.contains(path) {
+            } else if rel != MANIFEST_FILE
+                && rel != MANIFEST_SUM_FILE
+                && !self.listed.contains(path)
+            {
                 found.push((Some(rel), "file is not listed in the manifest".into()));
             }
         }

@@ -273,12 +273,13 @@ fn apply_plan(
 ) -> Result<RestoreReport> {
     let live = opts.into.is_none();
     // 6. Space, safety snapshot, journal.
-    let live_bytes: u64 = selected.iter().map(|s| tree_bytes(&s.target_path)).sum();
+    let live_bytes = selected
+        .iter()
+        .fold(0u64, |t, s| t.saturating_add(tree_bytes(&s.target_path)));
     let restore_bytes: u64 = selected
         .iter()
         .flat_map(|s| &s.record.files)
-        .map(|f| f.bytes)
-        .sum();
+        .fold(0u64, |t, f| t.saturating_add(f.bytes));
     let take_snapshot = live && opts.safety_snapshot && !report.resumed;
     check_space(
         destination,
@@ -626,12 +627,12 @@ fn check_space(
     restore_bytes: u64,
 ) -> Result<()> {
     // Keep a margin for SQLite journals and temp files.
-    let margin = |n: u64| n + n / 10 + (1 << 20);
+    let margin = |n: u64| n.saturating_add(n / 10).saturating_add(1 << 20);
     let (dest_free, dest_dev) = crate::fsutil::free_space(destination)?;
     let Some(target) = target else { return Ok(()) };
     let (target_free, target_dev) = crate::fsutil::free_space(target)?;
     if dest_dev == target_dev {
-        let needed = margin(snapshot_bytes + restore_bytes);
+        let needed = margin(snapshot_bytes.saturating_add(restore_bytes));
         if needed > dest_free {
             return Err(Error::NoSpace {
                 path: destination.to_path_buf(),

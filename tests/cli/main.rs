@@ -5,9 +5,12 @@ mod support;
 
 mod chroma;
 mod create;
+mod faults;
 mod hooks;
+mod hostile;
 mod list;
 mod prune;
+mod resources;
 mod restore;
 mod reuse;
 mod schedule;

@@ -535,7 +535,15 @@ fn merge_never_runs_triggers_or_views_from_the_bundle() {
     file["bytes"] = Value::from(bytes.len());
     file["sha256"] = Value::from(bundle::hash::sha256_hex(&bytes));
     file["sqlite"]["tables"]["extra"] = Value::from(1);
-    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let sealed = serde_json::to_vec(&m).unwrap();
+    std::fs::write(&mpath, &sealed).unwrap();
+    // Without the matching manifest checksum, verify already refuses it.
+    ws.run(&["verify", bundle.to_str().unwrap()]).code(1);
+    std::fs::write(
+        bundle.join("bundle-meta.json.sha256"),
+        bundle::manifest::manifest_sum(&sealed),
+    )
+    .unwrap();
     ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
 
     ws.sqlite("db/app.db", "DELETE FROM t;");

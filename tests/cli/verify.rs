@@ -37,7 +37,14 @@ fn edit_manifest(bundle: &Path, f: impl FnOnce(&mut Value)) {
     let path = bundle.join("bundle-meta.json");
     let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     f(&mut m);
-    std::fs::write(path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let bytes = serde_json::to_vec_pretty(&m).unwrap();
+    std::fs::write(path, &bytes).unwrap();
+    // Re-seal as a forger would, so the checks behind the checksum are what is tested.
+    std::fs::write(
+        bundle.join("bundle-meta.json.sha256"),
+        bundle::manifest::manifest_sum(&bytes),
+    )
+    .unwrap();
 }
 
 fn store_mut<'a>(m: &'a mut Value, name: &str) -> &'a mut Value {
@@ -214,6 +221,33 @@ fn corrupt_sqlite_page_fails_the_integrity_check() {
             || problems.contains("cannot count"),
         "{problems}"
     );
+}
+
+#[test]
+fn any_change_to_the_manifest_is_caught_by_its_checksum() {
+    let (ws, bundle) = tamperable();
+    let path = bundle.join("bundle-meta.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // A change no other check could see: the host name.
+    let host = serde_json::from_str::<Value>(&text).unwrap()["host"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &path,
+        text.replacen(&format!("\"{host}\""), "\"elsewhere\"", 1),
+    )
+    .unwrap();
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("bundle-meta.json.sha256"),
+        "does not match its recorded sha256",
+    );
+    std::fs::write(&path, &text).unwrap();
+    ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+    std::fs::remove_file(bundle.join("bundle-meta.json.sha256")).unwrap();
+    assert_problem(&ws, &bundle, Some("bundle-meta.json.sha256"), "is missing");
 }
 
 #[test]
