@@ -153,11 +153,11 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
     if opts.apply {
-        for id in &report.deleted {
-            delete_bundle(&opts.destination, id)?;
-        }
         for name in &report.leftovers {
             remove_tree(&opts.destination.join(name))?;
+        }
+        for id in &report.deleted {
+            delete_bundle(&opts.destination, id)?;
         }
         fsutil::fsync_path(&opts.destination)?;
     }
@@ -262,5 +262,10 @@ fn remove_tree(root: &Path) -> Result<()> {
             }
         }
     }
-    std::fs::remove_dir_all(root).map_err(|e| Error::io("could not delete", root, e))
+    match std::fs::remove_dir_all(root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("could not delete", root, e))
+        }
+        _ => Ok(()),
+    }
 }
