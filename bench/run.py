@@ -444,7 +444,7 @@ def report(results, total, args, work):
               f"{r['x_cp']:>8.2f} {r['peak_rss_mib']:>7.1f} MiB")
     print("\ntargets:")
     for tg in targets:
-        mark = {True: "met", False: "MISSED", None: "n/a (peer not installed)"}[tg["met"]]
+        mark = {True: "met", False: "MISSED", None: "n/a (not measured)"}[tg["met"]]
         print(f"  {mark:<8} {tg['target']}: {tg['value']} vs {tg['limit']}")
     print(f"\nresults written to {out}")
 
