@@ -573,4 +573,32 @@ fn merge_never_runs_triggers_or_views_from_the_bundle() {
         n("SELECT count(*) FROM sqlite_schema WHERE type IN ('trigger', 'view')"),
         0
     );
+    drop(live);
+
+    // Replace makes the live database the bundle's, schema included, but runs
+    // nothing while doing so: the trigger fires on no write of the restore.
+    ws.sqlite(
+        "db/app.db",
+        "DELETE FROM t; INSERT INTO t(v) VALUES ('live');",
+    );
+    let token = ws.replace_token(&bundle, &["--sqlite", "app=db/app.db"]);
+    ws.run(&[
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--sqlite",
+        "app=db/app.db",
+        "--confirm-token",
+        &token,
+    ])
+    .code(0);
+    let live = Connection::open(ws.path("db/app.db")).unwrap();
+    let n = |q: &str| live.query_row(q, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(n("SELECT count(*) FROM t WHERE v = 'one'"), 1);
+    assert_eq!(
+        n("SELECT count(*) FROM audit"),
+        0,
+        "nothing ran during replace"
+    );
 }
