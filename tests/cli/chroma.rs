@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{make_writable, python_with, Workspace};
+use crate::support::{copy_tree, python_with, Workspace};
 
 fn helper(python: &Path, action: &str, dir: &Path) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chroma_helper.py");
@@ -51,22 +51,9 @@ fn bundled_chroma_directory_answers_queries_like_the_original() {
     // Chroma writes to a store it opens: query a scratch copy, never the bundle.
     let scratch = ws.path("scratch");
     copy_tree(&bundle.join("vectors"), &scratch);
-    make_writable(&scratch);
     let after = helper(&python, "query", &scratch);
     assert_eq!(after, before);
     ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::support::{make_writable, Workspace};
+use crate::support::{copy_tree, make_writable, Workspace, DEMO_CONFIG};
 
 /// How many kills each loop does.
 pub fn loop_runs(ci: usize, long: usize) -> usize {
@@ -89,13 +89,7 @@ fn big_stores(ws: &Workspace, variant: &str) {
         std::fs::create_dir_all(ws.path("data/vectors/seg")).unwrap();
         std::fs::write(ws.path(&format!("data/vectors/seg/{s}.bin")), bytes).unwrap();
     }
-    ws.write(
-        "bundle.toml",
-        "destination = \"backups\"\n\
-         [[stores]]\nname = \"memory\"\nkind = \"sqlite\"\npath = \"data/memory.db\"\n\
-         [[stores]]\nname = \"kb\"\nkind = \"jsonl\"\npath = \"data/kb\"\nkey = \"id\"\n\
-         [[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"data/vectors\"\n",
-    );
+    ws.write("bundle.toml", DEMO_CONFIG);
 }
 
 /// Starts `bundle ARGS` in the workspace.
@@ -226,23 +220,6 @@ fn db_fingerprint(path: &Path) -> (i64, String) {
         rows += 1;
     }
     (rows, digest)
-}
-
-/// Copies the live stores aside (or back): the "old" state of each iteration.
-fn copy_tree(from: &Path, to: &Path) {
-    if to.exists() {
-        std::fs::remove_dir_all(to).unwrap();
-    }
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        let target = to.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn kill_restore_loop(mode: &str) {

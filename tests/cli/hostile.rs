@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::faults::{loop_runs, Rng};
-use crate::support::{demo_stores, make_writable, Workspace};
+use crate::support::{copy_tree, demo_stores, make_writable, Workspace};
 
 /// Every file under `root` with its bytes.
 fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -19,24 +19,6 @@ fn tree(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .filter(|e| e.file_type().is_file())
         .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
         .collect()
-}
-
-/// Copies a bundle folder to `to`, writable, so it can be damaged.
-fn copy_bundle(from: &Path, to: &Path) {
-    if to.exists() {
-        make_writable(to);
-        std::fs::remove_dir_all(to).unwrap();
-    }
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-    make_writable(to);
 }
 
 #[test]
@@ -52,7 +34,7 @@ fn random_bit_flips_and_truncations_are_all_caught_and_restore_refuses_before_wr
     let runs = loop_runs(100, 500);
     let (mut flips, mut cuts) = (0, 0);
     for i in 0..runs {
-        copy_bundle(&good, &case);
+        copy_tree(&good, &case);
         let victim = case.join(
             files[rng.below(files.len() as u64) as usize]
                 .strip_prefix(&good)
@@ -114,7 +96,7 @@ fn random_bit_flips_and_truncations_are_all_caught_and_restore_refuses_before_wr
 /// forger would), with the good bundle's data files.
 fn forged(ws: &Workspace, good: &Path, name: &str, manifest: &[u8]) -> PathBuf {
     let path = ws.path(name);
-    copy_bundle(good, &path);
+    copy_tree(good, &path);
     std::fs::write(path.join("bundle-meta.json"), manifest).unwrap();
     std::fs::write(
         path.join("bundle-meta.json.sha256"),
@@ -297,10 +279,10 @@ fn a_path_through_a_symlink_placed_in_the_bundle_is_refused() {
     demo_stores(&ws);
     let good = ws.create(&[]);
     let case = ws.path("case");
-    copy_bundle(&good, &case);
+    copy_tree(&good, &case);
     // Replace the kb folder with a symlink to a folder outside holding the same files.
     std::fs::create_dir(ws.path("outside")).unwrap();
-    copy_bundle(&case.join("kb"), &ws.path("outside/kb"));
+    copy_tree(&case.join("kb"), &ws.path("outside/kb"));
     std::fs::remove_dir_all(case.join("kb")).unwrap();
     std::os::unix::fs::symlink(ws.path("outside/kb"), case.join("kb")).unwrap();
     let verify = ws.run(&["verify", case.to_str().unwrap()]);

@@ -175,13 +175,31 @@ pub fn demo_stores(ws: &Workspace) {
         "data/vectors/chroma.sqlite3",
         "CREATE TABLE embeddings(id INTEGER PRIMARY KEY, v BLOB); INSERT INTO embeddings(v) VALUES (x'0102');",
     );
-    ws.write(
-        "bundle.toml",
-        "destination = \"backups\"\n\
-         [[stores]]\nname = \"memory\"\nkind = \"sqlite\"\npath = \"data/memory.db\"\n\
-         [[stores]]\nname = \"kb\"\nkind = \"jsonl\"\npath = \"data/kb\"\nkey = \"id\"\n\
-         [[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"data/vectors\"\n",
-    );
+    ws.write("bundle.toml", DEMO_CONFIG);
+}
+
+/// The config of the demo stores: `data/memory.db`, `data/kb`, `data/vectors`.
+pub const DEMO_CONFIG: &str = "destination = \"backups\"\n\
+     [[stores]]\nname = \"memory\"\nkind = \"sqlite\"\npath = \"data/memory.db\"\n\
+     [[stores]]\nname = \"kb\"\nkind = \"jsonl\"\npath = \"data/kb\"\nkey = \"id\"\n\
+     [[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"data/vectors\"\n";
+
+/// Copies the tree `from` to `to` (replacing `to`), leaving every file writable.
+pub fn copy_tree(from: &Path, to: &Path) {
+    if to.exists() {
+        make_writable(to);
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+    make_writable(to);
 }
 
 /// The manifest's record of `path` in store `store`.
