@@ -8,7 +8,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
@@ -18,7 +17,9 @@ use crate::hash::{finish_hex, BUF_SIZE};
 use crate::manifest::SqliteFacts;
 use crate::restore::plan::{Counts, Step};
 use crate::restore::{identity, sqlite_merge};
-use crate::store::sqlite::{backup_all, inspect, open_copy, run_check, SIDECARS};
+use crate::store::sqlite::{
+    backup_all, inspect, leave_as_found, open_copy, run_check, wal_path, SIDECARS,
+};
 
 /// Executes store `store`'s steps; returns what was actually done.
 pub fn apply(store: &str, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
@@ -340,15 +341,14 @@ fn prune_folders(root: &Path, keep: &std::collections::BTreeSet<PathBuf>) -> Res
 /// Whether another process holds the database open for writing: a short,
 /// non-blocking attempt at an exclusive lock.
 pub fn database_in_use(path: &Path) -> Result<bool> {
+    let had_wal = wal_path(path).exists();
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| Error::sqlite(path, e))?;
-    // A probe must not change what it probes: no checkpoint (and no removal
-    // of the `-wal`) when this connection closes.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-        .map_err(|e| Error::sqlite(path, e))?;
+    // A probe must not change what it probes.
+    leave_as_found(&conn, had_wal).map_err(|e| Error::sqlite(path, e))?;
     conn.busy_timeout(Duration::from_millis(200))
         .map_err(|e| Error::sqlite(path, e))?;
     match conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;") {

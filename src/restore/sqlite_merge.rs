@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 use crate::manifest::SqliteFacts;
-use crate::store::sqlite::{harden, quote_ident, uri_escape};
+use crate::store::sqlite::{harden, leave_as_found, quote_ident, uri_escape, wal_path};
 
 /// What a merge would do, computed read-only.
 #[derive(Debug, Default)]
@@ -89,6 +89,7 @@ fn open_attached(
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE
     };
+    let had_wal = wal_path(target).exists();
     let conn = Connection::open_with_flags(
         target,
         mode | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -96,10 +97,7 @@ fn open_attached(
     harden(&conn)?;
     if read_only {
         // Planning only looks: leave the live files exactly as they were.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )?;
+        leave_as_found(&conn, had_wal)?;
     }
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let uri = format!("file:{}?immutable=1&mode=ro", uri_escape(bundle_copy));

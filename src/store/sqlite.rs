@@ -91,14 +91,12 @@ impl StoreHandler for SqliteStore {
 /// The capture unit of the database at `src`; its size estimate includes the `-wal`.
 pub fn unit(store: &str, src: &Path, path: String) -> Unit {
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let mut wal = src.as_os_str().to_owned();
-    wal.push("-wal");
     Unit {
         store: store.to_string(),
         path,
         src: src.to_path_buf(),
         kind: UnitKind::Sqlite,
-        bytes: len(src) + len(Path::new(&wal)),
+        bytes: len(src) + len(&wal_path(src)),
     }
 }
 
@@ -191,22 +189,20 @@ type Snapshot = (
 /// transaction counts its rows and copies every page into `dest`.
 fn snapshot(src: &Path, dest: &Path) -> Result<Snapshot> {
     let sq = |e| Error::sqlite(src, e);
+    // Any write after this point changes the identity, so an unchanged
+    // identity next time proves the snapshot below is still the content.
+    let stat = crate::store::unit::source_stat(src, true)?;
     let source = Connection::open_with_flags(
         src,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sq)?;
     harden(&source).map_err(sq)?;
-    source
-        .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-        .map_err(sq)?;
+    leave_as_found(&source, stat.wal.is_some()).map_err(sq)?;
     source.busy_timeout(LOCK_WAIT).map_err(sq)?;
     let journal_mode: String = source
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(sq)?;
-    // Any write after this point changes the identity, so an unchanged
-    // identity next time proves the snapshot below is still the content.
-    let stat = crate::store::unit::source_stat(src, true)?;
 
     source.execute_batch("BEGIN DEFERRED").map_err(sq)?;
     let result = (|| {
@@ -231,6 +227,25 @@ fn snapshot(src: &Path, dest: &Path) -> Result<Snapshot> {
         journal_mode.to_ascii_lowercase(),
         stat,
     ))
+}
+
+/// The `-wal` file beside a database.
+pub fn wal_path(db: &Path) -> std::path::PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
+
+/// Makes a connection that only reads leave the database's files as it found
+/// them when it closes. When a `-wal` existed before it opened (`had_wal`), it
+/// must not checkpoint on close: that would rewrite the main file and delete
+/// the `-wal`. When none existed, SQLite's normal close removes the empty
+/// `-wal` and `-shm` that opening created.
+pub fn leave_as_found(conn: &Connection, had_wal: bool) -> rusqlite::Result<()> {
+    if had_wal {
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    }
+    Ok(())
 }
 
 /// Makes the copy self-contained: rollback-journal mode, no `-wal` needed.

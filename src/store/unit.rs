@@ -131,8 +131,7 @@ fn try_reuse(
 pub fn source_stat(path: &Path, with_wal: bool) -> Result<SourceStat> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io("could not stat", path, e))?;
     let wal = if with_wal {
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
+        let wal = sqlite::wal_path(path);
         match std::fs::metadata(&wal) {
             // SQLite itself changes the `-wal`'s ctime when it opens it (it
             // re-asserts the owner), so only its other fields are compared.
@@ -141,7 +140,7 @@ pub fn source_stat(path: &Path, with_wal: bool) -> Result<SourceStat> {
                 ..stat_of(&m, None)
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io("could not stat", Path::new(&wal), e)),
+            Err(e) => return Err(Error::io("could not stat", &wal, e)),
         }
     } else {
         None

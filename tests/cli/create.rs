@@ -435,7 +435,9 @@ fn a_dir_store_that_keeps_changing_fails_with_advice() {
     use std::sync::Arc;
 
     let ws = Workspace::new();
-    ws.write("vec/segment.bin", &"x".repeat(4 << 20));
+    // Big enough that each copy takes a while, so the writer (which may be
+    // scheduled rarely on a busy machine) always gets in during one.
+    ws.write("vec/segment.bin", &"x".repeat(16 << 20));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = Arc::clone(&stop);
@@ -444,7 +446,7 @@ fn a_dir_store_that_keeps_changing_fails_with_advice() {
             let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 f.write_all(b"more").unwrap();
-                std::thread::sleep(std::time::Duration::from_micros(200));
+                std::thread::yield_now();
             }
         })
     };

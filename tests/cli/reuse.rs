@@ -201,3 +201,24 @@ fn capturing_a_wal_database_leaves_its_files_alone_and_the_next_create_reuses_it
     assert!(reused(&ws.manifest(&second), "app/app.db"));
     assert_eq!(inode(&first, "app/app.db"), inode(&second, "app/app.db"));
 }
+
+#[test]
+fn capturing_a_closed_wal_database_leaves_no_wal_or_shm_behind() {
+    let ws = Workspace::new();
+    ws.sqlite(
+        "app.db",
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('a');",
+    );
+    assert!(!ws.path("app.db-wal").exists());
+    let before = std::fs::read(ws.path("app.db")).unwrap();
+    ws.create(&["--dest", "backups", "--sqlite", "app=app.db"]);
+    assert!(
+        !ws.path("app.db-wal").exists(),
+        "a -wal was left beside the source"
+    );
+    assert!(
+        !ws.path("app.db-shm").exists(),
+        "a -shm was left beside the source"
+    );
+    assert_eq!(std::fs::read(ws.path("app.db")).unwrap(), before);
+}
