@@ -43,6 +43,8 @@ pub struct CreateOptions {
     pub jobs: usize,
     /// Hard-link unchanged files from the previous good bundle instead of copying.
     pub reuse: bool,
+    /// The caller already holds the destination lock (a restore's safety snapshot).
+    pub holding_lock: bool,
 }
 
 /// A created bundle.
@@ -89,7 +91,10 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
 /// The create itself: lock, staging, capture, commit by rename.
 fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOutcome> {
     fsutil::create_dir_all(&opts.destination)?;
-    let _lock = DestinationLock::acquire(&opts.destination)?;
+    let _lock = match opts.holding_lock {
+        true => None,
+        false => Some(DestinationLock::acquire(&opts.destination)?),
+    };
     if opts.reason.as_deref() != Some(crate::restore::PRE_RESTORE) {
         crate::restore::journal::refuse_if_interrupted(&opts.destination)?;
     }

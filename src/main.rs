@@ -140,6 +140,7 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
             .map(usize::from)
             .unwrap_or_else(bundle::parallel::default_jobs),
         reuse: !args.no_reuse,
+        holding_lock: false,
     };
     let bar = output::Bar::new(progress_hidden(cli));
     let outcome = create(&opts, &bar)?;

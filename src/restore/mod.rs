@@ -142,6 +142,21 @@ struct Selected<'a> {
 
 /// Plans and (unless dry-run or unconfirmed) applies a restore.
 pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
+    let destination = opts
+        .config
+        .destination
+        .clone()
+        .or_else(|| opts.bundle.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    // A restore that may write to the live stores holds the destination lock
+    // from the start: no create, prune or other restore runs meanwhile (so
+    // nothing can delete the bundle between its verify and its use).
+    let _lock = if opts.into.is_none() && !opts.dry_run {
+        crate::fsutil::create_dir_all(&destination)?;
+        Some(crate::bundle::lock::DestinationLock::acquire(&destination)?)
+    } else {
+        None
+    };
     // 1. Preflight: nothing is trusted before a full verify.
     let report = verify(&opts.bundle, VerifyOptions { quick: false }, progress)?;
     if !report.ok {
@@ -157,22 +172,11 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
                 .collect(),
         });
     }
-    let manifest_path = opts.bundle.join(MANIFEST_FILE);
-    let manifest = Manifest::read(&manifest_path)?;
-    let manifest_sha = {
-        let bytes = std::fs::read(&manifest_path)
-            .map_err(|e| Error::io("could not read", &manifest_path, e))?;
-        crate::hash::sha256_hex(&bytes)
-    };
+    let (manifest, manifest_bytes) = Manifest::read_with_bytes(&opts.bundle.join(MANIFEST_FILE))?;
+    let manifest_sha = crate::hash::sha256_hex(&manifest_bytes);
 
     // 2. Targets.
     let selected = select_targets(opts, &manifest)?;
-    let destination = opts
-        .config
-        .destination
-        .clone()
-        .or_else(|| opts.bundle.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."));
     let token = confirm_token(&manifest, &manifest_sha, opts.mode, &selected);
     let stores_sorted = sorted_names(&selected);
 
@@ -300,18 +304,12 @@ fn apply_plan(
                 hooks: crate::config::Hooks::default(),
                 jobs: crate::parallel::default_jobs(),
                 reuse: true,
+                holding_lock: true,
             },
             progress,
         )?;
         report.safety_snapshot = Some(outcome.path);
     }
-    // One writer per destination: no create or other restore while applying.
-    let _lock = if live {
-        crate::fsutil::create_dir_all(destination)?;
-        Some(crate::bundle::lock::DestinationLock::acquire(destination)?)
-    } else {
-        None
-    };
     if live {
         journal::write(
             destination,

@@ -465,3 +465,39 @@ pub fn namespaces_work() -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+#[test]
+fn a_restore_refuses_while_the_destination_is_busy() {
+    let ws = Workspace::new();
+    crate::support::demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    Connection::open(ws.path("data/memory.db"))
+        .unwrap()
+        .execute_batch("DELETE FROM notes;")
+        .unwrap();
+    let before = std::fs::read(ws.path("data/memory.db")).unwrap();
+    // Another bundle operation (a create, a prune) holds the destination.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(ws.path("backups/.bundle.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let b = bundle.to_str().unwrap();
+    let run = ws.run(&["restore", b, "--mode", "merge"]);
+    run.code(3);
+    assert!(
+        run.stderr.contains("another bundle operation is running"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(ws.path("data/memory.db")).unwrap(), before);
+    // Looking at the plan needs no lock.
+    ws.run(&["restore", b, "--mode", "merge", "--dry-run"])
+        .code(0);
+    drop(lock);
+    ws.run(&["restore", b, "--mode", "merge"]).code(0);
+    assert_eq!(
+        crate::support::count(&ws.path("data/memory.db"), "notes"),
+        3
+    );
+}
