@@ -117,7 +117,12 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
     } else {
         None
     };
-    check_space(&opts.destination, &plans, previous.as_ref())?;
+    check_space(
+        &opts.destination,
+        &plans,
+        previous.as_ref(),
+        opts.full_check,
+    )?;
 
     let now = Timestamp::now();
     let id = free_id(&opts.destination, BundleId::at(now));
@@ -164,12 +169,13 @@ fn check_space(
     destination: &Path,
     plans: &[CapturePlan],
     previous: Option<&Previous>,
+    full_check: bool,
 ) -> Result<()> {
     let mut needed: u64 = 0;
     for unit in plans.iter().flat_map(|p| &p.units) {
         let reusable = previous.is_some_and(|prev| {
             unit::source_stat(&unit.src, unit.kind == UnitKind::Sqlite)
-                .is_ok_and(|stat| prev.candidate(unit, &stat, false).is_some())
+                .is_ok_and(|stat| prev.candidate(unit, &stat, full_check).is_some())
         });
         if !reusable {
             needed = needed.saturating_add(unit.bytes);

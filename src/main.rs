@@ -44,11 +44,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-/// Loads `--config`, else `./bundle.toml` when present, else an empty config.
+/// The config file in use: `--config`, else `./bundle.toml` when present.
+fn config_file(cli: &Cli) -> Option<PathBuf> {
+    cli.config.clone().or_else(|| {
+        let default = PathBuf::from("bundle.toml");
+        default.is_file().then_some(default)
+    })
+}
+
+/// Loads the config file in use, else an empty config.
 fn load_config(cli: &Cli) -> Result<Config> {
-    match &cli.config {
-        Some(path) => Config::load(path),
-        None if Path::new("bundle.toml").is_file() => Config::load(Path::new("bundle.toml")),
+    match config_file(cli) {
+        Some(path) => Config::load(&path),
         None => Ok(Config::default()),
     }
 }
@@ -401,16 +408,12 @@ fn run_schedule(cli: &Cli, cmd: &cli::ScheduleCommand) -> Result<ExitCode> {
     let backend = schedule::detect_backend()?;
     match cmd {
         cli::ScheduleCommand::Install(args) => {
-            let config_file = match &cli.config {
-                Some(path) => path.clone(),
-                None if Path::new("bundle.toml").is_file() => PathBuf::from("bundle.toml"),
-                None => {
-                    return Err(Error::Usage(
-                        "schedule install needs a config: pass --config PATH (the timer runs `bundle --config PATH create --prune --quiet`)"
-                            .into(),
-                    ))
-                }
-            };
+            let config_file = config_file(cli).ok_or_else(|| {
+                Error::Usage(
+                    "schedule install needs a config: pass --config PATH (the timer runs `bundle --config PATH create --prune --quiet`)"
+                        .into(),
+                )
+            })?;
             let config_file = std::fs::canonicalize(&config_file)
                 .map_err(|e| Error::io("could not find config", &config_file, e))?;
             let config = Config::load(&config_file)?;
@@ -439,7 +442,7 @@ fn run_schedule(cli: &Cli, cmd: &cli::ScheduleCommand) -> Result<ExitCode> {
             let done = schedule::install(&plan, &backend, args.print)?;
             if cli.json {
                 output::json(&done);
-            } else {
+            } else if args.print || !cli.quiet {
                 output::stdout(&output::schedule_installed(&done));
             }
         }

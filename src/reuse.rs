@@ -19,8 +19,6 @@ use crate::store::{Unit, UnitKind};
 pub struct Previous {
     /// Its folder.
     pub bundle: PathBuf,
-    /// Its id.
-    pub id: String,
     files: HashMap<String, FileRecord>,
 }
 
@@ -43,7 +41,6 @@ impl Previous {
             .collect();
         Some(Previous {
             bundle: good.path,
-            id: good.manifest.id,
             files,
         })
     }

@@ -110,27 +110,17 @@ pub fn capture_file(
     dest: &Path,
     ctx: &CaptureContext<'_>,
 ) -> Result<(u64, String, SqliteFacts, SourceStat)> {
-    let (copy, source_counts, virtual_tables, journal_mode, stat) = snapshot(src, dest)?;
+    // The copy's bytes are final once it is in rollback mode: hash them
+    // while the checks run on the open copy.
+    let (snap, stat) = snapshot(store, src, dest)?;
     let hash_copy = || -> Result<(u64, String)> {
         let file = std::fs::File::open(dest).map_err(|e| Error::io("could not read", dest, e))?;
         hash::hash_reader(file, |n| ctx.progress.advance(n))
             .map_err(|e| Error::io("could not read", dest, e))
     };
-    // The copy is complete on disk once the backup finished; switching it to
-    // rollback mode first keeps the hashed bytes final.
-    let copy = to_rollback_mode(store, src, dest, copy)?;
     let (checked, hashed) = std::thread::scope(|scope| {
         let hashing = scope.spawn(hash_copy);
-        let checked = check_copy(
-            store,
-            src,
-            dest,
-            copy,
-            ctx.full_check,
-            source_counts,
-            virtual_tables,
-            journal_mode,
-        );
+        let checked = check_copy(store, src, dest, snap, ctx.full_check);
         (checked, hashing.join().expect("hashing does not panic"))
     });
     let facts = checked?;
@@ -160,34 +150,23 @@ pub fn capture_database(
     dest: &Path,
     full_check: bool,
 ) -> Result<SqliteFacts> {
-    let (copy, source_counts, virtual_tables, journal_mode, _) = snapshot(src, dest)?;
-    let copy = to_rollback_mode(store, src, dest, copy)?;
-    check_copy(
-        store,
-        src,
-        dest,
-        copy,
-        full_check,
-        source_counts,
-        virtual_tables,
-        journal_mode,
-    )
+    let (snap, _) = snapshot(store, src, dest)?;
+    check_copy(store, src, dest, snap, full_check)
 }
 
-/// What [`snapshot`] returns: the open copy, the source's counts and virtual
-/// tables, its journal mode, and its identity just before the snapshot.
-type Snapshot = (
-    Connection,
-    BTreeMap<String, u64>,
-    Vec<String>,
-    String,
-    SourceStat,
-);
+/// A database copied in one read transaction, before its checks: the open
+/// copy (already self-contained) and what the source said in that transaction.
+struct Snapshot {
+    copy: Connection,
+    source_counts: BTreeMap<String, u64>,
+    virtual_tables: Vec<String>,
+    journal_mode: String,
+}
 
-/// Opens the source (without ever checkpointing it on close, so the backup
-/// leaves its files as they were), notes its identity, then in one read
-/// transaction counts its rows and copies every page into `dest`.
-fn snapshot(src: &Path, dest: &Path) -> Result<Snapshot> {
+/// Notes the source's identity, opens it so that it is left as found (see
+/// [`leave_as_found`]), then in one read transaction counts its rows and copies
+/// every page into `dest`, and makes the copy self-contained.
+fn snapshot(store: &str, src: &Path, dest: &Path) -> Result<(Snapshot, SourceStat)> {
     let sq = |e| Error::sqlite(src, e);
     // Any write after this point changes the identity, so an unchanged
     // identity next time proves the snapshot below is still the content.
@@ -220,13 +199,13 @@ fn snapshot(src: &Path, dest: &Path) -> Result<Snapshot> {
     let _ = source.execute_batch("COMMIT");
     drop(source);
     let (source_counts, virtual_tables, copy) = result?;
-    Ok((
-        copy,
+    let snap = Snapshot {
+        copy: to_rollback_mode(store, src, dest, copy)?,
         source_counts,
         virtual_tables,
-        journal_mode.to_ascii_lowercase(),
-        stat,
-    ))
+        journal_mode: journal_mode.to_ascii_lowercase(),
+    };
+    Ok((snap, stat))
 }
 
 /// The `-wal` file beside a database.
@@ -265,18 +244,20 @@ fn to_rollback_mode(store: &str, src: &Path, dest: &Path, copy: Connection) -> R
 }
 
 /// Runs the integrity check and the row-count parity check on the copy, closes
-/// and fsyncs it, and returns the facts for the manifest.
-#[allow(clippy::too_many_arguments)]
+/// it (create fsyncs the whole bundle later), and returns the manifest's facts.
 fn check_copy(
     store: &str,
     src: &Path,
     dest: &Path,
-    copy: Connection,
+    snap: Snapshot,
     full_check: bool,
-    source_counts: BTreeMap<String, u64>,
-    virtual_tables: Vec<String>,
-    journal_mode: String,
 ) -> Result<SqliteFacts> {
+    let Snapshot {
+        copy,
+        source_counts,
+        virtual_tables,
+        journal_mode,
+    } = snap;
     let dq = |e| Error::sqlite(dest, e);
     let check = if full_check {
         "integrity_check"

@@ -38,15 +38,7 @@ pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
         return Ok(done);
     }
     let mut warnings = Vec::new();
-    let record = |bytes, sha256| FileRecord {
-        path: unit.path.clone(),
-        bytes,
-        sha256,
-        sqlite: None,
-        jsonl: None,
-        source_stat: None,
-        reused: false,
-    };
+    let record = |bytes, sha256| new_record(unit, bytes, sha256);
     let (mut file, stat) = match unit.kind {
         UnitKind::Sqlite => {
             // The identity that counts is the one taken right before the snapshot.
@@ -70,6 +62,19 @@ pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
     Ok(UnitDone { file, warnings })
 }
 
+/// A fresh record for a copied unit; kind facts and the source stat are added by the caller.
+fn new_record(unit: &Unit, bytes: u64, sha256: String) -> FileRecord {
+    FileRecord {
+        path: unit.path.clone(),
+        bytes,
+        sha256,
+        sqlite: None,
+        jsonl: None,
+        source_stat: None,
+        reused: false,
+    }
+}
+
 /// Copies a plain file, again while it changes under us, up to [`ATTEMPTS`] times.
 fn copy_plain(
     unit: &Unit,
@@ -80,16 +85,7 @@ fn copy_plain(
     for attempt in 1..=ATTEMPTS {
         let copy = plain::copy_hashed(&unit.src, dest, ctx.progress)?;
         if !copy.changed {
-            let file = FileRecord {
-                path: unit.path.clone(),
-                bytes: copy.bytes,
-                sha256: copy.sha256,
-                sqlite: None,
-                jsonl: None,
-                source_stat: None,
-                reused: false,
-            };
-            return Ok((file, Some(before)));
+            return Ok((new_record(unit, copy.bytes, copy.sha256), Some(before)));
         }
         std::fs::remove_file(dest).map_err(|e| Error::io("could not remove", dest, e))?;
         if attempt < ATTEMPTS {

@@ -183,7 +183,7 @@ fn an_unreadable_source_file_fails_the_create_and_names_it() {
     };
     let run = sh(
         &ws,
-        &format!("{prefix}\"$BUNDLE\" create; echo \"exit=$?\"; ls -A backups"),
+        &format!("{prefix}\"$BUNDLE\" create; echo \"exit=$?\"; echo left:; ls -A backups"),
     );
     assert!(
         run.stdout.contains("exit=4"),
@@ -193,10 +193,17 @@ fn an_unreadable_source_file_fails_the_create_and_names_it() {
     );
     assert!(run.stderr.contains("secret.bin"), "{}", run.stderr);
     assert!(run.stderr.contains("Permission denied"), "{}", run.stderr);
-    assert!(
-        !run.stdout.contains("2026") && !run.stdout.contains(".staging"),
-        "{}",
-        run.stdout
+    let left: Vec<&str> = run
+        .stdout
+        .split("left:")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        left,
+        [".bundle.lock"],
+        "no bundle and no staging may be left"
     );
 }
 
