@@ -90,7 +90,7 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
 
 /// The create itself: lock, staging, capture, commit by rename.
 fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOutcome> {
-    fsutil::create_dir_all(&opts.destination)?;
+    fsutil::create_private_dir_all(&opts.destination)?;
     let _lock = match opts.holding_lock {
         true => None,
         false => Some(DestinationLock::acquire(&opts.destination)?),
@@ -127,8 +127,9 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
     let now = Timestamp::now();
     let id = free_id(&opts.destination, BundleId::at(now));
     let staging_dir = staging::staging_path(&opts.destination, &id.to_string());
-    std::fs::create_dir(&staging_dir)
-        .map_err(|e| Error::io("could not create", &staging_dir, e))?;
+    // The bundle folder is its owner's alone; its files keep their sources'
+    // permission bits without write.
+    fsutil::create_private_dir(&staging_dir)?;
 
     let ctx = CaptureContext {
         bundle_root: &staging_dir,

@@ -131,6 +131,14 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A write beneath a store's folder would have gone through a symlink (or
+    /// a file where a folder should be); nothing was written there.
+    #[error("{} goes through a symlink or a non-folder; restore never writes through links (move the link away, or restore with --mode replace, which replaces it)", path.display())]
+    ThroughLink {
+        /// The path that was to be written.
+        path: PathBuf,
+    },
+
     /// A store could not be captured, with the store's name for context.
     #[error("could not snapshot store \"{store}\"")]
     Snapshot {
@@ -147,7 +155,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) | Error::Config { .. } => ExitCode::Usage,
-            Error::Refused(_) => ExitCode::Refused,
+            Error::Refused(_) | Error::ThroughLink { .. } => ExitCode::Refused,
             Error::CheckFailed { .. } | Error::BundleInvalid { .. } => ExitCode::CheckFailed,
             Error::NoSpace { .. } => ExitCode::Runtime,
             Error::Io { .. } | Error::Sqlite { .. } | Error::Manifest { .. } => ExitCode::Runtime,

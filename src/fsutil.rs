@@ -118,6 +118,50 @@ pub fn check_relative(rel: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Whether symlink `link` (a `/`-separated path inside a store) pointing to
+/// `points_to`, resolved the way the kernel would against a store whose
+/// symlinks are given by `lookup` (path inside the store → its target), stays
+/// inside the store. Absolute targets, chains that climb above the store at
+/// any step, and chains longer than 40 links do not.
+pub fn link_stays_inside(
+    link: &str,
+    points_to: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> bool {
+    let mut stack: Vec<String> = link.split('/').map(str::to_string).collect();
+    stack.pop();
+    let mut queue: std::collections::VecDeque<String> =
+        points_to.split('/').map(str::to_string).collect();
+    if points_to.starts_with('/') {
+        return false;
+    }
+    let mut hops = 0;
+    while let Some(part) = queue.pop_front() {
+        match part.as_str() {
+            "" | "." => {}
+            ".." => {
+                if stack.pop().is_none() {
+                    return false;
+                }
+            }
+            _ => {
+                stack.push(part);
+                if let Some(next) = lookup(&stack.join("/")) {
+                    hops += 1;
+                    if hops > 40 || next.starts_with('/') {
+                        return false;
+                    }
+                    stack.pop();
+                    for p in next.split('/').rev() {
+                        queue.push_front(p.to_string());
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Converts a relative file-system path into a `/`-separated manifest path.
 pub fn to_manifest_path(rel: &Path) -> std::result::Result<String, String> {
     let mut parts = Vec::new();
@@ -136,8 +180,40 @@ pub fn to_manifest_path(rel: &Path) -> std::result::Result<String, String> {
     Ok(joined)
 }
 
-/// Makes every regular file under `root` read-only (directories are left writable
-/// so that a deliberate delete can still remove the bundle).
+/// Sets the permission bits of `path` (skipped when they already are `mode`).
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io("could not stat", path, e))?;
+    if meta.permissions().mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("could not set the mode of", path, e))
+}
+
+/// Creates folder `dir` (its parent must exist) readable by its owner only.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("could not create", dir, e))
+}
+
+/// Creates `dir` and its missing parents, each readable by its owner only;
+/// existing folders are left as they are.
+pub fn create_private_dir_all(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(dir)
+        .map_err(|e| Error::io("could not create folder", dir, e))
+}
+
+/// Removes the write bits of every regular file under `root` that has any
+/// (directories are left writable so that a deliberate delete can still
+/// remove the bundle); read bits are never added.
 pub fn make_files_read_only(root: &Path) -> Result<()> {
     for entry in walkdir::WalkDir::new(root).follow_links(false) {
         let entry = entry.map_err(|e| {
@@ -146,13 +222,16 @@ pub fn make_files_read_only(root: &Path) -> Result<()> {
         })?;
         if entry.file_type().is_file() {
             let path = entry.path();
-            let mut perms = entry
+            use std::os::unix::fs::PermissionsExt;
+            let mode = entry
                 .metadata()
                 .map_err(|e| Error::io("could not stat", path, e.into()))?
-                .permissions();
-            perms.set_readonly(true);
-            std::fs::set_permissions(path, perms)
-                .map_err(|e| Error::io("could not make read-only", path, e))?;
+                .permissions()
+                .mode();
+            if mode & 0o222 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7555))
+                    .map_err(|e| Error::io("could not make read-only", path, e))?;
+            }
         }
     }
     Ok(())
@@ -211,6 +290,29 @@ mod tests {
             join_safe(Path::new("/r"), "a/b").unwrap(),
             PathBuf::from("/r/a/b")
         );
+    }
+
+    #[test]
+    fn chained_links_are_resolved_before_they_are_trusted() {
+        let links = |pairs: &'static [(&'static str, &'static str)]| {
+            move |p: &str| {
+                pairs
+                    .iter()
+                    .find(|(l, _)| *l == p)
+                    .map(|(_, t)| t.to_string())
+            }
+        };
+        let chain: &[(&str, &str)] = &[("u", "."), ("p", "u/..")];
+        assert!(link_stays_inside("u", ".", links(chain)));
+        // `p -> u/..` looks inside, but `u` is the store itself: it climbs out.
+        assert!(!link_stays_inside("p", "u/..", links(chain)));
+        assert!(link_stays_inside("a/b", "../c", links(&[])));
+        assert!(!link_stays_inside("a/b", "../../c", links(&[])));
+        assert!(!link_stays_inside("a", "/etc", links(&[])));
+        let deep: &[(&str, &str)] = &[("d", "a/b/c"), ("a/b/c", "../../..")];
+        assert!(!link_stays_inside("x", "d/..", links(deep)));
+        let looped: &[(&str, &str)] = &[("l", "m"), ("m", "l")];
+        assert!(!link_stays_inside("k", "l", links(looped)));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod reuse;
+pub mod rooted;
 pub mod schedule;
 pub mod store;
 pub mod vcs;

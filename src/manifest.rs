@@ -138,6 +138,26 @@ pub struct FileRecord {
     /// instead of copied, because its source was unchanged.
     #[serde(default)]
     pub reused: bool,
+    /// The source file's permission bits (`0o7777` at most) when captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// The source file's owner uid when captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The source file's group gid when captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+impl FileRecord {
+    /// The owner and mode a restore gives this file when it creates it anew.
+    pub fn ownership(&self) -> crate::rooted::Ownership {
+        crate::rooted::Ownership {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
 }
 
 /// What identifies an unchanged source file: device, inode, size, mtime and

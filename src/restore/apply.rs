@@ -1,9 +1,11 @@
 //! Executing a restore plan, then checking the live result against the bundle.
 //!
-//! Every file write is temp + fsync + rename; SQLite databases are written
+//! Every write resolves beneath the store's folder without following links
+//! ([`crate::rooted`]). Every file write is temp + fsync + rename; SQLite databases are written
 //! through the backup API (transactional) or, where SQLite cannot, replaced
 //! atomically after checkpointing, with stale sidecars removed first.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,17 +14,19 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::hash::{finish_hex, BUF_SIZE};
 use crate::manifest::SqliteFacts;
 use crate::restore::plan::{Counts, Step};
 use crate::restore::{identity, sqlite_merge};
+use crate::rooted::{Entry, Ownership, RootDir};
 use crate::store::sqlite::{
     backup_all, inspect, leave_as_found, open_copy, run_check, wal_path, SIDECARS,
 };
 
-/// Executes store `store`'s steps; returns what was actually done.
-pub fn apply(store: &str, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
+/// Executes store `store`'s steps beneath `root` (the store's folder, or the
+/// folder of a single-file store); returns what was actually done. Every
+/// write resolves beneath `root` without following links.
+pub fn apply(store: &str, root: &RootDir, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
     let mut done = Counts::default();
     let mut notes = Vec::new();
     for step in steps {
@@ -32,8 +36,9 @@ pub fn apply(store: &str, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
                 target,
                 facts,
                 exists,
+                owner,
             } => {
-                replace_database(source, target, facts, *exists)?;
+                replace_database(root, source, target, facts, *exists, *owner)?;
                 done.written += 1;
             }
             Step::SqliteMerge {
@@ -43,6 +48,7 @@ pub fn apply(store: &str, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
                 present,
                 ..
             } => {
+                root.require_file(root.relative(target)?)?;
                 let merged = sqlite_merge::merge(store, target, source, facts)?;
                 done.inserted += merged.inserted;
                 done.kept += present;
@@ -65,9 +71,10 @@ pub fn apply(store: &str, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
                 source,
                 target,
                 sha256,
+                owner,
                 ..
             } => {
-                write_file(source, target, sha256)?;
+                write_file(root, source, root.relative(target)?, sha256, *owner)?;
                 done.written += 1;
             }
             Step::JsonlAppend {
@@ -77,23 +84,19 @@ pub fn apply(store: &str, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
                 present,
                 ..
             } => {
-                done.appended += identity::append_missing(target, source, key.as_deref())?;
+                let rel = root.relative(target)?;
+                done.appended += identity::append_missing(root, rel, source, key.as_deref())?;
                 done.kept += present;
             }
             Step::Symlink { target, points_to } => {
-                if let Some(parent) = target.parent() {
-                    fsutil::create_dir_all(parent)?;
-                }
-                remove_if_present(target)?;
-                std::os::unix::fs::symlink(points_to, target)
-                    .map_err(|e| Error::io("could not create symlink", target, e))?;
+                root.symlink(root.relative(target)?, OsStr::new(points_to))?;
                 done.written += 1;
             }
             Step::Remove { target } => {
-                remove_if_present(target)?;
+                root.remove_file(root.relative(target)?)?;
                 done.removed += 1;
             }
-            Step::PruneFolders { root, keep } => prune_folders(root, keep)?,
+            Step::PruneFolders { root: folder, keep } => prune_folders(root, folder, keep)?,
             Step::Keep { .. } => done.kept += 1,
             Step::Conflict { .. } => done.conflicts += 1,
         }
@@ -102,16 +105,19 @@ pub fn apply(store: &str, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
 }
 
 /// Checks that the live result holds what the bundle has; returns problems.
-pub fn check(steps: &[Step]) -> Result<Vec<String>> {
+/// Like apply, it reads beneath `root` without following links.
+pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     for step in steps {
         match step {
             Step::SqliteReplace { target, facts, .. } => {
+                root.require_file(root.relative(target)?)?;
                 problems.extend(check_database(target, facts)?);
             }
             Step::SqliteMerge { target, .. } => {
+                root.require_file(root.relative(target)?)?;
                 // Rows still absent after the merge were counted as conflicts by apply.
-                let conn = Connection::open_with_flags(target, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                let conn = Connection::open_with_flags(target, live_read_only())
                     .map_err(|e| Error::sqlite(target, e))?;
                 let result =
                     run_check(&conn, "integrity_check").map_err(|e| Error::sqlite(target, e))?;
@@ -123,7 +129,7 @@ pub fn check(steps: &[Step]) -> Result<Vec<String>> {
                 }
             }
             Step::Write { target, sha256, .. } => {
-                if !crate::restore::plan::same_hash(target, sha256)? {
+                if !crate::restore::plan::same_hash(root, root.relative(target)?, sha256)? {
                     problems.push(format!(
                         "{} does not match the bundle's sha256",
                         target.display()
@@ -136,7 +142,8 @@ pub fn check(steps: &[Step]) -> Result<Vec<String>> {
                 key,
                 ..
             } => {
-                let (missing, _) = identity::count_missing(target, source, key.as_deref())?;
+                let rel = root.relative(target)?;
+                let (missing, _) = identity::count_missing(root, rel, source, key.as_deref())?;
                 if missing > 0 {
                     problems.push(format!(
                         "{}: {missing} bundle record(s) are not present",
@@ -145,12 +152,13 @@ pub fn check(steps: &[Step]) -> Result<Vec<String>> {
                 }
             }
             Step::Symlink { target, points_to } => {
-                if std::fs::read_link(target).ok().as_deref() != Some(Path::new(points_to)) {
+                if root.read_link(root.relative(target)?)?.as_deref() != Some(OsStr::new(points_to))
+                {
                     problems.push(format!("{} is not the bundle's symlink", target.display()));
                 }
             }
             Step::Remove { target } => {
-                if std::fs::symlink_metadata(target).is_ok() {
+                if root.entry(root.relative(target)?)? != Entry::Missing {
                     problems.push(format!("{} was not removed", target.display()));
                 }
             }
@@ -160,10 +168,22 @@ pub fn check(steps: &[Step]) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// Flags for reading a live database: read-only, and never through a final symlink.
+fn live_read_only() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW
+}
+
+/// Flags for writing a live database: never through a final symlink.
+fn live_read_write() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW
+}
+
 /// Full integrity check and table counts of a restored database.
 pub fn check_database(target: &Path, facts: &SqliteFacts) -> Result<Vec<String>> {
     let sq = |e| Error::sqlite(target, e);
-    let conn = Connection::open_with_flags(target, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sq)?;
+    let conn = Connection::open_with_flags(target, live_read_only()).map_err(sq)?;
     let mut problems = Vec::new();
     let result = run_check(&conn, "integrity_check").map_err(sq)?;
     if result != "ok" {
@@ -184,30 +204,38 @@ pub fn check_database(target: &Path, facts: &SqliteFacts) -> Result<Vec<String>>
 
 /// Puts the bundle's database at `target`: through the backup API into an
 /// existing database, else (new file, or SQLite refuses) an atomic file replace.
-fn replace_database(source: &Path, target: &Path, facts: &SqliteFacts, exists: bool) -> Result<()> {
+fn replace_database(
+    root: &RootDir,
+    source: &Path,
+    target: &Path,
+    facts: &SqliteFacts,
+    exists: bool,
+    owner: Ownership,
+) -> Result<()> {
+    let rel = root.relative(target)?;
     if exists {
+        root.require_file(rel)?;
         match backup_into(source, target) {
-            Ok(()) => return remove_stale_sidecars(target),
+            Ok(()) => return remove_stale_sidecars(root, rel),
             Err(BackupFailure::Unsupported) => {}
             Err(BackupFailure::Sqlite(e)) => return Err(Error::sqlite(target, e)),
         }
         checkpoint_and_leave_wal(target)?;
     }
-    if let Some(parent) = target.parent() {
-        fsutil::create_dir_all(parent)?;
-    }
     // A stale WAL must never be replayed onto the new file: remove sidecars
     // (their content was checkpointed above) before the new file appears.
     for suffix in SIDECARS {
-        remove_if_present(&sidecar(target, suffix))?;
+        root.remove_file(&sidecar(rel, suffix))?;
     }
-    fsutil::replace_file(target, |out| {
+    root.write_file(rel, owner, |out| {
         let mut input = std::fs::File::open(source)?;
         std::io::copy(&mut input, out)?;
         Ok(())
     })?;
     if facts.source_journal_mode == "wal" {
-        let conn = Connection::open(target).map_err(|e| Error::sqlite(target, e))?;
+        root.require_file(rel)?;
+        let conn = Connection::open_with_flags(target, live_read_write())
+            .map_err(|e| Error::sqlite(target, e))?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
             .map_err(|e| Error::sqlite(target, e))?;
     }
@@ -223,11 +251,8 @@ enum BackupFailure {
 /// Copies the bundle database into the live one through the backup API.
 fn backup_into(source: &Path, target: &Path) -> std::result::Result<(), BackupFailure> {
     let src = open_copy(source).map_err(BackupFailure::Sqlite)?;
-    let mut dst = Connection::open_with_flags(
-        target,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(BackupFailure::Sqlite)?;
+    let mut dst =
+        Connection::open_with_flags(target, live_read_write()).map_err(BackupFailure::Sqlite)?;
     dst.busy_timeout(Duration::from_secs(5))
         .map_err(BackupFailure::Sqlite)?;
     match backup_all(&src, &mut dst) {
@@ -245,7 +270,8 @@ fn backup_into(source: &Path, target: &Path) -> std::result::Result<(), BackupFa
 /// Checkpoints a live WAL database fully and switches it to rollback mode so
 /// no `-wal` content remains to be replayed.
 fn checkpoint_and_leave_wal(target: &Path) -> Result<()> {
-    let conn = Connection::open(target).map_err(|e| Error::sqlite(target, e))?;
+    let conn =
+        Connection::open_with_flags(target, live_read_write()).map_err(|e| Error::sqlite(target, e))?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .map_err(|e| Error::sqlite(target, e))?;
     conn.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))
@@ -255,15 +281,15 @@ fn checkpoint_and_leave_wal(target: &Path) -> Result<()> {
 
 /// After an in-place restore: a database not in WAL mode has no use for a
 /// `-wal`/`-shm`; remove any stale ones so they can never be replayed later.
-fn remove_stale_sidecars(target: &Path) -> Result<()> {
+fn remove_stale_sidecars(root: &RootDir, rel: &Path) -> Result<()> {
     let mut header = [0u8; 20];
-    let mut file =
-        std::fs::File::open(target).map_err(|e| Error::io("could not read", target, e))?;
-    file.read_exact(&mut header)
-        .map_err(|e| Error::io("could not read", target, e))?;
+    let path = root.display(rel);
+    root.open_read(rel)?
+        .read_exact(&mut header)
+        .map_err(|e| Error::io("could not read", &path, e))?;
     if header[18] != 2 {
-        remove_if_present(&sidecar(target, "-wal"))?;
-        remove_if_present(&sidecar(target, "-shm"))?;
+        root.remove_file(&sidecar(rel, "-wal"))?;
+        root.remove_file(&sidecar(rel, "-shm"))?;
     }
     Ok(())
 }
@@ -274,29 +300,31 @@ fn sidecar(target: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Copies a bundle file to `target` atomically, checking its hash on the way.
-fn write_file(source: &Path, target: &Path, sha256: &str) -> Result<()> {
-    if let Some(parent) = target.parent() {
-        fsutil::create_dir_all(parent)?;
-    }
-    if std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
-        remove_if_present(target)?;
-    }
-    let mut actual = String::new();
-    fsutil::replace_file(target, |out| {
+/// Copies a bundle file to `rel` atomically, checking its hash on the way.
+fn write_file(
+    root: &RootDir,
+    source: &Path,
+    rel: &Path,
+    sha256: &str,
+    owner: Ownership,
+) -> Result<()> {
+    root.write_file(rel, owner, |out| {
         let mut input = std::fs::File::open(source)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; BUF_SIZE];
         loop {
-            let n = input.read(&mut buf)?;
+            let n = match input.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
             std::io::Write::write_all(out, &buf[..n])?;
         }
-        actual = finish_hex(hasher);
-        if actual != sha256 {
+        if finish_hex(hasher) != sha256 {
             return Err(std::io::Error::other(
                 "the bundle's file changed since it was verified",
             ));
@@ -305,17 +333,14 @@ fn write_file(source: &Path, target: &Path, sha256: &str) -> Result<()> {
     })
 }
 
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("could not remove", path, e)),
-    }
-}
-
-/// Removes empty folders under `root` (deepest first) that the bundle does not need.
-fn prune_folders(root: &Path, keep: &std::collections::BTreeSet<PathBuf>) -> Result<()> {
-    let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(root)
+/// Removes empty folders under `folder` (deepest first) that the bundle does
+/// not need, each beneath `root` without following links.
+fn prune_folders(
+    root: &RootDir,
+    folder: &Path,
+    keep: &std::collections::BTreeSet<PathBuf>,
+) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(folder)
         .min_depth(1)
         .follow_links(false)
         .into_iter()
@@ -325,14 +350,8 @@ fn prune_folders(root: &Path, keep: &std::collections::BTreeSet<PathBuf>) -> Res
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for dir in dirs {
-        if keep.contains(&dir) {
-            continue;
-        }
-        let empty = std::fs::read_dir(&dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if empty {
-            std::fs::remove_dir(&dir).map_err(|e| Error::io("could not remove folder", &dir, e))?;
+        if !keep.contains(&dir) {
+            root.remove_empty_dir(root.relative(&dir)?)?;
         }
     }
     Ok(())
@@ -342,11 +361,8 @@ fn prune_folders(root: &Path, keep: &std::collections::BTreeSet<PathBuf>) -> Res
 /// non-blocking attempt at an exclusive lock.
 pub fn database_in_use(path: &Path) -> Result<bool> {
     let had_wal = wal_path(path).exists();
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| Error::sqlite(path, e))?;
+    let conn =
+        Connection::open_with_flags(path, live_read_write()).map_err(|e| Error::sqlite(path, e))?;
     // A probe must not change what it probes.
     leave_as_found(&conn, had_wal).map_err(|e| Error::sqlite(path, e))?;
     conn.busy_timeout(Duration::from_millis(200))

@@ -9,6 +9,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::rooted::{Ownership, RootDir};
 use crate::store::jsonl::each_line;
 
 /// The identity of one line (newline and trailing `\r` ignored).
@@ -46,9 +47,9 @@ fn trim_newline(mut line: &[u8]) -> &[u8] {
     line
 }
 
-/// Identities of every non-empty line of `path`, and whether it ends with a newline.
-fn identities(path: &Path, key: Option<&str>) -> Result<(HashSet<u128>, bool)> {
-    let file = File::open(path).map_err(|e| Error::io("could not read", path, e))?;
+/// Identities of every non-empty line of `file` (read from `path`), and
+/// whether it ends with a newline.
+fn identities(file: File, path: &Path, key: Option<&str>) -> Result<(HashSet<u128>, bool)> {
     let mut ids = HashSet::new();
     let mut ends_with_newline = true;
     each_line(file, |line| {
@@ -86,9 +87,15 @@ fn each_bundle_record(
     .map_err(|e| Error::io("could not read", bundle, e))
 }
 
-/// (records of the bundle file missing live, records already present).
-pub fn count_missing(live: &Path, bundle: &Path, key: Option<&str>) -> Result<(u64, u64)> {
-    let (mut ids, _) = identities(live, key)?;
+/// (records of the bundle file missing from live file `rel` of `root`,
+/// records already present). The live file is read without following links.
+pub fn count_missing(
+    root: &RootDir,
+    rel: &Path,
+    bundle: &Path,
+    key: Option<&str>,
+) -> Result<(u64, u64)> {
+    let (mut ids, _) = identities(root.open_read(rel)?, &root.display(rel), key)?;
     let (mut missing, mut present) = (0, 0);
     each_bundle_record(bundle, key, &mut ids, |_, here| {
         if here {
@@ -101,13 +108,15 @@ pub fn count_missing(live: &Path, bundle: &Path, key: Option<&str>) -> Result<(u
     Ok((missing, present))
 }
 
-/// Rewrites `live` as itself plus the bundle's missing records, in bundle
-/// order (temp file, fsync, rename). Returns the number of lines appended.
-pub fn append_missing(live: &Path, bundle: &Path, key: Option<&str>) -> Result<u64> {
-    let (mut ids, ends_with_newline) = identities(live, key)?;
+/// Rewrites live file `rel` of `root` as itself plus the bundle's missing
+/// records, in bundle order (temp file, fsync, rename; the file keeps its
+/// owner and mode). Returns the number of lines appended.
+pub fn append_missing(root: &RootDir, rel: &Path, bundle: &Path, key: Option<&str>) -> Result<u64> {
+    let live = root.display(rel);
+    let (mut ids, ends_with_newline) = identities(root.open_read(rel)?, &live, key)?;
+    let mut input = root.open_read(rel)?;
     let mut appended = 0;
-    crate::fsutil::replace_file(live, |out| {
-        let mut input = File::open(live)?;
+    root.write_file(rel, Ownership::default(), |out| {
         std::io::copy(&mut input, out)?;
         if !ends_with_newline {
             out.write_all(b"\n")?;

@@ -32,6 +32,19 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// Whether restoring the bundle of `manifest` undoes this restore: it is
+    /// the safety snapshot this journal names.
+    pub fn undone_by(&self, manifest: &crate::manifest::Manifest) -> bool {
+        let named = self
+            .safety_snapshot
+            .as_deref()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str());
+        named == Some(manifest.id.as_str())
+            && manifest.reason.as_deref() == Some(crate::restore::PRE_RESTORE)
+            && manifest.restoring.as_deref() == Some(self.bundle_id.as_str())
+    }
+
     /// The command that finishes this restore.
     pub fn finish_hint(&self) -> String {
         let stores: String = self
@@ -46,7 +59,7 @@ impl Journal {
         };
         let undo = match &self.safety_snapshot {
             Some(s) => format!(
-                "; or undo it: bundle restore {} --mode replace (its token is printed when asked)",
+                "; or undo it: bundle restore {} --mode replace --dry-run (prints its confirm token), then again with --confirm-token TOKEN",
                 s.display()
             ),
             None => String::new(),
@@ -76,7 +89,7 @@ pub fn read(destination: &Path) -> Result<Option<Journal>> {
 
 /// Writes the journal atomically.
 pub fn write(destination: &Path, journal: &Journal) -> Result<()> {
-    fsutil::create_dir_all(destination)?;
+    fsutil::create_private_dir_all(destination)?;
     let bytes = serde_json::to_vec_pretty(journal).expect("journal serializes");
     fsutil::replace_file(&destination.join(JOURNAL_FILE), |f| {
         std::io::Write::write_all(f, &bytes)

@@ -28,6 +28,7 @@ use crate::hooks::{HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, StoreStatus, MANIFEST_FILE};
 use crate::progress::Progress;
 use crate::restore::plan::{Counts, Step, Target};
+use crate::rooted::RootDir;
 use crate::verify::{verify, VerifyOptions};
 
 /// `reason` of a safety bundle taken before a restore.
@@ -85,6 +86,9 @@ pub struct StoreReport {
     pub kind: StoreKind,
     /// Live target path.
     pub target: PathBuf,
+    /// The folder its writes resolve beneath (not part of the JSON report).
+    #[serde(skip)]
+    pub root: PathBuf,
     /// `merge`, `replace`, or `skip` (nothing in the bundle for it).
     pub action: String,
     /// Planned counts, or done counts once applied.
@@ -140,6 +144,33 @@ struct Selected<'a> {
     target_path: PathBuf,
 }
 
+impl Selected<'_> {
+    /// The folder every write of this store resolves beneath: the store's
+    /// folder, or the folder holding a single-file store's file.
+    fn root(&self) -> PathBuf {
+        let single = self.record.single_file.is_some() || self.record.kind == StoreKind::Sqlite;
+        match (single, self.target_path.parent()) {
+            (true, Some(parent)) => parent.to_path_buf(),
+            _ => self.target_path.clone(),
+        }
+    }
+
+    /// A handle on [`Selected::root`] when it exists (`None`: nothing is live).
+    fn open_root(&self, tag: &str) -> Result<Option<RootDir>> {
+        let root = self.root();
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_dir() => RootDir::open(&root, tag).map(Some),
+            Ok(_) => Err(Error::Refused(format!(
+                "store \"{}\": {} is not a folder",
+                self.spec.name,
+                root.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("could not stat", &root, e)),
+        }
+    }
+}
+
 /// Plans and (unless dry-run or unconfirmed) applies a restore.
 pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
     let destination = opts
@@ -152,7 +183,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     // from the start: no create, prune or other restore runs meanwhile (so
     // nothing can delete the bundle between its verify and its use).
     let _lock = if opts.into.is_none() && !opts.dry_run {
-        crate::fsutil::create_dir_all(&destination)?;
+        crate::fsutil::create_private_dir_all(&destination)?;
         Some(crate::bundle::lock::DestinationLock::acquire(&destination)?)
     } else {
         None
@@ -182,6 +213,8 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
 
     let mut resumed = false;
     let mut safety_snapshot = None;
+    // The token of an interrupted restore whose temp files are to be removed.
+    let mut leftover_tag = None;
     if let Some(into) = &opts.into {
         let non_empty = std::fs::read_dir(into)
             .map(|mut d| d.next().is_some())
@@ -198,8 +231,13 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
                 && j.mode == opts.mode.as_str()
                 && j.stores == stores_sorted
             {
+                // Finishing the interrupted restore.
                 resumed = true;
                 safety_snapshot = j.safety_snapshot.clone();
+                leftover_tag = Some(j.token.clone());
+            } else if j.undone_by(&manifest) && opts.mode == Mode::Replace {
+                // Undoing it: restoring the safety snapshot it names.
+                leftover_tag = Some(j.token.clone());
             } else {
                 journal::refuse_if_interrupted(&destination)?;
             }
@@ -211,7 +249,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     }
 
     // 4. Plan.
-    let stores = plan_stores(opts, &selected)?;
+    let stores = plan_stores(opts, &selected, &token)?;
     let mut report = RestoreReport {
         ok: false,
         outcome: Outcome::DryRun,
@@ -243,6 +281,14 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     if opts.into.is_some() {
         return apply_plan(opts, &selected, &destination, report, progress);
     }
+    if let Some(tag) = &leftover_tag {
+        // Temp files of the interrupted run go before anything else is written.
+        for s in &selected {
+            if let Some(root) = s.open_root(tag)? {
+                root.remove_temps(tag)?;
+            }
+        }
+    }
     // Live stores: the restore hooks run around the writing part. After a
     // pre_restore hook (which may stop the service) the stores are checked
     // for use and planned again, as the service may have written meanwhile.
@@ -259,7 +305,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         || {
             if hooks.pre_restore.is_some() {
                 refuse_in_use(&selected)?;
-                report.stores = plan_stores(opts, &selected)?;
+                report.stores = plan_stores(opts, &selected, &report.confirm_token)?;
             }
             apply_plan(opts, &selected, &destination, report, progress)
         },
@@ -326,9 +372,11 @@ fn apply_plan(
     }
     // 7. Apply, then check; stores are independent, so they run in parallel.
     progress.start("restoring", None);
+    let token = report.confirm_token.clone();
     let outcomes = crate::parallel::map(&report.stores, crate::parallel::default_jobs(), |store| {
-        let (done, notes) = apply::apply(&store.name, &store.steps)?;
-        Ok((done, notes, apply::check(&store.steps)?))
+        let root = RootDir::open_or_create(&store.root, &token)?;
+        let (done, notes) = apply::apply(&store.name, &root, &store.steps)?;
+        Ok((done, notes, apply::check(&root, &store.steps)?))
     });
     progress.finish();
     let mut problems = Vec::new();
@@ -368,12 +416,14 @@ fn sorted_names(selected: &[Selected]) -> Vec<String> {
     names
 }
 
-/// Plans every selected store, reading only.
-fn plan_stores(opts: &RestoreOptions, selected: &[Selected]) -> Result<Vec<StoreReport>> {
+/// Plans every selected store, reading only (and never through a link).
+fn plan_stores(opts: &RestoreOptions, selected: &[Selected], tag: &str) -> Result<Vec<StoreReport>> {
     let mut stores = Vec::new();
     for s in selected {
+        let live = s.open_root(tag)?;
         let target = Target {
             path: s.target_path.clone(),
+            live: live.as_ref(),
             bundle_root: &opts.bundle,
             mode: opts.mode,
             key: s.spec.key.clone(),
@@ -391,6 +441,7 @@ fn plan_stores(opts: &RestoreOptions, selected: &[Selected]) -> Result<Vec<Store
             name: s.spec.name.clone(),
             kind: s.spec.kind,
             target: s.target_path.clone(),
+            root: s.root(),
             action: if skip {
                 "skip".into()
             } else {
@@ -584,7 +635,8 @@ fn live_databases(target: &Path, kind: StoreKind) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     match kind {
         StoreKind::Sqlite => {
-            if target.is_file() && crate::store::sqlite::is_sqlite_file(target)? {
+            let is_file = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_file());
+            if is_file && crate::store::sqlite::is_sqlite_file(target)? {
                 out.push(target.to_path_buf());
             }
         }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::manifest::{FileRecord, JsonlFacts, SqliteFacts};
 use crate::restore::{identity, sqlite_merge, Mode};
+use crate::rooted::{Entry, Ownership, RootDir};
 
 /// One thing apply will do to one live path.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +27,9 @@ pub enum Step {
         facts: SqliteFacts,
         /// Whether `target` exists now.
         exists: bool,
+        /// Owner and mode for a new file (a replaced one keeps its own).
+        #[serde(skip)]
+        owner: Ownership,
     },
     /// Insert the bundle's rows that the live database lacks.
     SqliteMerge {
@@ -52,6 +56,9 @@ pub enum Step {
         sha256: String,
         /// Its JSONL line counts, when a JSONL file.
         jsonl: Option<JsonlFacts>,
+        /// Owner and mode for a new file (a replaced one keeps its own).
+        #[serde(skip)]
+        owner: Ownership,
     },
     /// Append the bundle's JSONL records missing from the live file.
     JsonlAppend {
@@ -144,6 +151,9 @@ impl Counts {
 pub struct Target<'a> {
     /// The live path: the file for single-file stores, else the folder.
     pub path: PathBuf,
+    /// The live folder every path is resolved beneath (`None`: it does not
+    /// exist yet, so nothing is live).
+    pub live: Option<&'a RootDir>,
     /// The bundle folder.
     pub bundle_root: &'a Path,
     /// Merge or replace.
@@ -159,23 +169,63 @@ impl Target<'_> {
             Error::Refused(format!("unsafe path {} in the bundle: {reason}", file.path))
         })
     }
+
+    /// What is live at `target`, never following a link.
+    pub fn entry(&self, target: &Path) -> Result<Entry> {
+        match self.live {
+            Some(root) => root.entry(root.relative(target)?),
+            None => Ok(Entry::Missing),
+        }
+    }
+
+    /// The live folder, for reads of a path [`Target::entry`] found to be a file.
+    fn root(&self) -> Result<&RootDir> {
+        self.live
+            .ok_or_else(|| Error::Refused("the store folder does not exist".into()))
+    }
+}
+
+/// The conflict for a live path merge will not write through or over.
+fn not_followed(target: PathBuf, entry: Entry) -> Step {
+    let what = match entry {
+        Entry::Symlink => "is a symlink in the live store",
+        Entry::ThroughLink => "lies under a symlink (or a file) in the live store",
+        Entry::Dir => "is a folder in the live store",
+        _ => "is not a regular file in the live store",
+    };
+    Step::Conflict {
+        target,
+        reason: format!("{what}; not followed or replaced by merge (use --mode replace)"),
+    }
 }
 
 /// Plans one SQLite database file.
 pub fn sqlite_file(
     source: PathBuf,
+    file: &FileRecord,
     facts: &SqliteFacts,
     target: PathBuf,
-    mode: Mode,
+    t: &Target<'_>,
 ) -> Result<Step> {
-    let exists = target.exists();
-    if mode == Mode::Replace || !exists {
+    let entry = t.entry(&target)?;
+    let exists = matches!(entry, Entry::File(_));
+    if t.mode == Mode::Replace || entry == Entry::Missing {
+        if entry == Entry::Dir {
+            return Err(Error::Refused(format!(
+                "{} is a folder where the bundle has a database; move it away first",
+                target.display()
+            )));
+        }
         return Ok(Step::SqliteReplace {
             source,
             target,
             facts: facts.clone(),
             exists,
+            owner: file.ownership(),
         });
+    }
+    if !exists {
+        return Ok(not_followed(target, entry));
     }
     let estimate = sqlite_merge::estimate(&target, &source, facts)?;
     Ok(Step::SqliteMerge {
@@ -189,39 +239,39 @@ pub fn sqlite_file(
 }
 
 /// Plans one plain file: written when missing (or different, for replace).
-pub fn plain_file(source: PathBuf, file: &FileRecord, target: PathBuf, mode: Mode) -> Result<Step> {
-    let meta = match std::fs::symlink_metadata(&target) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Step::Write {
-                source,
-                target,
-                sha256: file.sha256.clone(),
-                jsonl: file.jsonl,
-            })
-        }
-        Err(e) => return Err(Error::io("could not stat", &target, e)),
+pub fn plain_file(source: PathBuf, file: &FileRecord, target: PathBuf, t: &Target<'_>) -> Result<Step> {
+    let write = |target| Step::Write {
+        source,
+        target,
+        sha256: file.sha256.clone(),
+        jsonl: file.jsonl,
+        owner: file.ownership(),
     };
-    if meta.is_file() && meta.len() == file.bytes && same_hash(&target, &file.sha256)? {
-        return Ok(Step::Keep { target });
+    let entry = t.entry(&target)?;
+    match entry {
+        Entry::Missing => return Ok(write(target)),
+        Entry::File(len) if len == file.bytes => {
+            let root = t.root()?;
+            if same_hash(root, root.relative(&target)?, &file.sha256)? {
+                return Ok(Step::Keep { target });
+            }
+        }
+        _ => {}
     }
-    Ok(match mode {
-        Mode::Replace if meta.is_dir() => {
+    Ok(match t.mode {
+        Mode::Replace if entry == Entry::Dir => {
             return Err(Error::Refused(format!(
                 "{} is a folder where the bundle has a file; move it away first",
                 target.display()
             )))
         }
-        Mode::Replace => Step::Write {
-            source,
-            target,
-            sha256: file.sha256.clone(),
-            jsonl: file.jsonl,
-        },
-        Mode::Merge => Step::Conflict {
+        // A link (or what lies under one) is removed first, never written through.
+        Mode::Replace => write(target),
+        Mode::Merge if matches!(entry, Entry::File(_)) => Step::Conflict {
             target,
             reason: "differs from the bundle's copy; the live file is kept".into(),
         },
+        Mode::Merge => not_followed(target, entry),
     })
 }
 
@@ -230,13 +280,18 @@ pub fn jsonl_file(
     source: PathBuf,
     file: &FileRecord,
     target: PathBuf,
-    mode: Mode,
+    t: &Target<'_>,
     key: Option<&str>,
 ) -> Result<Step> {
-    if mode == Mode::Replace || !target.exists() {
-        return plain_file(source, file, target, Mode::Replace);
+    let entry = t.entry(&target)?;
+    if t.mode == Mode::Replace || entry == Entry::Missing {
+        return plain_file(source, file, target, t);
     }
-    let (lines, present) = identity::count_missing(&target, &source, key)?;
+    if !matches!(entry, Entry::File(_)) {
+        return Ok(not_followed(target, entry));
+    }
+    let root = t.root()?;
+    let (lines, present) = identity::count_missing(root, root.relative(&target)?, &source, key)?;
     if lines == 0 {
         return Ok(Step::Keep { target });
     }
@@ -249,75 +304,58 @@ pub fn jsonl_file(
     })
 }
 
-/// Plans a recorded symlink; unsafe targets (absolute, escaping) are conflicts.
-pub fn symlink(target: PathBuf, points_to: &str, mode: Mode) -> Result<Step> {
-    if !link_stays_inside(points_to) {
+/// Plans a recorded symlink; `inside` says whether its target, resolved
+/// against what the store will hold, stays inside the store. Links that
+/// leave it are conflicts, never created.
+pub fn symlink(target: PathBuf, points_to: &str, inside: bool, t: &Target<'_>) -> Result<Step> {
+    if !inside {
         return Ok(Step::Conflict {
             target,
             reason: format!("symlink to \"{points_to}\" leaves the store; not restored"),
         });
     }
-    match std::fs::symlink_metadata(&target) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Step::Symlink {
+    let entry = t.entry(&target)?;
+    match entry {
+        Entry::Missing => Ok(Step::Symlink {
             target,
             points_to: points_to.into(),
         }),
-        Err(e) => Err(Error::io("could not stat", &target, e)),
-        Ok(m)
-            if m.file_type().is_symlink()
-                && std::fs::read_link(&target).ok().as_deref() == Some(Path::new(points_to)) =>
-        {
-            Ok(Step::Keep { target })
+        Entry::Symlink => {
+            let root = t.root()?;
+            if root.read_link(root.relative(&target)?)?.as_deref() == Some(std::ffi::OsStr::new(points_to)) {
+                Ok(Step::Keep { target })
+            } else if t.mode == Mode::Replace {
+                Ok(Step::Symlink {
+                    target,
+                    points_to: points_to.into(),
+                })
+            } else {
+                Ok(Step::Conflict {
+                    target,
+                    reason: format!("differs from the bundle's symlink to \"{points_to}\"; kept"),
+                })
+            }
         }
-        Ok(m) if mode == Mode::Replace && !m.is_dir() => Ok(Step::Symlink {
+        Entry::Dir => Ok(Step::Conflict {
+            target,
+            reason: format!("is a folder where the bundle has a symlink to \"{points_to}\"; kept"),
+        }),
+        _ if t.mode == Mode::Replace => Ok(Step::Symlink {
             target,
             points_to: points_to.into(),
         }),
-        Ok(_) => Ok(Step::Conflict {
+        _ => Ok(Step::Conflict {
             target,
             reason: format!("differs from the bundle's symlink to \"{points_to}\"; kept"),
         }),
     }
 }
 
-/// Whether a link target is relative and, resolved lexically, never climbs
-/// above the link's own folder (so it cannot leave the store).
-fn link_stays_inside(points_to: &str) -> bool {
-    if points_to.starts_with('/') {
-        return false;
-    }
-    let mut depth: i64 = 0;
-    for part in points_to.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => depth -= 1,
-            _ => depth += 1,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
-/// Whether the file at `path` hashes to `sha256`.
-pub fn same_hash(path: &Path, sha256: &str) -> Result<bool> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("could not read", path, e))?;
+/// Whether file `rel` beneath `root` hashes to `sha256` (read without following links).
+pub fn same_hash(root: &RootDir, rel: &Path, sha256: &str) -> Result<bool> {
+    let file = root.open_read(rel)?;
+    let path = root.display(rel);
     let (_, sha) =
-        crate::hash::hash_reader(file, |_| {}).map_err(|e| Error::io("could not read", path, e))?;
+        crate::hash::hash_reader(file, |_| {}).map_err(|e| Error::io("could not read", &path, e))?;
     Ok(sha == sha256)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_links_that_stay_inside_are_restored() {
-        assert!(link_stays_inside("b/c"));
-        assert!(link_stays_inside("b/../c"));
-        assert!(!link_stays_inside("../c"));
-        assert!(!link_stays_inside("/etc/passwd"));
-        assert!(!link_stays_inside("b/../../c"));
-    }
 }

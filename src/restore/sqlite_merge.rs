@@ -92,7 +92,10 @@ fn open_attached(
     let had_wal = wal_path(target).exists();
     let conn = Connection::open_with_flags(
         target,
-        mode | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        // Never through a final symlink (the folders above were checked by the caller).
+        mode | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )?;
     harden(&conn)?;
     if read_only {

@@ -5,11 +5,12 @@
 //! never followed; a file that changes while copied is copied again, a few
 //! times, before the create gives up (see [`crate::store::unit`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::manifest::{StoreRecord, SymlinkRecord};
 use crate::restore::plan::{self, Step, Target};
 use crate::restore::Mode;
@@ -40,10 +41,12 @@ impl StoreHandler for DirStore {
 }
 
 impl DirStore {
-    /// Plans a dir store: files (SQLite ones through the SQLite path), symlinks,
-    /// and for replace the removal of everything else.
+    /// Plans a dir store: for replace, first the removal of everything the
+    /// bundle lacks (live symlinks included, so nothing is written through
+    /// one); then files (SQLite ones through the SQLite path); symlinks last,
+    /// each only when it resolves inside the store.
     fn plan(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
-        let mut steps = Vec::new();
+        let mut files = Vec::new();
         let mut wanted = BTreeSet::new();
         let mut databases = BTreeSet::new();
         let mut folders = BTreeSet::new();
@@ -52,29 +55,55 @@ impl DirStore {
             wanted.insert(live.clone());
             folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
             let source = target.source(file)?;
-            steps.push(match &file.sqlite {
+            files.push(match &file.sqlite {
                 // Merge treats every file alike: missing ones are copied,
                 // differing ones are conflicts left live.
                 Some(facts) if target.mode == Mode::Replace => {
                     databases.insert(live.clone());
-                    plan::sqlite_file(source, facts, live, target.mode)?
+                    plan::sqlite_file(source, file, facts, live, target)?
                 }
-                _ => plan::plain_file(source, file, live, target.mode)?,
+                _ => plan::plain_file(source, file, live, target)?,
             });
         }
+        let prefix = format!("{}/", record.name);
+        let recorded: BTreeMap<&str, &str> = record
+            .symlinks
+            .iter()
+            .filter_map(|l| Some((l.path.strip_prefix(&prefix)?, l.target.as_str())))
+            .collect();
+        // What the store will hold: the bundle's links, and for merge the live ones.
+        let lookup = |rel: &str| -> Option<String> {
+            if let Some(t) = recorded.get(rel) {
+                return Some(t.to_string());
+            }
+            if target.mode == Mode::Merge {
+                let root = target.live?;
+                let link = root.read_link(Path::new(rel)).ok()??;
+                return Some(link.to_string_lossy().into_owned());
+            }
+            None
+        };
+        let mut links = Vec::new();
         for link in &record.symlinks {
             let live = live_path(record, &target.path, &link.path)?;
             wanted.insert(live.clone());
             folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
-            steps.push(plan::symlink(live, &link.target, target.mode)?);
+            let rel = link.path.strip_prefix(&prefix).unwrap_or(&link.path);
+            let inside = fsutil::link_stays_inside(rel, &link.target, lookup);
+            links.push(plan::symlink(live, &link.target, inside, target)?);
         }
+        let mut steps = Vec::new();
         if target.mode == Mode::Replace {
             steps.extend(plan_removals(&target.path, &wanted, &databases, |_| true)?);
+        }
+        steps.extend(files);
+        if target.mode == Mode::Replace {
             steps.push(Step::PruneFolders {
                 root: target.path.clone(),
                 keep: folders,
             });
         }
+        steps.extend(links);
         Ok(steps)
     }
 }

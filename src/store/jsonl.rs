@@ -65,7 +65,7 @@ impl StoreHandler for JsonlStore {
                     target.source(file)?,
                     file,
                     target.path.clone(),
-                    target.mode,
+                    target,
                     key,
                 )?);
             }
@@ -80,19 +80,27 @@ impl StoreHandler for JsonlStore {
                 target.source(file)?,
                 file,
                 live,
-                target.mode,
+                target,
                 key,
             )?);
         }
         if target.mode == Mode::Replace {
-            let is_jsonl =
-                |e: &walkdir::DirEntry| e.path().extension().is_some_and(|x| x == "jsonl");
-            steps.extend(plan_removals(
-                &target.path,
-                &wanted,
-                &BTreeSet::new(),
-                is_jsonl,
-            )?);
+            // Removals first: a live symlink on the way to a bundle file
+            // (whatever its name) is removed before anything is written.
+            let removable = |e: &walkdir::DirEntry| {
+                e.file_type().is_symlink() || e.path().extension().is_some_and(|x| x == "jsonl")
+            };
+            let mut removals =
+                plan_removals(&target.path, &wanted, &BTreeSet::new(), removable)?;
+            removals.retain(|r| match r {
+                Step::Remove { target: t } => {
+                    t.extension().is_some_and(|x| x == "jsonl")
+                        || wanted.iter().any(|w| w.starts_with(t))
+                }
+                _ => true,
+            });
+            removals.extend(steps);
+            steps = removals;
         }
         Ok(steps)
     }

@@ -79,9 +79,10 @@ impl StoreHandler for SqliteStore {
             })?;
             steps.push(plan::sqlite_file(
                 target.source(file)?,
+                file,
                 facts,
                 target.path.clone(),
-                target.mode,
+                target,
             )?);
         }
         Ok(steps)

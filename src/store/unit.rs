@@ -33,8 +33,10 @@ pub struct UnitDone {
 /// Captures `unit` into the bundle being built.
 pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
     let dest = ctx.target(&unit.path);
+    let meta = std::fs::metadata(&unit.src).map_err(|e| Error::io("could not stat", &unit.src, e))?;
     let before = source_stat(&unit.src, unit.kind == UnitKind::Sqlite)?;
-    if let Some(done) = try_reuse(unit, &before, &dest, ctx) {
+    if let Some(mut done) = try_reuse(unit, &before, &dest, ctx) {
+        record_ownership(&mut done.file, &meta);
         return Ok(done);
     }
     let mut warnings = Vec::new();
@@ -59,7 +61,23 @@ pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
         UnitKind::Plain => copy_plain(unit, &dest, ctx, before)?,
     };
     file.source_stat = stat.filter(|s| trustworthy(s) && still(s, &unit.src, unit.kind));
+    record_ownership(&mut file, &meta);
+    crate::fsutil::set_mode(&dest, bundle_mode(meta.mode()))?;
     Ok(UnitDone { file, warnings })
+}
+
+/// The mode of a bundle copy: the source's permission bits without write
+/// (never more readable than the source), readable by its owner so that
+/// verify and restore can read it.
+pub fn bundle_mode(source_mode: u32) -> u32 {
+    (source_mode & 0o555) | 0o400
+}
+
+/// Records the source's permission bits, owner and group in `file`.
+fn record_ownership(file: &mut FileRecord, meta: &std::fs::Metadata) {
+    file.mode = Some(meta.mode() & 0o7777);
+    file.uid = Some(meta.uid());
+    file.gid = Some(meta.gid());
 }
 
 /// A fresh record for a copied unit; kind facts and the source stat are added by the caller.
@@ -72,6 +90,9 @@ fn new_record(unit: &Unit, bytes: u64, sha256: String) -> FileRecord {
         jsonl: None,
         source_stat: None,
         reused: false,
+        mode: None,
+        uid: None,
+        gid: None,
     }
 }
 
