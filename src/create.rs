@@ -90,6 +90,7 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
 
 /// The create itself: lock, staging, capture, commit by rename.
 fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOutcome> {
+    crate::bundle::lock::check_destination(&opts.destination)?;
     fsutil::create_private_dir_all(&opts.destination)?;
     let _lock = match opts.holding_lock {
         true => None,

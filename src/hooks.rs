@@ -128,7 +128,7 @@ fn run(
         .stderr(to_stderr()?)
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("could not start `sh -c {command}`: {e}"))?;
+        .map_err(|e| format!("could not start its command with sh: {e}"))?;
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(5);
     loop {
@@ -136,8 +136,8 @@ fn run(
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => {
                 return Err(match status.code() {
-                    Some(code) => format!("`{command}` exited with status {code}"),
-                    None => format!("`{command}` was killed by a signal"),
+                    Some(code) => format!("its command exited with status {code}"),
+                    None => "its command was killed by a signal".to_string(),
                 })
             }
             Ok(None) if Instant::now() >= deadline => {
@@ -146,7 +146,7 @@ fn run(
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "`{command}` did not finish within {}s and was killed (raise hook_timeout if it needs longer)",
+                    "its command did not finish within {}s and was killed (raise hook_timeout if it needs longer)",
                     timeout.as_secs_f64()
                 ));
             }
@@ -154,7 +154,7 @@ fn run(
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
-            Err(e) => return Err(format!("could not wait for `{command}`: {e}")),
+            Err(e) => return Err(format!("could not wait for its command: {e}")),
         }
     }
 }

@@ -267,11 +267,11 @@ fn run_verify(cli: &Cli, args: &cli::VerifyArgs) -> Result<ExitCode> {
         let mut text = String::new();
         for p in &report.problems {
             let place = match (&p.store, &p.path) {
-                (_, Some(path)) => format!("{path}: "),
-                (Some(store), None) => format!("store \"{store}\": "),
+                (_, Some(path)) => format!("{}: ", output::escape(path)),
+                (Some(store), None) => format!("store \"{}\": ", output::escape(store)),
                 (None, None) => String::new(),
             };
-            text.push_str(&format!("problem: {place}{}\n", p.problem));
+            text.push_str(&format!("problem: {place}{}\n", output::escape(&p.problem)));
         }
         if report.ok && !cli.quiet {
             text.push_str(&format!(
@@ -343,14 +343,14 @@ fn run_list(cli: &Cli, args: &cli::ListArgs) -> Result<ExitCode> {
         "ID", "CREATED", "SIZE", "STORES"
     );
     for r in &rows {
-        let mut stores = r.stores.join(",");
+        let mut stores = output::escape(&r.stores.join(","));
         if let Some(label) = r.label {
-            stores.push_str(&format!("  \"{label}\""));
+            stores.push_str(&format!("  \"{}\"", output::escape(label)));
         }
         text.push_str(&format!(
             "{:<22} {:<22} {:>10}  {}\n",
-            r.id,
-            r.created_at,
+            output::escape(r.id),
+            output::escape(r.created_at),
             output::human_bytes(r.bytes),
             stores
         ));

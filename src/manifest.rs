@@ -206,6 +206,10 @@ pub struct SqliteFacts {
     pub check: String,
     /// Journal mode of the source (`wal`, `delete`, ...); the copy is always rollback mode.
     pub source_journal_mode: String,
+    /// Rows violating a foreign key (`PRAGMA foreign_key_check`) in the copy
+    /// when it was made; absent in bundles made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreign_key_violations: Option<u64>,
 }
 
 /// Facts recorded about a JSONL copy.

@@ -26,17 +26,38 @@ pub fn json(value: &impl Serialize) {
     stdout(&text);
 }
 
+/// `text` with every control character (newline, ESC, BEL, DEL, C1 …)
+/// escaped (`\n`, `\u{1b}`), so that a label, name or path from a bundle can
+/// neither forge an output line nor reach the terminal. JSON output is exact
+/// and never passes through here.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`escape`] for a path.
+pub fn escape_path(path: &std::path::Path) -> String {
+    escape(&path.to_string_lossy())
+}
+
 /// Prints a warning on stderr.
 pub fn warn(text: &str) {
-    eprintln!("warning: {text}");
+    eprintln!("warning: {}", escape(text));
 }
 
 /// Prints an error and its causes on stderr, one per line.
 pub fn error(err: &(dyn std::error::Error + 'static)) {
-    eprintln!("error: {err}");
+    eprintln!("error: {}", escape(&err.to_string()));
     let mut source = err.source();
     while let Some(s) = source {
-        eprintln!("  caused by: {s}");
+        eprintln!("  caused by: {}", escape(&s.to_string()));
         source = s.source();
     }
 }
@@ -107,16 +128,16 @@ pub fn restore_plan(report: &bundle::restore::RestoreReport) -> String {
     let mut text = format!(
         "{verb}: {} bundle {} ({})\n",
         report.mode.as_str(),
-        report.bundle_id,
-        report.bundle.display()
+        escape(&report.bundle_id),
+        escape_path(&report.bundle)
     );
     for s in &report.stores {
         let c = &s.counts;
         text.push_str(&format!(
             "  {} ({}) -> {}: {}; inserted {}, appended {}, written {}, removed {}, kept {}, conflicts {}\n",
-            s.name,
+            escape(&s.name),
             s.kind,
-            s.target.display(),
+            escape_path(&s.target),
             s.action,
             c.inserted,
             c.appended,
@@ -126,13 +147,13 @@ pub fn restore_plan(report: &bundle::restore::RestoreReport) -> String {
             c.conflicts
         ));
         for note in &s.notes {
-            text.push_str(&format!("    note: {note}\n"));
+            text.push_str(&format!("    note: {}\n", escape(note)));
         }
     }
     if let Some(snapshot) = &report.safety_snapshot {
         text.push_str(&format!(
             "safety snapshot: {} (restore it with --mode replace to undo)\n",
-            snapshot.display()
+            escape_path(snapshot)
         ));
     }
     if report.outcome != Outcome::Applied {
@@ -151,22 +172,28 @@ pub fn prune_summary(report: &bundle::prune::PruneReport) -> String {
     };
     for kept in &report.kept {
         let reasons: Vec<&str> = kept.reasons.iter().map(|r| r.as_str()).collect();
-        text.push_str(&format!("keep     {}  ({})\n", kept.id, reasons.join(", ")));
+        text.push_str(&format!(
+            "keep     {}  ({})\n",
+            escape(&kept.id),
+            escape(&reasons.join(", "))
+        ));
     }
     for id in &report.deleted {
-        text.push_str(&format!("{verb:<8} {id}\n"));
+        text.push_str(&format!("{verb:<8} {}\n", escape(id)));
     }
     let problem = |name: &String| report.problems.get(name).map(String::as_str).unwrap_or("");
     for id in &report.damaged {
         text.push_str(&format!(
             "damaged  {id}: {}  (left in place: run `bundle verify {id}`, and delete it by hand once you no longer need it)\n",
-            problem(id)
+            escape(problem(id)),
+            id = escape(id)
         ));
     }
     for name in &report.unparseable {
         text.push_str(&format!(
-            "skipped  {name}: {}  (not a bundle prune understands; left in place)\n",
-            problem(name)
+            "skipped  {}: {}  (not a bundle prune understands; left in place)\n",
+            escape(name),
+            escape(problem(name))
         ));
     }
     for name in &report.leftovers {
@@ -175,7 +202,7 @@ pub fn prune_summary(report: &bundle::prune::PruneReport) -> String {
         } else {
             "removed"
         };
-        text.push_str(&format!("{done} leftover {name}\n"));
+        text.push_str(&format!("{done} leftover {}\n", escape(name)));
     }
     if report.dry_run {
         text.push_str(&format!(

@@ -19,15 +19,14 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::bundle::lock::DestinationLock;
-use crate::bundle::staging::STAGING_PREFIX;
+use crate::bundle::staging::{leftover_name, looks_like_a_bundle, Leftover};
 use crate::bundle::BundleId;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::retention::{self, Candidate, Policy, Reason};
 
-/// Prefix of a bundle folder being deleted.
-pub const DELETING_PREFIX: &str = ".deleting-";
+pub use crate::bundle::staging::DELETING_PREFIX;
 
 /// Staging folders younger than this may belong to a running create.
 pub const STAGING_MIN_AGE: Duration = Duration::from_secs(3600);
@@ -175,9 +174,10 @@ fn scan(destination: &Path) -> Result<Vec<Entry>> {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(DELETING_PREFIX) {
+        let leftover = leftover_name(&name).filter(|_| looks_like_a_bundle(&entry.path()));
+        if leftover == Some(Leftover::Deleting) {
             entries.push(Entry::Leftover(name));
-        } else if name.starts_with(STAGING_PREFIX) {
+        } else if leftover == Some(Leftover::Staging) {
             let age = entry
                 .metadata()
                 .and_then(|m| m.modified())

@@ -320,7 +320,12 @@ impl RootDir {
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_type().is_dir())
             .filter(|e| e.file_name().as_bytes().starts_with(prefix.as_bytes()))
-            .filter_map(|e| e.path().strip_prefix(&self.path).ok().map(Path::to_path_buf))
+            .filter_map(|e| {
+                e.path()
+                    .strip_prefix(&self.path)
+                    .ok()
+                    .map(Path::to_path_buf)
+            })
             .collect();
         for rel in found {
             self.remove_file(&rel)?;
@@ -469,9 +474,9 @@ fn components<'a>(rel: &'a Path, root: &Path) -> Result<Vec<&'a OsStr>> {
 /// The folders and the final name of `rel`.
 fn split<'a>(rel: &'a Path, root: &Path) -> Result<(Vec<&'a OsStr>, &'a OsStr)> {
     let mut parts = components(rel, root)?;
-    let name = parts.pop().ok_or_else(|| {
-        Error::Refused(format!("empty path under {}", root.display()))
-    })?;
+    let name = parts
+        .pop()
+        .ok_or_else(|| Error::Refused(format!("empty path under {}", root.display())))?;
     Ok((parts, name))
 }
 

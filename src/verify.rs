@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::bundle::BundleId;
-use crate::config::validate_store_name;
+use crate::config::{validate_store_name, StoreKind};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hash::{self, finish_hex};
@@ -240,6 +240,7 @@ impl Checker<'_> {
             self.add(Some(name), None, "status ok but no files are listed");
         }
         let prefix = format!("{name}/");
+        self.check_layout(store);
         for link in &store.symlinks {
             if let Err(e) = fsutil::check_relative(&link.path) {
                 self.add(
@@ -269,6 +270,117 @@ impl Checker<'_> {
                 continue;
             }
             self.check_file(name, file);
+        }
+    }
+
+    /// What restore and drill rely on beyond each file being intact: the
+    /// records fit the store's kind, no path lies under a recorded symlink or
+    /// file, no path is recorded both as a file and as a symlink, and a
+    /// single-file store names one plain file.
+    fn check_layout(&mut self, store: &manifest::StoreRecord) {
+        let name = store.name.as_str();
+        let files: BTreeSet<&str> = store.files.iter().map(|f| f.path.as_str()).collect();
+        let mut links = BTreeSet::new();
+        for link in &store.symlinks {
+            if !links.insert(link.path.as_str()) {
+                self.add(Some(name), Some(&link.path), "symlink listed twice");
+            }
+            if files.contains(link.path.as_str()) {
+                self.add(
+                    Some(name),
+                    Some(&link.path),
+                    "recorded both as a file and as a symlink",
+                );
+            }
+            if link.target.is_empty() || link.target.contains('\0') {
+                self.add(
+                    Some(name),
+                    Some(&link.path),
+                    "symlink target is empty or has a NUL byte",
+                );
+            }
+        }
+        let paths = store
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(store.symlinks.iter().map(|l| l.path.as_str()));
+        let mut found = Vec::new();
+        for path in paths {
+            let mut ancestor = String::new();
+            let parts: Vec<&str> = path.split('/').collect();
+            for (i, part) in parts.iter().enumerate().take(parts.len().saturating_sub(1)) {
+                if i > 0 {
+                    ancestor.push('/');
+                }
+                ancestor.push_str(part);
+                if links.contains(ancestor.as_str()) {
+                    found.push((path, format!("lies under the recorded symlink {ancestor}")));
+                } else if files.contains(ancestor.as_str()) {
+                    found.push((path, format!("lies under the recorded file {ancestor}")));
+                }
+            }
+        }
+        for (path, text) in found {
+            self.add(Some(name), Some(path), text);
+        }
+        if let Some(single) = &store.single_file {
+            let safe = fsutil::check_relative(single).is_ok() && !single.contains('/');
+            if !safe {
+                self.add(
+                    Some(name),
+                    None,
+                    format!("single_file \"{single}\" is not a plain file name"),
+                );
+            } else if store
+                .files
+                .iter()
+                .any(|f| f.path != format!("{name}/{single}"))
+            {
+                self.add(
+                    Some(name),
+                    None,
+                    "a single-file store lists a file other than its own",
+                );
+            }
+        }
+        match store.kind {
+            StoreKind::Sqlite => {
+                if store.status == StoreStatus::Ok && store.single_file.is_none() {
+                    self.add(
+                        Some(name),
+                        None,
+                        "an sqlite store must name its single file",
+                    );
+                }
+                if store.files.len() > 1 {
+                    self.add(Some(name), None, "an sqlite store holds one database");
+                }
+                for f in store.files.iter().filter(|f| f.sqlite.is_none()) {
+                    self.add(
+                        Some(name),
+                        Some(&f.path),
+                        "file of an sqlite store has no SQLite facts",
+                    );
+                }
+            }
+            StoreKind::Jsonl => {
+                for f in store.files.iter().filter(|f| f.jsonl.is_none()) {
+                    self.add(
+                        Some(name),
+                        Some(&f.path),
+                        "file of a jsonl store has no JSONL facts",
+                    );
+                }
+            }
+            StoreKind::Dir => {
+                if store.single_file.is_some() {
+                    self.add(Some(name), None, "a dir store cannot be a single file");
+                }
+            }
+        }
+        if store.kind != StoreKind::Dir && !store.symlinks.is_empty() {
+            self.add(Some(name), None, "only dir stores record symlinks");
         }
     }
 

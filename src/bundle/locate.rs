@@ -71,13 +71,9 @@ pub fn list(destination: &Path) -> Result<BundleListing> {
 /// up in `destination`.
 pub fn resolve(arg: &str, destination: Option<&Path>) -> Result<PathBuf> {
     let as_path = Path::new(arg);
+    // A folder given as a path is taken as is: verify reports a missing
+    // manifest as a problem (exit 1), and restore's preflight refuses it.
     if arg != "latest" && as_path.is_dir() {
-        if !as_path.join(MANIFEST_FILE).exists() {
-            return Err(Error::Usage(format!(
-                "{} is not a bundle: it has no {MANIFEST_FILE}",
-                as_path.display()
-            )));
-        }
         return Ok(as_path.to_path_buf());
     }
     let is_id = BundleId::parse(arg).is_some();
@@ -93,13 +89,17 @@ pub fn resolve(arg: &str, destination: Option<&Path>) -> Result<PathBuf> {
     })?;
     if is_id {
         let path = destination.join(arg);
-        if !path.join(MANIFEST_FILE).exists() {
-            return Err(Error::Usage(format!(
+        return match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => Err(Error::Refused(format!(
+                "{} is a symlink, not a bundle folder; bundles named by id are never followed through links",
+                path.display()
+            ))),
+            Ok(m) if m.is_dir() => Ok(path),
+            _ => Err(Error::Usage(format!(
                 "no bundle \"{arg}\" in {}",
                 destination.display()
-            )));
-        }
-        return Ok(path);
+            ))),
+        };
     }
     list(destination)?
         .bundles

@@ -18,9 +18,38 @@ pub struct DestinationLock {
     path: PathBuf,
 }
 
+/// System folders no destination may be (those in [`SYSTEM_TREES`] nor lie inside).
+const SYSTEM_FOLDERS: &[&str] = &[
+    "/", "/var", "/home", "/root", "/tmp", "/opt", "/srv", "/mnt", "/media",
+];
+
+/// System trees no destination may lie in.
+const SYSTEM_TREES: &[&str] = &[
+    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev",
+    "/proc", "/sys", "/run", "/var/log",
+];
+
+/// Refuses (exit 3) a destination that is a system folder or lies in a
+/// system tree (`/`, `/etc`, `/usr`, …): a lock file and bundles would be
+/// written among the system's own files, often as root.
+pub fn check_destination(destination: &Path) -> Result<()> {
+    let real = crate::fsutil::canonical_lenient(destination);
+    let is = |p: &&str| real == Path::new(p);
+    let inside = |p: &&str| real.starts_with(p);
+    if SYSTEM_FOLDERS.iter().any(is) || SYSTEM_TREES.iter().any(inside) {
+        return Err(Error::Refused(format!(
+            "destination {} is a system folder; choose a folder of its own for bundles (e.g. /var/backups/bundle or ~/backups)",
+            destination.display()
+        )));
+    }
+    Ok(())
+}
+
 impl DestinationLock {
-    /// Takes the lock without waiting; refuses when another process holds it.
+    /// Takes the lock without waiting; refuses when another process holds it,
+    /// or when the destination is a system folder ([`check_destination`]).
     pub fn acquire(destination: &Path) -> Result<DestinationLock> {
+        check_destination(destination)?;
         let path = destination.join(LOCK_FILE);
         let file = File::options()
             .create(true)

@@ -108,6 +108,16 @@ pub fn apply(store: &str, root: &RootDir, steps: &[Step]) -> Result<(Counts, Vec
 /// Like apply, it reads beneath `root` without following links.
 pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
     let mut problems = Vec::new();
+    // A removed link (or file) on the way to a bundle path is a folder now.
+    let written: Vec<&Path> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Write { target, .. }
+            | Step::SqliteReplace { target, .. }
+            | Step::Symlink { target, .. } => Some(target.as_path()),
+            _ => None,
+        })
+        .collect();
     for step in steps {
         match step {
             Step::SqliteReplace { target, facts, .. } => {
@@ -155,6 +165,11 @@ pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
                 if root.read_link(root.relative(target)?)?.as_deref() != Some(OsStr::new(points_to))
                 {
                     problems.push(format!("{} is not the bundle's symlink", target.display()));
+                }
+            }
+            Step::Remove { target } if written.iter().any(|w| w.starts_with(target)) => {
+                if root.entry(root.relative(target)?)? == Entry::Symlink {
+                    problems.push(format!("{} is still a symlink", target.display()));
                 }
             }
             Step::Remove { target } => {
@@ -270,8 +285,8 @@ fn backup_into(source: &Path, target: &Path) -> std::result::Result<(), BackupFa
 /// Checkpoints a live WAL database fully and switches it to rollback mode so
 /// no `-wal` content remains to be replayed.
 fn checkpoint_and_leave_wal(target: &Path) -> Result<()> {
-    let conn =
-        Connection::open_with_flags(target, live_read_write()).map_err(|e| Error::sqlite(target, e))?;
+    let conn = Connection::open_with_flags(target, live_read_write())
+        .map_err(|e| Error::sqlite(target, e))?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .map_err(|e| Error::sqlite(target, e))?;
     conn.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))

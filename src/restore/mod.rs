@@ -183,6 +183,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     // from the start: no create, prune or other restore runs meanwhile (so
     // nothing can delete the bundle between its verify and its use).
     let _lock = if opts.into.is_none() && !opts.dry_run {
+        crate::bundle::lock::check_destination(&destination)?;
         crate::fsutil::create_private_dir_all(&destination)?;
         Some(crate::bundle::lock::DestinationLock::acquire(&destination)?)
     } else {
@@ -417,7 +418,11 @@ fn sorted_names(selected: &[Selected]) -> Vec<String> {
 }
 
 /// Plans every selected store, reading only (and never through a link).
-fn plan_stores(opts: &RestoreOptions, selected: &[Selected], tag: &str) -> Result<Vec<StoreReport>> {
+fn plan_stores(
+    opts: &RestoreOptions,
+    selected: &[Selected],
+    tag: &str,
+) -> Result<Vec<StoreReport>> {
     let mut stores = Vec::new();
     for s in selected {
         let live = s.open_root(tag)?;

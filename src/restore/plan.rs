@@ -239,7 +239,12 @@ pub fn sqlite_file(
 }
 
 /// Plans one plain file: written when missing (or different, for replace).
-pub fn plain_file(source: PathBuf, file: &FileRecord, target: PathBuf, t: &Target<'_>) -> Result<Step> {
+pub fn plain_file(
+    source: PathBuf,
+    file: &FileRecord,
+    target: PathBuf,
+    t: &Target<'_>,
+) -> Result<Step> {
     let write = |target| Step::Write {
         source,
         target,
@@ -322,7 +327,9 @@ pub fn symlink(target: PathBuf, points_to: &str, inside: bool, t: &Target<'_>) -
         }),
         Entry::Symlink => {
             let root = t.root()?;
-            if root.read_link(root.relative(&target)?)?.as_deref() == Some(std::ffi::OsStr::new(points_to)) {
+            if root.read_link(root.relative(&target)?)?.as_deref()
+                == Some(std::ffi::OsStr::new(points_to))
+            {
                 Ok(Step::Keep { target })
             } else if t.mode == Mode::Replace {
                 Ok(Step::Symlink {
@@ -355,7 +362,7 @@ pub fn symlink(target: PathBuf, points_to: &str, inside: bool, t: &Target<'_>) -
 pub fn same_hash(root: &RootDir, rel: &Path, sha256: &str) -> Result<bool> {
     let file = root.open_read(rel)?;
     let path = root.display(rel);
-    let (_, sha) =
-        crate::hash::hash_reader(file, |_| {}).map_err(|e| Error::io("could not read", &path, e))?;
+    let (_, sha) = crate::hash::hash_reader(file, |_| {})
+        .map_err(|e| Error::io("could not read", &path, e))?;
     Ok(sha == sha256)
 }

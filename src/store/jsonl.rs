@@ -90,8 +90,7 @@ impl StoreHandler for JsonlStore {
             let removable = |e: &walkdir::DirEntry| {
                 e.file_type().is_symlink() || e.path().extension().is_some_and(|x| x == "jsonl")
             };
-            let mut removals =
-                plan_removals(&target.path, &wanted, &BTreeSet::new(), removable)?;
+            let mut removals = plan_removals(&target.path, &wanted, &BTreeSet::new(), removable)?;
             removals.retain(|r| match r {
                 Step::Remove { target: t } => {
                     t.extension().is_some_and(|x| x == "jsonl")

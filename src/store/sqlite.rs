@@ -285,6 +285,7 @@ fn check_copy(
     let page_size: u32 = copy
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .map_err(dq)?;
+    let foreign_key_violations = foreign_key_violations(&copy).map_err(dq)?;
     copy.close().map_err(|(_, e)| dq(e))?;
     Ok(SqliteFacts {
         tables: source_counts,
@@ -293,6 +294,7 @@ fn check_copy(
         integrity,
         check: check.to_string(),
         source_journal_mode: journal_mode,
+        foreign_key_violations: Some(foreign_key_violations),
     })
 }
 
@@ -439,7 +441,137 @@ pub fn verify_copy(path: &Path, facts: &SqliteFacts, full: bool) -> Vec<String> 
         )),
         Err(e) => problems.push(format!("cannot read page size: {e}")),
     }
+    match check_constraint_problems(path) {
+        Ok(found) => problems.extend(found),
+        Err(e) => problems.push(format!("cannot check CHECK constraints: {e}")),
+    }
+    if let Some(want) = facts.foreign_key_violations {
+        match foreign_key_violations(&conn) {
+            Ok(n) if n == want => {}
+            Ok(n) => problems.push(format!(
+                "{n} row(s) violate foreign keys, the manifest says {want}"
+            )),
+            Err(e) => problems.push(format!("cannot check foreign keys: {e}")),
+        }
+    }
     problems
+}
+
+/// Rows that violate a foreign key (`PRAGMA foreign_key_check`); only
+/// databases whose schema declares a foreign key are scanned.
+pub fn foreign_key_violations(conn: &Connection) -> rusqlite::Result<u64> {
+    let declares: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND sql LIKE '%references%'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !declares {
+        return Ok(0);
+    }
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    let mut rows = stmt.query([])?;
+    let mut n = 0;
+    while rows.next()?.is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Rows batched per step of [`check_constraint_problems`].
+const CHECK_BATCH: i64 = 10_000;
+
+/// The tables of the database at `path` whose rows violate their own CHECK
+/// constraints. SQLite does not parse CHECK constraints on a read-only
+/// connection, so `integrity_check` there skips them; instead each table
+/// that declares one is recreated in a private in-memory database (its
+/// `CREATE TABLE` statement only: no trigger, no other statement runs) and
+/// the bundle's rows are inserted into it in batches, which enforces them.
+pub fn check_constraint_problems(path: &Path) -> rusqlite::Result<Vec<String>> {
+    let mem = Connection::open_in_memory()?;
+    harden(&mem)?;
+    let uri = format!("file:{}?immutable=1&mode=ro", uri_escape(path));
+    mem.execute("ATTACH DATABASE ?1 AS bundle", [uri])?;
+    let tables: Vec<(String, String)> = {
+        let mut stmt = mem.prepare(
+            "SELECT name, sql FROM bundle.sqlite_schema WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND sql LIKE '%check%' \
+             AND sql NOT LIKE 'create virtual%'",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut problems = Vec::new();
+    for (name, sql) in tables {
+        if !sql
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("create table")
+        {
+            continue;
+        }
+        // `execute` refuses more than one statement.
+        if let Err(e) = mem.execute(&sql, []) {
+            problems.push(format!("table {name}: its schema cannot be re-read: {e}"));
+            continue;
+        }
+        if let Some(p) = check_table(&mem, &name)? {
+            problems.push(p);
+        }
+        mem.execute(&format!("DROP TABLE main.{}", quote_ident(&name)), [])?;
+    }
+    Ok(problems)
+}
+
+/// Inserts table `name`'s bundle rows into its empty in-memory twin, a batch
+/// at a time; the first CHECK failure is the problem.
+fn check_table(mem: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
+    let t = quote_ident(name);
+    let cols: Vec<String> = {
+        let mut stmt = mem.prepare(&format!("PRAGMA bundle.table_xinfo({t})"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(6)?)))?;
+        rows.filter_map(|r| r.ok())
+            .filter(|(_, hidden)| *hidden == 0)
+            .map(|(c, _)| quote_ident(&c))
+            .collect()
+    };
+    let cols = cols.join(", ");
+    let has_rowid = mem
+        .prepare(&format!("SELECT rowid FROM bundle.{t} LIMIT 0"))
+        .is_ok();
+    let fail = |e: rusqlite::Error| match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_CHECK =>
+        {
+            Ok(Some(format!(
+                "rows of table {name} violate its CHECK constraints"
+            )))
+        }
+        _ => Err(e),
+    };
+    if !has_rowid {
+        let insert = format!("INSERT INTO main.{t}({cols}) SELECT {cols} FROM bundle.{t}");
+        return match mem.execute(&insert, []) {
+            Ok(_) => Ok(None),
+            Err(e) => fail(e),
+        };
+    }
+    let insert = format!(
+        "INSERT INTO main.{t}({cols}) SELECT {cols} FROM bundle.{t} WHERE rowid > ?1 ORDER BY rowid LIMIT {CHECK_BATCH}"
+    );
+    let last = format!(
+        "SELECT max(r) FROM (SELECT rowid AS r FROM bundle.{t} WHERE rowid > ?1 ORDER BY rowid LIMIT {CHECK_BATCH})"
+    );
+    let mut after = i64::MIN;
+    loop {
+        let Some(next) = mem.query_row(&last, [after], |r| r.get::<_, Option<i64>>(0))? else {
+            return Ok(None);
+        };
+        if let Err(e) = mem.execute(&insert, [after]) {
+            return fail(e);
+        }
+        mem.execute(&format!("DELETE FROM main.{t}"), [])?;
+        after = next;
+    }
 }
 
 fn describe_counts(counts: &BTreeMap<String, u64>) -> String {

@@ -33,7 +33,8 @@ pub struct UnitDone {
 /// Captures `unit` into the bundle being built.
 pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
     let dest = ctx.target(&unit.path);
-    let meta = std::fs::metadata(&unit.src).map_err(|e| Error::io("could not stat", &unit.src, e))?;
+    let meta =
+        std::fs::metadata(&unit.src).map_err(|e| Error::io("could not stat", &unit.src, e))?;
     let before = source_stat(&unit.src, unit.kind == UnitKind::Sqlite)?;
     if let Some(mut done) = try_reuse(unit, &before, &dest, ctx) {
         record_ownership(&mut done.file, &meta);

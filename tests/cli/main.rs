@@ -5,6 +5,7 @@ mod support;
 
 mod chroma;
 mod create;
+mod escape;
 mod faults;
 mod hooks;
 mod hostile;
