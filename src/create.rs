@@ -69,6 +69,7 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
                 .into(),
         ));
     }
+    crate::bundle::lock::check_destination(&opts.destination)?;
     check_nesting(&opts.destination, &opts.stores)?;
     let before = HookEnv {
         id: None,
@@ -90,7 +91,6 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
 
 /// The create itself: lock, staging, capture, commit by rename.
 fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOutcome> {
-    crate::bundle::lock::check_destination(&opts.destination)?;
     fsutil::create_private_dir_all(&opts.destination)?;
     let _lock = match opts.holding_lock {
         true => None,
@@ -220,9 +220,9 @@ fn build(
         })
     });
     ctx.progress.finish();
-    let mut by_path: std::collections::HashMap<String, UnitDone> = done?
+    let mut by_path: std::collections::HashMap<(String, Option<String>), UnitDone> = done?
         .into_iter()
-        .map(|d| (d.file.path.clone(), d))
+        .map(|d| ((d.file.path.clone(), d.file.path_hex.clone()), d))
         .collect();
 
     let mut records = Vec::new();
@@ -231,7 +231,9 @@ fn build(
         warnings.extend(plan.warnings);
         let mut files = Vec::new();
         for u in &plan.units {
-            let d = by_path.remove(&u.path).expect("every unit was captured");
+            let d = by_path
+                .remove(&(u.path.clone(), u.path_hex.clone()))
+                .expect("every unit was captured");
             warnings.extend(d.warnings);
             files.push(d.file);
         }

@@ -122,36 +122,37 @@ pub fn check_relative(rel: &str) -> std::result::Result<(), String> {
 /// inside the store. Absolute targets, chains that climb above the store at
 /// any step, and chains longer than 40 links do not.
 pub fn link_stays_inside(
-    link: &str,
-    points_to: &str,
-    lookup: impl Fn(&str) -> Option<String>,
+    link: &[u8],
+    points_to: &[u8],
+    lookup: impl Fn(&[u8]) -> Option<Vec<u8>>,
 ) -> bool {
-    let mut stack: Vec<String> = link.split('/').map(str::to_string).collect();
+    let split =
+        |b: &[u8]| -> Vec<Vec<u8>> { b.split(|&c| c == b'/').map(<[u8]>::to_vec).collect() };
+    let mut stack = split(link);
     stack.pop();
-    let mut queue: std::collections::VecDeque<String> =
-        points_to.split('/').map(str::to_string).collect();
-    if points_to.starts_with('/') {
+    if points_to.starts_with(b"/") {
         return false;
     }
+    let mut queue: std::collections::VecDeque<Vec<u8>> = split(points_to).into();
     let mut hops = 0;
     while let Some(part) = queue.pop_front() {
-        match part.as_str() {
-            "" | "." => {}
-            ".." => {
+        match part.as_slice() {
+            b"" | b"." => {}
+            b".." => {
                 if stack.pop().is_none() {
                     return false;
                 }
             }
             _ => {
                 stack.push(part);
-                if let Some(next) = lookup(&stack.join("/")) {
+                if let Some(next) = lookup(&stack.join(&b'/')) {
                     hops += 1;
-                    if hops > 40 || next.starts_with('/') {
+                    if hops > 40 || next.starts_with(b"/") {
                         return false;
                     }
                     stack.pop();
-                    for p in next.split('/').rev() {
-                        queue.push_front(p.to_string());
+                    for p in split(&next).into_iter().rev() {
+                        queue.push_front(p);
                     }
                 }
             }
@@ -160,22 +161,80 @@ pub fn link_stays_inside(
     true
 }
 
-/// Converts a relative file-system path into a `/`-separated manifest path.
-pub fn to_manifest_path(rel: &Path) -> std::result::Result<String, String> {
-    let mut parts = Vec::new();
+/// How a relative path is written in a manifest: `text` is the `/`-joined
+/// path, and when the path is not valid UTF-8, `hex` holds its exact bytes
+/// (lowercase hex) while `text` shows it with each invalid sequence replaced
+/// by U+FFFD, for people to read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EncodedPath {
+    /// The path as text.
+    pub text: String,
+    /// Its exact bytes, only when they are not UTF-8.
+    pub hex: Option<String>,
+}
+
+/// Encodes a relative file-system path for a manifest; refuses anything but
+/// plain components.
+pub fn encode_path(rel: &Path) -> std::result::Result<EncodedPath, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = Vec::new();
     for comp in rel.components() {
         match comp {
-            Component::Normal(s) => parts.push(
-                s.to_str()
-                    .ok_or_else(|| format!("file name {} is not valid UTF-8", rel.display()))?
-                    .to_string(),
-            ),
+            Component::Normal(s) => {
+                if !bytes.is_empty() {
+                    bytes.push(b'/');
+                }
+                bytes.extend_from_slice(s.as_bytes());
+            }
             _ => return Err(format!("unexpected path component in {}", rel.display())),
         }
     }
-    let joined = parts.join("/");
-    check_relative(&joined)?;
-    Ok(joined)
+    check_relative_bytes(&bytes)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => EncodedPath { text, hex: None },
+        Err(e) => EncodedPath {
+            text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            hex: Some(hex::encode(e.as_bytes())),
+        },
+    })
+}
+
+/// Decodes a manifest path (`text`, and `hex` when given) into a relative
+/// file-system path, checking it is safe and that both forms agree.
+pub fn decode_path(text: &str, hex: Option<&str>) -> std::result::Result<PathBuf, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = match hex {
+        None => text.as_bytes().to_vec(),
+        Some(h) => {
+            let bytes = hex::decode(h).map_err(|e| format!("path_hex is not hex: {e}"))?;
+            if std::str::from_utf8(&bytes).is_ok() {
+                return Err("path_hex is given for a path that is valid UTF-8".into());
+            }
+            if String::from_utf8_lossy(&bytes) != text {
+                return Err("path_hex does not match path".into());
+            }
+            bytes
+        }
+    };
+    check_relative_bytes(&bytes)?;
+    Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)))
+}
+
+/// [`decode_path`] joined onto `root`.
+pub fn join_decoded(
+    root: &Path,
+    text: &str,
+    hex: Option<&str>,
+) -> std::result::Result<PathBuf, String> {
+    decode_path(text, hex).map(|rel| root.join(rel))
+}
+
+/// [`check_relative`] for raw bytes.
+fn check_relative_bytes(rel: &[u8]) -> std::result::Result<(), String> {
+    match std::str::from_utf8(rel) {
+        Ok(text) => check_relative(text),
+        Err(_) => check_relative(&String::from_utf8_lossy(rel)),
+    }
 }
 
 /// Sets the permission bits of `path` (skipped when they already are `mode`).
@@ -233,6 +292,35 @@ pub fn make_files_read_only(root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Serializes paths as text even when they are not UTF-8 (each invalid
+/// sequence becomes U+FFFD), for reports: serde refuses such paths outright.
+pub mod lossy {
+    use std::path::{Path, PathBuf};
+
+    use serde::Serializer;
+
+    /// A path.
+    pub fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+
+    /// An optional path.
+    pub fn option<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => path(p, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// A set of paths.
+    pub fn set<S: Serializer>(
+        set: &std::collections::BTreeSet<PathBuf>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(set.iter().map(|p| p.to_string_lossy()))
+    }
 }
 
 /// Whether `inner` is `outer` or lies inside it (both should be canonical).
@@ -299,24 +387,41 @@ mod tests {
     #[test]
     fn chained_links_are_resolved_before_they_are_trusted() {
         let links = |pairs: &'static [(&'static str, &'static str)]| {
-            move |p: &str| {
+            move |p: &[u8]| {
                 pairs
                     .iter()
-                    .find(|(l, _)| *l == p)
-                    .map(|(_, t)| t.to_string())
+                    .find(|(l, _)| l.as_bytes() == p)
+                    .map(|(_, t)| t.as_bytes().to_vec())
             }
         };
         let chain: &[(&str, &str)] = &[("u", "."), ("p", "u/..")];
-        assert!(link_stays_inside("u", ".", links(chain)));
+        assert!(link_stays_inside(b"u", b".", links(chain)));
         // `p -> u/..` looks inside, but `u` is the store itself: it climbs out.
-        assert!(!link_stays_inside("p", "u/..", links(chain)));
-        assert!(link_stays_inside("a/b", "../c", links(&[])));
-        assert!(!link_stays_inside("a/b", "../../c", links(&[])));
-        assert!(!link_stays_inside("a", "/etc", links(&[])));
+        assert!(!link_stays_inside(b"p", b"u/..", links(chain)));
+        assert!(link_stays_inside(b"a/b", b"../c", links(&[])));
+        assert!(!link_stays_inside(b"a/b", b"../../c", links(&[])));
+        assert!(!link_stays_inside(b"a", b"/etc", links(&[])));
         let deep: &[(&str, &str)] = &[("d", "a/b/c"), ("a/b/c", "../../..")];
-        assert!(!link_stays_inside("x", "d/..", links(deep)));
+        assert!(!link_stays_inside(b"x", b"d/..", links(deep)));
         let looped: &[(&str, &str)] = &[("l", "m"), ("m", "l")];
-        assert!(!link_stays_inside("k", "l", links(looped)));
+        assert!(!link_stays_inside(b"k", b"l", links(looped)));
+    }
+
+    #[test]
+    fn paths_that_are_not_utf8_round_trip_through_the_manifest() {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = Path::new(std::ffi::OsStr::from_bytes(b"kb/caf\xe9/n\xffme"));
+        let enc = encode_path(odd).unwrap();
+        assert_eq!(enc.text, "kb/caf\u{fffd}/n\u{fffd}me");
+        assert_eq!(enc.hex.as_deref(), Some("6b622f636166e92f6eff6d65"));
+        assert_eq!(decode_path(&enc.text, enc.hex.as_deref()).unwrap(), odd);
+        let plain = encode_path(Path::new("kb/a b\\c")).unwrap();
+        assert_eq!((plain.text.as_str(), plain.hex), ("kb/a b\\c", None));
+        // Forms that disagree, or hex that hides an unsafe path, are refused.
+        assert!(decode_path("kb/x", Some("6b622f2e2e")).is_err());
+        assert!(decode_path("kb/\u{fffd}", Some("6b622f2e2eff")).is_err());
+        assert!(decode_path("../\u{fffd}", Some("2e2e2fff")).is_err());
+        assert!(decode_path("kb/x", Some("6b622f78")).is_err());
     }
 
     #[test]

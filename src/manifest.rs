@@ -118,8 +118,12 @@ pub struct StoreRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileRecord {
-    /// Path relative to the bundle root, `/`-separated.
+    /// Path relative to the bundle root, `/`-separated (see [`FileRecord::path_hex`]).
     pub path: String,
+    /// Only when the path is not valid UTF-8: its exact bytes in hex; `path`
+    /// then shows it with U+FFFD for each invalid sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     /// Size in bytes.
     pub bytes: u64,
     /// sha256 of the content, lowercase hex.
@@ -150,6 +154,11 @@ pub struct FileRecord {
 }
 
 impl FileRecord {
+    /// The file's path relative to the bundle root, checked safe.
+    pub fn rel(&self) -> std::result::Result<std::path::PathBuf, String> {
+        crate::fsutil::decode_path(&self.path, self.path_hex.as_deref())
+    }
+
     /// The owner and mode a restore gives this file when it creates it anew.
     pub fn ownership(&self) -> crate::rooted::Ownership {
         crate::rooted::Ownership {
@@ -186,8 +195,37 @@ pub struct SourceStat {
 pub struct SymlinkRecord {
     /// Path of the link relative to the bundle root.
     pub path: String,
+    /// Only when the path is not valid UTF-8: its exact bytes in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     /// The link's target, as read.
     pub target: String,
+    /// Only when the target is not valid UTF-8: its exact bytes in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_hex: Option<String>,
+}
+
+impl SymlinkRecord {
+    /// The link's path relative to the bundle root, checked safe.
+    pub fn rel(&self) -> std::result::Result<std::path::PathBuf, String> {
+        crate::fsutil::decode_path(&self.path, self.path_hex.as_deref())
+    }
+
+    /// The link's target as bytes (`target_hex` when given and consistent).
+    pub fn target_bytes(&self) -> std::result::Result<Vec<u8>, String> {
+        match &self.target_hex {
+            None => Ok(self.target.as_bytes().to_vec()),
+            Some(h) => {
+                let bytes = hex::decode(h).map_err(|e| format!("target_hex is not hex: {e}"))?;
+                if String::from_utf8_lossy(&bytes) != self.target
+                    || std::str::from_utf8(&bytes).is_ok()
+                {
+                    return Err("target_hex does not match target".into());
+                }
+                Ok(bytes)
+            }
+        }
+    }
 }
 
 /// Facts recorded about an SQLite copy.

@@ -22,6 +22,12 @@ pub struct Previous {
     files: HashMap<String, FileRecord>,
 }
 
+/// A lookup key for a manifest path (its text is not unique on its own
+/// when paths are not UTF-8).
+fn key(text: &str, hex: Option<&str>) -> String {
+    format!("{text}\0{}", hex.unwrap_or(""))
+}
+
 impl Previous {
     /// The newest bundle in `destination` that passes the quick check, if any.
     pub fn find(destination: &std::path::Path) -> Option<Previous> {
@@ -37,7 +43,7 @@ impl Previous {
             .into_iter()
             .flat_map(|s| s.files)
             .filter(|f| f.source_stat.is_some())
-            .map(|f| (f.path.clone(), f))
+            .map(|f| (key(&f.path, f.path_hex.as_deref()), f))
             .collect();
         Some(Previous {
             bundle: good.path,
@@ -52,7 +58,7 @@ impl Previous {
         stat: &SourceStat,
         full_check: bool,
     ) -> Option<(PathBuf, &FileRecord)> {
-        let record = self.files.get(&unit.path)?;
+        let record = self.files.get(&key(&unit.path, unit.path_hex.as_deref()))?;
         if record.source_stat.as_ref() != Some(stat) {
             return None;
         }
@@ -67,7 +73,7 @@ impl Previous {
         if !same_kind {
             return None;
         }
-        let path = crate::fsutil::join_safe(&self.bundle, &record.path).ok()?;
+        let path = self.bundle.join(record.rel().ok()?);
         let on_disk = std::fs::symlink_metadata(&path).ok()?;
         (on_disk.is_file() && on_disk.len() == record.bytes).then_some((path, record))
     }

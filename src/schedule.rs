@@ -81,6 +81,27 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Refuses paths that no quoting can write safely into a unit file or a
+    /// crontab line: control characters (a newline would start a new line,
+    /// and with it a new job or directive), and names that are not UTF-8.
+    pub fn check(&self) -> Result<()> {
+        for (what, path) in [("program", &self.program), ("config file", &self.config)] {
+            let Some(text) = path.to_str() else {
+                return Err(Error::Usage(format!(
+                    "the {what} path {} is not valid UTF-8 and cannot be written into a timer; move it to a plain path",
+                    path.display()
+                )));
+            };
+            if text.chars().any(char::is_control) {
+                return Err(Error::Usage(format!(
+                    "the {what} path {:?} holds a newline or another control character and cannot be written safely into a timer; move it to a plain path",
+                    text
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The command the timer runs.
     pub fn command(&self) -> Vec<String> {
         vec![
@@ -107,7 +128,7 @@ impl Schedule {
              Nice=10\n\
              IOSchedulingClass=idle\n",
             name = self.name,
-            config = self.config.display(),
+            config = systemd_specifiers(&self.config.display().to_string()),
             exec = exec.join(" "),
         );
         let trigger = match self.when {
@@ -139,10 +160,10 @@ impl Schedule {
             When::At { hour, minute } => format!("{minute} {hour} * * *"),
             When::Every(d) => cron_interval(d)?,
         };
-        let command: Vec<String> = self.command().iter().map(|a| shell_quote(a)).collect();
+        let command: Vec<String> = self.command().iter().map(|a| cron_quote(a)).collect();
         Ok(format!(
             "{when} {} {CRON_TAG}{}",
-            command.join(" ").replace('%', "\\%"),
+            command.join(" "),
             self.name
         ))
     }
@@ -211,6 +232,7 @@ pub struct Installed {
 
 /// Installs (or with `print_only`, describes) `schedule`, replacing any of the same name.
 pub fn install(schedule: &Schedule, backend: &Backend, print_only: bool) -> Result<Installed> {
+    schedule.check()?;
     crate::config::validate_store_name(&schedule.name)
         .map_err(|e| Error::Usage(e.replace("store name", "schedule name")))?;
     let mut done = Installed {
@@ -450,13 +472,28 @@ fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', "'\\''"))
 }
 
-/// Quotes an argument for a systemd `ExecStart=` line (`%` is a specifier there).
+/// Quotes an argument for the command of a crontab line: `sh` single
+/// quotes, and every `%` (which cron turns into a newline) escaped as `\%`.
+/// Cron only honours that escape when the `%` does not follow another
+/// backslash, so a `\` right before a `%` ends the quote (`'…\''\%…'`).
+fn cron_quote(arg: &str) -> String {
+    let quoted = shell_quote(arg).replace("\\%", "\\''%");
+    quoted.replace('%', "\\%")
+}
+
+/// Quotes an argument for a systemd `ExecStart=` line: double quotes with C
+/// escapes, `%` (a specifier) as `%%` and `$` (a variable) as `$$`.
 fn systemd_quote(arg: &str) -> String {
     let escaped = arg
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
-        .replace('%', "%%");
-    format!("\"{escaped}\"")
+        .replace('$', "$$");
+    format!("\"{}\"", systemd_specifiers(&escaped))
+}
+
+/// Escapes systemd's `%` specifiers.
+fn systemd_specifiers(text: &str) -> String {
+    text.replace('%', "%%")
 }
 
 /// Runs `systemctl ARGS`, failing with its stderr.

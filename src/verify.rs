@@ -42,6 +42,7 @@ pub struct VerifyReport {
     /// Every problem found.
     pub problems: Vec<Problem>,
     /// The bundle's folder.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub bundle: PathBuf,
     /// The manifest's id, when it could be read.
     pub id: Option<String>,
@@ -118,13 +119,10 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
 /// Returns the first problem found, or `None` when the bundle looks complete.
 pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
     for store in &manifest.stores {
-        let prefix = format!("{}/", store.name);
         for file in &store.files {
-            if !file.path.starts_with(&prefix) {
-                return Some(format!("{}: path is outside the store's folder", file.path));
-            }
-            let path = match fsutil::join_safe(bundle, &file.path) {
-                Ok(p) => p,
+            let path = match file.rel() {
+                Ok(rel) if in_store(&rel, &store.name) => bundle.join(rel),
+                Ok(_) => return Some(format!("{}: path is outside the store's folder", file.path)),
                 Err(e) => return Some(format!("{}: unsafe path: {e}", file.path)),
             };
             match std::fs::symlink_metadata(&path) {
@@ -146,6 +144,11 @@ pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether a bundle-relative path lies inside store `name`'s folder.
+fn in_store(rel: &Path, name: &str) -> bool {
+    rel.starts_with(name) && rel != Path::new(name)
 }
 
 /// Compares the manifest's bytes with the checksum file beside it.
@@ -239,37 +242,35 @@ impl Checker<'_> {
         if store.status == StoreStatus::Ok && store.files.is_empty() && store.symlinks.is_empty() {
             self.add(Some(name), None, "status ok but no files are listed");
         }
-        let prefix = format!("{name}/");
         self.check_layout(store);
         for link in &store.symlinks {
-            if let Err(e) = fsutil::check_relative(&link.path) {
-                self.add(
+            match link.rel() {
+                Err(e) => self.add(
                     Some(name),
                     Some(&link.path),
                     format!("unsafe symlink path: {e}"),
-                );
-            } else if !link.path.starts_with(&prefix) {
-                self.add(
+                ),
+                Ok(rel) if !in_store(&rel, name) => self.add(
                     Some(name),
                     Some(&link.path),
                     "symlink path is outside the store's folder",
-                );
+                ),
+                Ok(_) => {}
+            }
+            if let Err(e) = link.target_bytes() {
+                self.add(Some(name), Some(&link.path), e);
             }
         }
         for file in &store.files {
-            if let Err(e) = fsutil::check_relative(&file.path) {
-                self.add(Some(name), Some(&file.path), format!("unsafe path: {e}"));
-                continue;
-            }
-            if !file.path.starts_with(&prefix) {
-                self.add(
+            match file.rel() {
+                Err(e) => self.add(Some(name), Some(&file.path), format!("unsafe path: {e}")),
+                Ok(rel) if !in_store(&rel, name) => self.add(
                     Some(name),
                     Some(&file.path),
                     "path is outside the store's folder",
-                );
-                continue;
+                ),
+                Ok(rel) => self.check_file(name, file, &rel),
             }
-            self.check_file(name, file);
         }
     }
 
@@ -279,18 +280,19 @@ impl Checker<'_> {
     /// single-file store names one plain file.
     fn check_layout(&mut self, store: &manifest::StoreRecord) {
         let name = store.name.as_str();
-        let files: BTreeSet<&str> = store.files.iter().map(|f| f.path.as_str()).collect();
+        let files: BTreeSet<PathBuf> = store.files.iter().filter_map(|f| f.rel().ok()).collect();
         let mut links = BTreeSet::new();
         for link in &store.symlinks {
-            if !links.insert(link.path.as_str()) {
-                self.add(Some(name), Some(&link.path), "symlink listed twice");
-            }
-            if files.contains(link.path.as_str()) {
+            let Ok(rel) = link.rel() else { continue };
+            if files.contains(&rel) {
                 self.add(
                     Some(name),
                     Some(&link.path),
                     "recorded both as a file and as a symlink",
                 );
+            }
+            if !links.insert(rel) {
+                self.add(Some(name), Some(&link.path), "symlink listed twice");
             }
             if link.target.is_empty() || link.target.contains('\0') {
                 self.add(
@@ -303,21 +305,22 @@ impl Checker<'_> {
         let paths = store
             .files
             .iter()
-            .map(|f| f.path.as_str())
-            .chain(store.symlinks.iter().map(|l| l.path.as_str()));
+            .map(|f| (f.path.as_str(), f.rel()))
+            .chain(store.symlinks.iter().map(|l| (l.path.as_str(), l.rel())));
         let mut found = Vec::new();
-        for path in paths {
-            let mut ancestor = String::new();
-            let parts: Vec<&str> = path.split('/').collect();
-            for (i, part) in parts.iter().enumerate().take(parts.len().saturating_sub(1)) {
-                if i > 0 {
-                    ancestor.push('/');
-                }
-                ancestor.push_str(part);
-                if links.contains(ancestor.as_str()) {
-                    found.push((path, format!("lies under the recorded symlink {ancestor}")));
-                } else if files.contains(ancestor.as_str()) {
-                    found.push((path, format!("lies under the recorded file {ancestor}")));
+        for (text, rel) in paths {
+            let Ok(rel) = rel else { continue };
+            for ancestor in rel.ancestors().skip(1) {
+                if links.contains(ancestor) {
+                    found.push((
+                        text,
+                        format!("lies under the recorded symlink {}", ancestor.display()),
+                    ));
+                } else if files.contains(ancestor) {
+                    found.push((
+                        text,
+                        format!("lies under the recorded file {}", ancestor.display()),
+                    ));
                 }
             }
         }
@@ -384,16 +387,13 @@ impl Checker<'_> {
         }
     }
 
-    fn check_file(&mut self, store: &str, file: &FileRecord) {
+    fn check_file(&mut self, store: &str, file: &FileRecord, decoded: &Path) {
         let rel = file.path.as_str();
-        let path = match fsutil::join_safe(self.root, rel) {
-            Ok(p) => p,
-            Err(e) => return self.add(Some(store), Some(rel), format!("unsafe path: {e}")),
-        };
+        let path = self.root.join(decoded);
         if !self.listed.insert(path.clone()) {
             return self.add(Some(store), Some(rel), "path listed twice");
         }
-        if let Err(e) = self.check_no_symlinks(rel) {
+        if let Err(e) = self.check_no_symlinks(decoded) {
             return self.add(Some(store), Some(rel), e);
         }
         let meta = match std::fs::symlink_metadata(&path) {
@@ -500,10 +500,10 @@ impl Checker<'_> {
     }
 
     /// Every folder on the way to `rel` must be a real folder, not a symlink.
-    fn check_no_symlinks(&self, rel: &str) -> std::result::Result<(), String> {
+    fn check_no_symlinks(&self, rel: &Path) -> std::result::Result<(), String> {
         let mut at = self.root.to_path_buf();
-        let parts: Vec<&str> = rel.split('/').collect();
-        for part in &parts[..parts.len() - 1] {
+        let parts: Vec<&std::ffi::OsStr> = rel.iter().collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
             at.push(part);
             match std::fs::symlink_metadata(&at) {
                 Ok(m) if m.file_type().is_symlink() => {

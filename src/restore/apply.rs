@@ -7,6 +7,7 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -88,8 +89,12 @@ pub fn apply(store: &str, root: &RootDir, steps: &[Step]) -> Result<(Counts, Vec
                 done.appended += identity::append_missing(root, rel, source, key.as_deref())?;
                 done.kept += present;
             }
-            Step::Symlink { target, points_to } => {
-                root.symlink(root.relative(target)?, OsStr::new(points_to))?;
+            Step::Symlink {
+                target,
+                points_to_bytes,
+                ..
+            } => {
+                root.symlink(root.relative(target)?, OsStr::from_bytes(points_to_bytes))?;
                 done.written += 1;
             }
             Step::Remove { target } => {
@@ -161,8 +166,13 @@ pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
                     ));
                 }
             }
-            Step::Symlink { target, points_to } => {
-                if root.read_link(root.relative(target)?)?.as_deref() != Some(OsStr::new(points_to))
+            Step::Symlink {
+                target,
+                points_to_bytes,
+                ..
+            } => {
+                if root.read_link(root.relative(target)?)?.as_deref()
+                    != Some(OsStr::from_bytes(points_to_bytes))
                 {
                     problems.push(format!("{} is not the bundle's symlink", target.display()));
                 }

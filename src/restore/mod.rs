@@ -85,6 +85,7 @@ pub struct StoreReport {
     /// Store kind.
     pub kind: StoreKind,
     /// Live target path.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub target: PathBuf,
     /// The folder its writes resolve beneath (not part of the JSON report).
     #[serde(skip)]
@@ -124,12 +125,14 @@ pub struct RestoreReport {
     /// Merge or replace.
     pub mode: Mode,
     /// The bundle folder.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub bundle: PathBuf,
     /// The bundle id.
     pub bundle_id: String,
     /// The token that approves exactly this plan.
     pub confirm_token: String,
     /// The safety snapshot taken before writing, if any.
+    #[serde(serialize_with = "crate::fsutil::lossy::option")]
     pub safety_snapshot: Option<PathBuf>,
     /// Whether this run finished an interrupted restore.
     pub resumed: bool,
@@ -718,6 +721,7 @@ pub struct DrillReport {
     /// Whether the bundle restored cleanly and every check passed.
     pub ok: bool,
     /// The bundle folder.
+    #[serde(serialize_with = "crate::fsutil::lossy::path")]
     pub bundle: PathBuf,
     /// The bundle id.
     pub bundle_id: String,

@@ -20,8 +20,10 @@ pub enum Step {
     /// Put the bundle's database in place of (or at) `target`.
     SqliteReplace {
         /// The bundle's copy.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         source: PathBuf,
         /// The live database.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
         /// What the restored database must hold.
         facts: SqliteFacts,
@@ -34,8 +36,10 @@ pub enum Step {
     /// Insert the bundle's rows that the live database lacks.
     SqliteMerge {
         /// The bundle's copy.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         source: PathBuf,
         /// The live database.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
         /// Rows that will be inserted.
         rows: u64,
@@ -49,8 +53,10 @@ pub enum Step {
     /// Write the bundle's file at `target` (temp + fsync + rename).
     Write {
         /// The bundle's file.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         source: PathBuf,
         /// Where it goes.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
         /// Its expected sha256.
         sha256: String,
@@ -63,8 +69,10 @@ pub enum Step {
     /// Append the bundle's JSONL records missing from the live file.
     JsonlAppend {
         /// The bundle's file.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         source: PathBuf,
         /// The live file.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
         /// The identifying field, else whole lines.
         key: Option<String>,
@@ -76,30 +84,39 @@ pub enum Step {
     /// Create a symlink.
     Symlink {
         /// The link's path.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
-        /// What it points to.
+        /// What it points to (as text).
         points_to: String,
+        /// What it points to, exactly.
+        #[serde(skip)]
+        points_to_bytes: Vec<u8>,
     },
     /// Remove a live file the bundle lacks (the safety snapshot keeps it).
     Remove {
         /// The file or symlink.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
     },
     /// Remove folders under `root` left empty that the bundle does not need.
     PruneFolders {
         /// The store's folder (kept itself).
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         root: PathBuf,
         /// Folders the bundle's files live in.
+        #[serde(serialize_with = "crate::fsutil::lossy::set")]
         keep: BTreeSet<PathBuf>,
     },
     /// Leave an identical live file alone.
     Keep {
         /// The live path.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
     },
     /// A live file differs from the bundle's; merge keeps the live one.
     Conflict {
         /// The live path.
+        #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
         /// Why.
         reason: String,
@@ -165,9 +182,10 @@ pub struct Target<'a> {
 impl Target<'_> {
     /// The bundle's copy of a file record.
     pub fn source(&self, file: &FileRecord) -> Result<PathBuf> {
-        crate::fsutil::join_safe(self.bundle_root, &file.path).map_err(|reason| {
+        let rel = file.rel().map_err(|reason| {
             Error::Refused(format!("unsafe path {} in the bundle: {reason}", file.path))
-        })
+        })?;
+        Ok(self.bundle_root.join(rel))
     }
 
     /// What is live at `target`, never following a link.
@@ -309,10 +327,21 @@ pub fn jsonl_file(
     })
 }
 
-/// Plans a recorded symlink; `inside` says whether its target, resolved
-/// against what the store will hold, stays inside the store. Links that
-/// leave it are conflicts, never created.
-pub fn symlink(target: PathBuf, points_to: &str, inside: bool, t: &Target<'_>) -> Result<Step> {
+/// Plans a recorded symlink to `points_to` (`bytes` exactly); `inside` says
+/// whether its target, resolved against what the store will hold, stays
+/// inside the store. Links that leave it are conflicts, never created.
+pub fn symlink(
+    target: PathBuf,
+    points_to: &str,
+    bytes: &[u8],
+    inside: bool,
+    t: &Target<'_>,
+) -> Result<Step> {
+    let create = |target| Step::Symlink {
+        target,
+        points_to: points_to.into(),
+        points_to_bytes: bytes.to_vec(),
+    };
     if !inside {
         return Ok(Step::Conflict {
             target,
@@ -321,21 +350,14 @@ pub fn symlink(target: PathBuf, points_to: &str, inside: bool, t: &Target<'_>) -
     }
     let entry = t.entry(&target)?;
     match entry {
-        Entry::Missing => Ok(Step::Symlink {
-            target,
-            points_to: points_to.into(),
-        }),
+        Entry::Missing => Ok(create(target)),
         Entry::Symlink => {
             let root = t.root()?;
-            if root.read_link(root.relative(&target)?)?.as_deref()
-                == Some(std::ffi::OsStr::new(points_to))
-            {
+            let live = root.read_link(root.relative(&target)?)?;
+            if live.as_deref().map(std::os::unix::ffi::OsStrExt::as_bytes) == Some(bytes) {
                 Ok(Step::Keep { target })
             } else if t.mode == Mode::Replace {
-                Ok(Step::Symlink {
-                    target,
-                    points_to: points_to.into(),
-                })
+                Ok(create(target))
             } else {
                 Ok(Step::Conflict {
                     target,
@@ -347,10 +369,7 @@ pub fn symlink(target: PathBuf, points_to: &str, inside: bool, t: &Target<'_>) -
             target,
             reason: format!("is a folder where the bundle has a symlink to \"{points_to}\"; kept"),
         }),
-        _ if t.mode == Mode::Replace => Ok(Step::Symlink {
-            target,
-            points_to: points_to.into(),
-        }),
+        _ if t.mode == Mode::Replace => Ok(create(target)),
         _ => Ok(Step::Conflict {
             target,
             reason: format!("differs from the bundle's symlink to \"{points_to}\"; kept"),

@@ -6,6 +6,8 @@
 //! times, before the create gives up (see [`crate::store::unit`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::config::StoreSpec;
@@ -51,7 +53,7 @@ impl DirStore {
         let mut databases = BTreeSet::new();
         let mut folders = BTreeSet::new();
         for file in &record.files {
-            let live = live_path(record, &target.path, &file.path)?;
+            let live = live_path(record, &target.path, file.rel())?;
             wanted.insert(live.clone());
             folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
             let source = target.source(file)?;
@@ -65,32 +67,42 @@ impl DirStore {
                 _ => plan::plain_file(source, file, live, target)?,
             });
         }
-        let prefix = format!("{}/", record.name);
-        let recorded: BTreeMap<&str, &str> = record
-            .symlinks
-            .iter()
-            .filter_map(|l| Some((l.path.strip_prefix(&prefix)?, l.target.as_str())))
-            .collect();
+        // Links as store-relative bytes → target bytes.
+        let mut in_order = Vec::new();
+        for l in &record.symlinks {
+            let rel = l
+                .rel()
+                .map_err(|r| Error::Refused(format!("unsafe symlink in the bundle: {r}")))?;
+            let in_store = rel.strip_prefix(&record.name).unwrap_or(&rel);
+            let points_to = l.target_bytes().map_err(Error::Refused)?;
+            in_order.push((in_store.as_os_str().as_bytes().to_vec(), points_to));
+        }
+        let recorded: BTreeMap<Vec<u8>, Vec<u8>> = in_order.iter().cloned().collect();
         // What the store will hold: the bundle's links, and for merge the live ones.
-        let lookup = |rel: &str| -> Option<String> {
+        let lookup = |rel: &[u8]| -> Option<Vec<u8>> {
             if let Some(t) = recorded.get(rel) {
-                return Some(t.to_string());
+                return Some(t.clone());
             }
             if target.mode == Mode::Merge {
                 let root = target.live?;
-                let link = root.read_link(Path::new(rel)).ok()??;
-                return Some(link.to_string_lossy().into_owned());
+                let link = root.read_link(Path::new(OsStr::from_bytes(rel))).ok()??;
+                return Some(link.as_bytes().to_vec());
             }
             None
         };
         let mut links = Vec::new();
-        for link in &record.symlinks {
-            let live = live_path(record, &target.path, &link.path)?;
+        for (link, (rel, points_to)) in record.symlinks.iter().zip(&in_order) {
+            let live = live_path(record, &target.path, link.rel())?;
             wanted.insert(live.clone());
             folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
-            let rel = link.path.strip_prefix(&prefix).unwrap_or(&link.path);
-            let inside = fsutil::link_stays_inside(rel, &link.target, lookup);
-            links.push(plan::symlink(live, &link.target, inside, target)?);
+            let inside = fsutil::link_stays_inside(rel, points_to, lookup);
+            links.push(plan::symlink(
+                live,
+                &link.target,
+                points_to,
+                inside,
+                target,
+            )?);
         }
         let mut steps = Vec::new();
         if target.mode == Mode::Replace {
@@ -122,37 +134,43 @@ fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
             Error::io("could not walk", &path, e.into())
         })?;
         let src = entry.path();
-        let rel = manifest_path(
+        let at = manifest_path(
             &spec.name,
             src.strip_prefix(root).expect("walked under root"),
         )?;
         let kind = entry.file_type();
         if kind.is_dir() {
-            plan.folders.push(rel);
+            plan.folders.push(at.1);
         } else if kind.is_symlink() {
             let target =
                 std::fs::read_link(src).map_err(|e| Error::io("could not read link", src, e))?;
+            let bytes = target.as_os_str().as_bytes();
+            let (target, target_hex) = match std::str::from_utf8(bytes) {
+                Ok(t) => (t.to_string(), None),
+                Err(_) => (
+                    String::from_utf8_lossy(bytes).into_owned(),
+                    Some(hex::encode(bytes)),
+                ),
+            };
             plan.symlinks.push(SymlinkRecord {
-                path: rel,
-                target: target.to_string_lossy().into_owned(),
+                path: at.0.text,
+                path_hex: at.0.hex,
+                target,
+                target_hex,
             });
         } else if !kind.is_file() {
             plan.warnings.push(format!(
-                "store \"{}\": skipped {rel}: not a regular file, folder or symlink",
-                spec.name
+                "store \"{}\": skipped {}: not a regular file, folder or symlink",
+                spec.name, at.0.text
             ));
         } else if is_sidecar(src)? {
             continue;
         } else if sqlite::is_sqlite_file(src)? {
-            plan.units.push(sqlite::unit(&spec.name, src, rel));
+            plan.units.push(sqlite::unit(&spec.name, src, at));
         } else {
-            plan.units.push(Unit {
-                store: spec.name.clone(),
-                path: rel,
-                src: src.to_path_buf(),
-                kind: UnitKind::Plain,
-                bytes: entry.metadata().map(|m| m.len()).unwrap_or(0),
-            });
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            plan.units
+                .push(Unit::new(&spec.name, at, src, UnitKind::Plain, bytes));
         }
     }
     Ok(plan)

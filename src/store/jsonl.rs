@@ -40,17 +40,13 @@ impl StoreHandler for JsonlStore {
             jsonl_files(&spec.path)?
         };
         for (src, rel) in sources {
-            let path = manifest_path(&spec.name, &rel)?;
-            if let Some((folder, _)) = path.rsplit_once('/') {
-                plan.folders.push(folder.to_string());
+            let at = manifest_path(&spec.name, &rel)?;
+            if let Some(folder) = at.1.parent() {
+                plan.folders.push(folder.to_path_buf());
             }
-            plan.units.push(Unit {
-                store: spec.name.clone(),
-                path,
-                bytes: file_len(&src)?,
-                src,
-                kind: UnitKind::Jsonl,
-            });
+            let bytes = file_len(&src)?;
+            plan.units
+                .push(Unit::new(&spec.name, at, &src, UnitKind::Jsonl, bytes));
         }
         plan.folders.dedup();
         Ok(plan)
@@ -74,7 +70,7 @@ impl StoreHandler for JsonlStore {
         let mut steps = Vec::new();
         let mut wanted = BTreeSet::new();
         for file in &record.files {
-            let live = live_path(record, &target.path, &file.path)?;
+            let live = live_path(record, &target.path, file.rel())?;
             wanted.insert(live.clone());
             steps.push(plan::jsonl_file(
                 target.source(file)?,

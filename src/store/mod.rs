@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{StoreKind, StoreSpec};
 use crate::error::{Error, Result};
+use crate::fsutil::EncodedPath;
 use crate::manifest::{StoreRecord, StoreStatus, SymlinkRecord};
 use crate::progress::Progress;
 use crate::restore::plan::{Step, Target};
@@ -34,11 +35,9 @@ pub struct CaptureContext<'a> {
 }
 
 impl CaptureContext<'_> {
-    /// The file-system path of a manifest path inside the bundle being built.
-    pub fn target(&self, manifest_path: &str) -> PathBuf {
-        manifest_path
-            .split('/')
-            .fold(self.bundle_root.to_path_buf(), |p, part| p.join(part))
+    /// The file-system path of a bundle-relative path in the bundle being built.
+    pub fn target(&self, rel: &Path) -> PathBuf {
+        self.bundle_root.join(rel)
     }
 }
 
@@ -58,8 +57,12 @@ pub enum UnitKind {
 pub struct Unit {
     /// The store it belongs to.
     pub store: String,
-    /// Its manifest path, `<store>/<rel>`.
+    /// Its manifest path, `<store>/<rel>` (as text; see [`Unit::path_hex`]).
     pub path: String,
+    /// Its manifest path's exact bytes when they are not UTF-8.
+    pub path_hex: Option<String>,
+    /// Its path relative to the bundle root.
+    pub rel: PathBuf,
     /// The source file.
     pub src: PathBuf,
     /// How it is captured.
@@ -77,8 +80,8 @@ pub struct CapturePlan {
     pub single_file: Option<String>,
     /// Files to capture.
     pub units: Vec<Unit>,
-    /// Folders to create in the bundle (manifest paths).
-    pub folders: Vec<String>,
+    /// Folders to create in the bundle (relative to its root).
+    pub folders: Vec<PathBuf>,
     /// Symlinks recorded (dir stores).
     pub symlinks: Vec<SymlinkRecord>,
     /// Things the user should know (skipped files, ...).
@@ -95,19 +98,23 @@ pub trait StoreHandler: Sync {
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>>;
 }
 
-/// The live path of a bundle file `<store>/<rel>` under a store's target folder.
-pub fn live_path(record: &StoreRecord, root: &Path, bundle_path: &str) -> Result<PathBuf> {
-    let rel = bundle_path
-        .strip_prefix(&format!("{}/", record.name))
-        .ok_or_else(|| {
-            Error::Refused(format!(
-                "bundle path {bundle_path} is outside store \"{}\"",
-                record.name
-            ))
-        })?;
-    crate::fsutil::join_safe(root, rel).map_err(|reason| {
-        Error::Refused(format!("unsafe path {bundle_path} in the bundle: {reason}"))
-    })
+/// The live path of a bundle path `<store>/<rel>` (a record's decoded path,
+/// or why it cannot be decoded) under a store's target folder.
+pub fn live_path(
+    record: &StoreRecord,
+    root: &Path,
+    bundle_rel: std::result::Result<PathBuf, String>,
+) -> Result<PathBuf> {
+    let bundle_rel = bundle_rel
+        .map_err(|reason| Error::Refused(format!("unsafe path in the bundle: {reason}")))?;
+    match bundle_rel.strip_prefix(&record.name) {
+        Ok(rel) if !rel.as_os_str().is_empty() => Ok(root.join(rel)),
+        _ => Err(Error::Refused(format!(
+            "bundle path {} is outside store \"{}\"",
+            bundle_rel.display(),
+            record.name
+        ))),
+    }
 }
 
 /// Replace-mode removals: live files under `root` accepted by `consider` that
@@ -173,7 +180,7 @@ pub fn plan_capture(spec: &StoreSpec) -> Result<CapturePlan> {
         Ok(_) => {}
     }
     let mut plan = handler(spec.kind).plan_capture(spec)?;
-    plan.folders.insert(0, spec.name.clone());
+    plan.folders.insert(0, PathBuf::from(&spec.name));
     if plan.units.is_empty() && plan.symlinks.is_empty() {
         plan.status = Some(StoreStatus::Empty);
         plan.warnings.push(format!(
@@ -185,13 +192,37 @@ pub fn plan_capture(spec: &StoreSpec) -> Result<CapturePlan> {
     Ok(plan)
 }
 
-/// The manifest path `<store>/<rel>` for a file at `rel` inside a store.
-pub fn manifest_path(store: &str, rel: &Path) -> Result<String> {
-    let rel = crate::fsutil::to_manifest_path(rel).map_err(|reason| Error::CheckFailed {
+/// The bundle path `<store>/<rel>` of a file at `rel` inside a store: its
+/// manifest form and its path relative to the bundle root.
+pub fn manifest_path(store: &str, rel: &Path) -> Result<(EncodedPath, PathBuf)> {
+    let bundle_rel = Path::new(store).join(rel);
+    let encoded = crate::fsutil::encode_path(&bundle_rel).map_err(|reason| Error::CheckFailed {
         store: store.to_string(),
         reason,
     })?;
-    Ok(format!("{store}/{rel}"))
+    Ok((encoded, bundle_rel))
+}
+
+impl Unit {
+    /// A unit of store `store` for the source `src` at bundle path `at`.
+    pub fn new(
+        store: &str,
+        at: (EncodedPath, PathBuf),
+        src: &Path,
+        kind: UnitKind,
+        bytes: u64,
+    ) -> Unit {
+        let (encoded, rel) = at;
+        Unit {
+            store: store.to_string(),
+            path: encoded.text,
+            path_hex: encoded.hex,
+            rel,
+            src: src.to_path_buf(),
+            kind,
+            bytes,
+        }
+    }
 }
 
 /// The file name of a single-file store's source.

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
+use crate::fsutil::EncodedPath;
 use crate::hash;
 use crate::manifest::{SourceStat, SqliteFacts, StoreRecord};
 use crate::restore::plan::{self, Step, Target};
@@ -90,15 +91,15 @@ impl StoreHandler for SqliteStore {
 }
 
 /// The capture unit of the database at `src`; its size estimate includes the `-wal`.
-pub fn unit(store: &str, src: &Path, path: String) -> Unit {
+pub fn unit(store: &str, src: &Path, at: (EncodedPath, std::path::PathBuf)) -> Unit {
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    Unit {
-        store: store.to_string(),
-        path,
-        src: src.to_path_buf(),
-        kind: UnitKind::Sqlite,
-        bytes: len(src) + len(&wal_path(src)),
-    }
+    Unit::new(
+        store,
+        at,
+        src,
+        UnitKind::Sqlite,
+        len(src) + len(&wal_path(src)),
+    )
 }
 
 /// Captures the database at `src` to `dest`; returns its size, sha256, facts,
@@ -489,6 +490,9 @@ const CHECK_BATCH: i64 = 10_000;
 pub fn check_constraint_problems(path: &Path) -> rusqlite::Result<Vec<String>> {
     let mem = Connection::open_in_memory()?;
     harden(&mem)?;
+    // Only CHECK constraints are the question here; foreign keys are counted
+    // apart (the referenced tables are not recreated).
+    mem.execute_batch("PRAGMA foreign_keys = OFF")?;
     let uri = format!("file:{}?immutable=1&mode=ro", uri_escape(path));
     mem.execute("ATTACH DATABASE ?1 AS bundle", [uri])?;
     let tables: Vec<(String, String)> = {

@@ -32,7 +32,7 @@ pub struct UnitDone {
 
 /// Captures `unit` into the bundle being built.
 pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
-    let dest = ctx.target(&unit.path);
+    let dest = ctx.target(&unit.rel);
     let meta =
         std::fs::metadata(&unit.src).map_err(|e| Error::io("could not stat", &unit.src, e))?;
     let before = source_stat(&unit.src, unit.kind == UnitKind::Sqlite)?;
@@ -85,6 +85,7 @@ fn record_ownership(file: &mut FileRecord, meta: &std::fs::Metadata) {
 fn new_record(unit: &Unit, bytes: u64, sha256: String) -> FileRecord {
     FileRecord {
         path: unit.path.clone(),
+        path_hex: unit.path_hex.clone(),
         bytes,
         sha256,
         sqlite: None,

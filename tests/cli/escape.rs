@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::support::{make_writable, Workspace};
+use crate::forged::forge;
+use crate::support::Workspace;
 
 /// sha256 of every file, link and folder under `root` (paths, link targets,
 /// contents), skipping the named top-level entries.
@@ -62,24 +63,6 @@ fn workspace() -> Workspace {
     );
     std::fs::create_dir_all(ws.path("tmp")).unwrap();
     ws
-}
-
-/// Rewrites a bundle's manifest with `edit` and fixes its checksum file, as a
-/// forger would.
-fn forge(bundle: &Path, edit: impl FnOnce(&mut Value)) {
-    make_writable(bundle);
-    let path = bundle.join("bundle-meta.json");
-    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    edit(&mut manifest);
-    let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap();
-    bytes.push(b'\n');
-    std::fs::write(&path, &bytes).unwrap();
-    use sha2::{Digest, Sha256};
-    let sum = format!(
-        "{}  bundle-meta.json\n",
-        hex::encode(Sha256::digest(&bytes))
-    );
-    std::fs::write(bundle.join("bundle-meta.json.sha256"), sum).unwrap();
 }
 
 /// Every restore a user could run on `bundle`: drill, `--into`, merge, replace.
@@ -317,6 +300,17 @@ fn odd_and_255_byte_names_round_trip() {
     ws.write(&format!("data/vectors/{long}"), "longest name");
     ws.write("data/vectors/back\\slash", "backslash");
     ws.write("data/vectors/sp ace%20and\ttab", "odd");
+    // Names and a link target that are not UTF-8 (two that look alike once
+    // made readable), in a folder that is not UTF-8 either.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let raw = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_os_string();
+        let dir = ws.path("data/vectors").join(raw(b"caf\xe9"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(raw(b"n\xffme")), "latin-1 ff").unwrap();
+        std::fs::write(dir.join(raw(b"n\xfeme")), "latin-1 fe").unwrap();
+        std::os::unix::fs::symlink(raw(b"n\xffme"), dir.join("link")).unwrap();
+    }
     ws.write(&format!("data/kb/{near}"), "{\"id\":1}\n");
     ws.write(
         "bundle.toml",
@@ -327,6 +321,18 @@ fn odd_and_255_byte_names_round_trip() {
     let before = tree_digest(&ws.path("data"), &[]);
     let bundle = ws.create(&[]);
     ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+    let manifest = ws.manifest(&bundle);
+    let hexes: Vec<&str> = manifest["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["files"].as_array().unwrap())
+        .filter_map(|f| f["path_hex"].as_str())
+        .collect();
+    assert_eq!(hexes.len(), 2, "{manifest}");
+    let link = &manifest["stores"][1]["symlinks"][0];
+    assert_eq!(link["target"], "n\u{fffd}me");
+    assert_eq!(link["target_hex"], "6eff6d65");
     let mut drill = ws.cmd();
     std::fs::create_dir_all(ws.path("tmp")).unwrap();
     drill

@@ -7,6 +7,7 @@ mod chroma;
 mod create;
 mod escape;
 mod faults;
+mod forged;
 mod hooks;
 mod hostile;
 mod list;

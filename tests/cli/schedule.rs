@@ -350,3 +350,208 @@ fn install_refuses_a_config_without_retention_or_a_schedule_without_a_time() {
     .code(2);
     assert!(s.units().is_empty());
 }
+
+/// What cron does to a command before `sh -c` runs it (Vixie cron's
+/// `do_command`): `\%` becomes `%`, the first other `%` ends the command.
+fn cron_command(line: &str) -> String {
+    let fields: Vec<&str> = line.splitn(6, ' ').collect();
+    let command = fields[5];
+    let command = command
+        .rsplit_once(" # bundle-schedule:")
+        .map(|(c, _)| c)
+        .unwrap_or(command);
+    let mut out = String::new();
+    let mut escaped = false;
+    for ch in command.chars() {
+        if escaped {
+            if ch == '%' {
+                out.pop();
+            }
+            out.push(ch);
+            escaped = false;
+            continue;
+        }
+        if ch == '\\' {
+            escaped = true;
+            out.push(ch);
+            continue;
+        }
+        if ch == '%' {
+            break;
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// What systemd does to an `ExecStart=` value: split into words, double
+/// quotes with C escapes, `%%` → `%`, `$$` → `$` (anything else with `%` or
+/// `$` would be expanded, so it is reported).
+fn systemd_argv(value: &str) -> Vec<String> {
+    let mut argv = Vec::new();
+    let mut chars = value.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == ' ' {
+            chars.next();
+            continue;
+        }
+        let mut word = String::new();
+        let quoted = c == '"';
+        if quoted {
+            chars.next();
+        }
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if quoted => break,
+                ' ' if !quoted => break,
+                '\\' => word.push(chars.next().expect("escape at end")),
+                '%' => {
+                    assert_eq!(chars.next(), Some('%'), "unescaped specifier in {value}");
+                    word.push('%');
+                }
+                '$' => {
+                    assert_eq!(chars.next(), Some('$'), "unescaped variable in {value}");
+                    word.push('$');
+                }
+                c => word.push(c),
+            }
+        }
+        argv.push(word);
+    }
+    argv
+}
+
+#[test]
+fn odd_paths_reach_cron_and_systemd_intact_and_newlines_are_refused() {
+    let s = Setup::new(false);
+    // A copy of the binary and a config in folders named to break quoting.
+    let odd = "odd $HOME ${USER} %n \\%x 'q' \"d\" \\ back";
+    let bin = s.ws.path(&format!("{odd}/bundle"));
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(program(), &bin).unwrap();
+    let config = s.ws.path(&format!("{odd}/bundle.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "destination = \"{}\"\n[retention]\nkeep_last = 3\n[[stores]]\nname = \"notes\"\nkind = \"jsonl\"\npath = \"{}\"\n",
+            s.ws.path("odd-backups").display(),
+            s.ws.path("data/notes.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let install = |systemd: bool| -> Run {
+        let path = format!(
+            "{}:{}",
+            s.standins.display(),
+            std::env::var("PATH").unwrap()
+        );
+        if systemd {
+            s.ws.write("standins/SYSTEMD_UP", "");
+        } else {
+            let _ = std::fs::remove_file(s.standins.join("SYSTEMD_UP"));
+        }
+        std::process::Command::new(&bin)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", s.ws.path("home"))
+            .env("XDG_CONFIG_HOME", s.ws.path("xdg"))
+            .env("STANDIN_DIR", &s.standins)
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "schedule",
+                "install",
+                "--name",
+                "odd",
+                "--at",
+                "03:00",
+            ])
+            .output()
+            .unwrap()
+            .into()
+    };
+    install(false).code(0);
+    let line = s
+        .crontab()
+        .lines()
+        .find(|l| l.contains("bundle-schedule:odd"))
+        .unwrap()
+        .to_string();
+    assert_eq!(s.crontab().lines().count(), 1, "{}", s.crontab());
+    let command = cron_command(&line);
+    let run: Run = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap()
+        .into();
+    run.code(0);
+    assert_eq!(
+        std::fs::read_dir(s.ws.path("odd-backups"))
+            .unwrap()
+            .filter(|e| !e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.'))
+            .count(),
+        1
+    );
+
+    install(true).code(0);
+    let service = read(&s.unit_dir().join("bundle-odd.service"));
+    let exec: Vec<&str> = service
+        .lines()
+        .filter(|l| l.starts_with("ExecStart="))
+        .collect();
+    assert_eq!(exec.len(), 1, "{service}");
+    assert_eq!(
+        service.lines().filter(|l| l.starts_with('[')).count(),
+        2,
+        "{service}"
+    );
+    let description = service
+        .lines()
+        .find(|l| l.starts_with("Description="))
+        .unwrap();
+    assert!(
+        !description.replace("%%", "").contains('%'),
+        "raw specifier: {description}"
+    );
+    let argv = systemd_argv(exec[0].trim_start_matches("ExecStart="));
+    assert_eq!(argv[0], bin.to_str().unwrap());
+    assert_eq!(argv[2], config.to_str().unwrap());
+    let run: Run = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .output()
+        .unwrap()
+        .into();
+    run.code(0);
+
+    // A newline in a path could add jobs or directives: refused.
+    let bad =
+        s.ws.path("bad\nExecStartPre=/bin/touch /tmp/pwned\n* * * * * touch /tmp/pwned");
+    std::fs::create_dir_all(&bad).unwrap();
+    let bad_config = bad.join("bundle.toml");
+    std::fs::copy(&config, &bad_config).unwrap();
+    let refused = s.run(&[
+        "--config",
+        bad_config.to_str().unwrap(),
+        "schedule",
+        "install",
+        "--name",
+        "bad",
+        "--at",
+        "03:00",
+    ]);
+    refused.code(2);
+    assert!(
+        refused.stderr.contains("control character"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!s.unit_dir().join("bundle-bad.service").exists());
+}

@@ -1,0 +1,305 @@
+//! Forged bundles and look-alikes: verify refuses every bundle that restore
+//! would refuse, SQLite copies are checked the way a writable open would,
+//! output cannot be forged through a label, and prune, list and verify never
+//! take a look-alike for their own.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use serde_json::{json, Value};
+
+use crate::support::{copy_tree, demo_stores, make_writable, Workspace};
+
+/// Rewrites a bundle's manifest with `edit` and fixes its checksum file.
+pub fn forge(bundle: &Path, edit: impl FnOnce(&mut Value)) {
+    use sha2::{Digest, Sha256};
+    make_writable(bundle);
+    let path = bundle.join("bundle-meta.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut manifest);
+    let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&path, &bytes).unwrap();
+    let sum = format!(
+        "{}  bundle-meta.json\n",
+        hex::encode(Sha256::digest(&bytes))
+    );
+    std::fs::write(bundle.join("bundle-meta.json.sha256"), sum).unwrap();
+}
+
+fn store<'a>(m: &'a mut Value, name: &str) -> &'a mut Value {
+    m["stores"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn verify_refuses_every_layout_restore_would_refuse() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let good = ws.create(&[]);
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "sqlite file without its facts",
+            Box::new(|m| {
+                store(m, "memory")["files"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("sqlite");
+            }),
+            "has no SQLite facts",
+        ),
+        (
+            "a symlink on the path of a file",
+            Box::new(|m| {
+                store(m, "vectors")["symlinks"] =
+                    json!([{"path": "vectors/seg-1/data_level0.bin", "target": "x"}]);
+            }),
+            "recorded both as a file and as a symlink",
+        ),
+        (
+            "a file under a recorded symlink",
+            Box::new(|m| {
+                store(m, "vectors")["symlinks"] = json!([{"path": "vectors/seg-1", "target": "."}]);
+            }),
+            "lies under the recorded symlink vectors/seg-1",
+        ),
+        (
+            "a single file that climbs out",
+            Box::new(|m| store(m, "memory")["single_file"] = json!("../../etc/passwd")),
+            "is not a plain file name",
+        ),
+        (
+            "a jsonl file without its facts",
+            Box::new(|m| {
+                store(m, "kb")["files"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("jsonl");
+            }),
+            "has no JSONL facts",
+        ),
+        (
+            "symlinks in a jsonl store",
+            Box::new(|m| {
+                store(m, "kb")["symlinks"] = json!([{"path": "kb/l", "target": "b.jsonl"}])
+            }),
+            "only dir stores record symlinks",
+        ),
+    ];
+    for (what, edit, expected) in cases {
+        let bundle = ws.path("case");
+        copy_tree(&good, &bundle);
+        forge(&bundle, edit);
+        let verify = ws.run(&["verify", bundle.to_str().unwrap()]);
+        verify.code(1);
+        assert!(
+            verify.stdout.contains(expected),
+            "{what}: {}",
+            verify.stdout
+        );
+        let mut drill = ws.cmd();
+        drill.args(["drill", bundle.to_str().unwrap()]);
+        let drill: crate::support::Run = drill.output().unwrap().into();
+        assert_eq!(
+            drill.code, 1,
+            "{what}: drill must refuse too: {}",
+            drill.stderr
+        );
+    }
+}
+
+/// A bundle whose copy of `data/memory.db` has a row changed by `sql`, with
+/// the manifest's size and hash fixed to match, as a forger would.
+fn tamper_database(ws: &Workspace, good: &Path, sql: &str) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let bundle = ws.path("tampered");
+    copy_tree(good, &bundle);
+    let copy = bundle.join("memory/memory.db");
+    Connection::open(&copy).unwrap().execute_batch(sql).unwrap();
+    let bytes = std::fs::read(&copy).unwrap();
+    forge(&bundle, |m| {
+        let f = &mut store(m, "memory")["files"][0];
+        f["bytes"] = json!(bytes.len());
+        f["sha256"] = json!(hex::encode(Sha256::digest(&bytes)));
+    });
+    bundle
+}
+
+#[test]
+fn verify_checks_check_and_foreign_key_constraints_like_a_writable_open() {
+    let ws = Workspace::new();
+    ws.sqlite(
+        "data/memory.db",
+        "PRAGMA foreign_keys=ON;
+         CREATE TABLE p(id INTEGER PRIMARY KEY);
+         CREATE TABLE c(id INTEGER PRIMARY KEY, pid INTEGER REFERENCES p(id), n INTEGER CHECK (n > 0));
+         INSERT INTO p VALUES (1);
+         INSERT INTO c VALUES (1, 1, 5), (2, 1, 6);",
+    );
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"memory\"\nkind = \"sqlite\"\npath = \"data/memory.db\"\n",
+    );
+    let good = ws.create(&[]);
+    let manifest = ws.manifest(&good);
+    assert_eq!(
+        manifest["stores"][0]["files"][0]["sqlite"]["foreign_key_violations"],
+        0
+    );
+    ws.run(&["verify", good.to_str().unwrap()]).code(0);
+
+    let bad_check = tamper_database(
+        &ws,
+        &good,
+        "PRAGMA ignore_check_constraints=ON; UPDATE c SET n = -1 WHERE id = 2;",
+    );
+    let verify = ws.run(&["verify", bad_check.to_str().unwrap()]);
+    verify.code(1);
+    assert!(
+        verify
+            .stdout
+            .contains("rows of table c violate its CHECK constraints"),
+        "{}",
+        verify.stdout
+    );
+    let bad_fk = tamper_database(
+        &ws,
+        &good,
+        "PRAGMA foreign_keys=OFF; UPDATE c SET pid = 99 WHERE id = 2;",
+    );
+    let verify = ws.run(&["verify", bad_fk.to_str().unwrap()]);
+    verify.code(1);
+    assert!(
+        verify
+            .stdout
+            .contains("1 row(s) violate foreign keys, the manifest says 0"),
+        "{}",
+        verify.stdout
+    );
+}
+
+#[test]
+fn labels_cannot_forge_list_rows_or_reach_the_terminal() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let label = "nightly\n20990101T000000Z     2099-01-01T00:00:00Z  1 B  forged\u{1b}[2J\u{7}";
+    ws.run(&["create", "--label", label]).code(0);
+    let list = ws.run(&["list"]);
+    list.code(0);
+    assert_eq!(list.stdout.lines().count(), 2, "{}", list.stdout);
+    assert!(!list.stdout.contains('\u{1b}') && !list.stdout.contains('\u{7}'));
+    assert!(
+        list.stdout.contains("nightly\\n20990101T000000Z"),
+        "{}",
+        list.stdout
+    );
+    assert!(list.stdout.contains("\\u{1b}[2J\\u{7}"), "{}", list.stdout);
+    // JSON stays exact.
+    let json = ws.run(&["--json", "list"]).json();
+    assert_eq!(json[0]["label"], label);
+}
+
+#[test]
+fn prune_removes_only_its_own_leftovers() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let dest = ws.path("backups");
+    let id = bundle.file_name().unwrap().to_str().unwrap().to_string();
+    // Look-alikes holding a user's files.
+    for name in [
+        ".deleting-my-notes".to_string(),
+        ".staging-important".to_string(),
+        format!(".deleting-{id}x"),
+        format!(".staging-{id}-12a"),
+    ] {
+        ws.write(&format!("backups/{name}/mine.txt"), "the user's own file");
+    }
+    // Right names, but content that is not a bundle's (a symlink inside).
+    let odd = dest.join(format!(".deleting-{id}-5"));
+    std::fs::create_dir_all(odd.join("memory")).unwrap();
+    std::os::unix::fs::symlink("/etc", odd.join("memory/link")).unwrap();
+    // A real leftover of a crashed delete.
+    let real = dest.join(".deleting-20200101T000000Z");
+    copy_tree(&bundle, &real);
+    let prune = ws.run(&["--json", "prune", "--keep-last", "1", "--apply"]);
+    prune.code(0);
+    assert_eq!(
+        prune.json()["leftovers"],
+        json!([".deleting-20200101T000000Z"])
+    );
+    assert!(!real.exists());
+    for name in [".deleting-my-notes", ".staging-important"] {
+        assert!(
+            dest.join(name).join("mine.txt").exists(),
+            "{name} was deleted"
+        );
+    }
+    assert!(dest.join(format!(".deleting-{id}x/mine.txt")).exists());
+    assert!(dest.join(format!(".staging-{id}-12a/mine.txt")).exists());
+    assert!(odd.join("memory/link").symlink_metadata().is_ok());
+    // Create's own cleanup is as careful.
+    ws.run(&["create"]).code(0);
+    assert!(dest.join(".staging-important/mine.txt").exists());
+}
+
+#[test]
+fn system_folders_are_refused_as_destinations() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    for dest in ["/etc", "/usr/share/bundle-test-destination", "/"] {
+        let run = ws.run(&["create", "--dest", dest, "--sqlite", "m=data/memory.db"]);
+        run.code(3);
+        assert!(run.stderr.contains("is a system folder"), "{}", run.stderr);
+    }
+    assert!(!Path::new("/etc/.bundle.lock").exists());
+    assert!(!Path::new("/usr/share/bundle-test-destination").exists());
+    let prune = ws.run(&["prune", "--dest", "/etc", "--keep-last", "1", "--apply"]);
+    prune.code(3);
+}
+
+#[test]
+fn bundles_named_by_id_are_never_followed_through_links_and_a_missing_manifest_is_a_problem() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let elsewhere = ws.path("elsewhere/20300101T000000Z");
+    copy_tree(&bundle, &elsewhere);
+    std::os::unix::fs::symlink(&elsewhere, ws.path("backups/20300101T000000Z")).unwrap();
+    let run = ws.run(&["verify", "20300101T000000Z"]);
+    run.code(3);
+    assert!(run.stderr.contains("is a symlink"), "{}", run.stderr);
+    // A bundle folder whose manifest was deleted fails verification (exit 1).
+    make_writable(&elsewhere);
+    std::fs::remove_file(elsewhere.join("bundle-meta.json")).unwrap();
+    let run = ws.run(&["verify", elsewhere.to_str().unwrap()]);
+    run.code(1);
+    assert!(run.stdout.contains("bundle-meta.json"), "{}", run.stdout);
+}
+
+#[test]
+fn a_failing_hook_is_named_never_echoed() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let config = std::fs::read_to_string(ws.path("bundle.toml")).unwrap();
+    ws.write(
+        "bundle.toml",
+        &format!(
+            "{config}[hooks]\npre_create = \"curl -s -u admin:hunter2-secret http://127.0.0.1:9/stop >/dev/null 2>&1; exit 7\"\n"
+        ),
+    );
+    let run = ws.run(&["create"]);
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("the pre_create hook failed: its command exited with status 7"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
