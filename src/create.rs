@@ -104,13 +104,16 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
     // Walk every store first (no copying), so space is known before writing.
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
+    // A store that cannot be walked fails alone (a config error stops all).
     let plans = stores
         .iter()
-        .map(|spec| {
-            store::plan_capture(spec).map_err(|e| Error::Snapshot {
+        .map(|spec| match store::plan_capture(spec) {
+            Ok(plan) => Ok(plan),
+            Err(e @ Error::Usage(_)) => Err(Error::Snapshot {
                 store: spec.name.clone(),
                 source: Box::new(e),
-            })
+            }),
+            Err(e) => Ok(CapturePlan::failed(crate::bundle::locate::error_chain(&e))),
         })
         .collect::<Result<Vec<_>>>()?;
     let previous = if opts.reuse {
@@ -157,6 +160,18 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
     }
     fsutil::fsync_path(&opts.destination)?;
     fsutil::make_files_read_only(&path)?;
+    let failures: Vec<(String, String)> = manifest
+        .failed_stores()
+        .into_iter()
+        .map(|(s, why)| (s.to_string(), why.to_string()))
+        .collect();
+    if !failures.is_empty() {
+        return Err(Error::StoresFailed {
+            id: manifest.id.clone(),
+            path,
+            failures,
+        });
+    }
     Ok(CreateOutcome {
         path,
         manifest,
@@ -213,22 +228,59 @@ fn build(
     let total: u64 = units.iter().map(|u| u.bytes).sum();
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
-    let done = parallel::map(&units, opts.jobs, |u| {
-        unit::capture_unit(u, ctx).map_err(|e| Error::Snapshot {
+    // A file that cannot be captured fails its own store; a failure to
+    // write the bundle itself (a full disk, say) stops the whole create.
+    let done = parallel::map(&units, opts.jobs, |u| match unit::capture_unit(u, ctx) {
+        Ok(d) => Ok(Ok(d)),
+        Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
             store: u.store.clone(),
             source: Box::new(e),
-        })
+        }),
+        Err(e) => Ok(Err((u.store.clone(), e))),
     });
     ctx.progress.finish();
-    let mut by_path: std::collections::HashMap<(String, Option<String>), UnitDone> = done?
-        .into_iter()
-        .map(|d| ((d.file.path.clone(), d.file.path_hex.clone()), d))
-        .collect();
+    let mut by_path: std::collections::HashMap<(String, Option<String>), UnitDone> =
+        std::collections::HashMap::new();
+    let mut failed: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for outcome in done? {
+        match outcome {
+            Ok(d) => {
+                by_path.insert((d.file.path.clone(), d.file.path_hex.clone()), d);
+            }
+            Err((store, e)) => {
+                failed
+                    .entry(store)
+                    .or_insert_with(|| crate::bundle::locate::error_chain(&e));
+            }
+        }
+    }
 
     let mut records = Vec::new();
     let mut warnings = Vec::new();
     for (spec, plan) in stores.iter().zip(plans) {
         warnings.extend(plan.warnings);
+        let failure = plan.failure.or_else(|| failed.remove(&spec.name));
+        if let Some(reason) = failure {
+            // Nothing of a failed store stays in the bundle.
+            let folder = ctx.target(Path::new(&spec.name));
+            match std::fs::remove_dir_all(&folder) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("could not remove", &folder, e))
+                }
+                _ => {}
+            }
+            records.push(StoreRecord {
+                name: spec.name.clone(),
+                kind: spec.kind,
+                source: spec.path.to_string_lossy().into_owned(),
+                status: manifest::StoreStatus::Failed,
+                single_file: plan.single_file,
+                files: Vec::new(),
+                symlinks: Vec::new(),
+                error: Some(reason),
+            });
+            continue;
+        }
         let mut files = Vec::new();
         for u in &plan.units {
             let d = by_path
@@ -246,6 +298,7 @@ fn build(
             single_file: plan.single_file,
             files,
             symlinks: plan.symlinks,
+            error: None,
         });
     }
     let staging_dir = ctx.bundle_root;
@@ -273,6 +326,32 @@ fn build(
     )?;
     fsync_tree(staging_dir, opts.jobs)?;
     Ok((manifest, warnings))
+}
+
+/// Whether a capture error is about writing the bundle (under `staging`)
+/// rather than reading a source: such errors stop the whole create.
+fn writes_the_bundle(e: &Error, staging: &Path) -> bool {
+    match e {
+        Error::NoSpace { .. } => true,
+        Error::Io { path, .. } => path.starts_with(staging),
+        // A damaged source can make SQLite fail on the copy too; only the
+        // copy's own disk trouble stops everything.
+        Error::Sqlite {
+            path,
+            source: rusqlite::Error::SqliteFailure(f, _),
+        } => {
+            use rusqlite::ErrorCode as C;
+            path.starts_with(staging)
+                && matches!(
+                    f.code,
+                    C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen
+                )
+        }
+        Error::Snapshot { source, .. } | Error::Context { source, .. } => {
+            writes_the_bundle(source, staging)
+        }
+        _ => false,
+    }
 }
 
 /// fsyncs every file under `root` (in parallel: the copies were written

@@ -139,6 +139,18 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A bundle was published, but some of its stores could not be captured
+    /// (they are recorded as `failed` in it).
+    #[error("bundle {id} was published without {}; the other stores are in it; fix the cause and run create again", failures.iter().map(|(s, why)| format!("store \"{s}\" ({why})")).collect::<Vec<_>>().join(", "))]
+    StoresFailed {
+        /// The bundle's id.
+        id: String,
+        /// Its folder.
+        path: PathBuf,
+        /// Each failed store and why.
+        failures: Vec<(String, String)>,
+    },
+
     /// A store could not be captured, with the store's name for context.
     #[error("could not snapshot store \"{store}\"")]
     Snapshot {
@@ -156,7 +168,9 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config { .. } => ExitCode::Usage,
             Error::Refused(_) | Error::ThroughLink { .. } => ExitCode::Refused,
-            Error::CheckFailed { .. } | Error::BundleInvalid { .. } => ExitCode::CheckFailed,
+            Error::CheckFailed { .. }
+            | Error::BundleInvalid { .. }
+            | Error::StoresFailed { .. } => ExitCode::CheckFailed,
             Error::NoSpace { .. } => ExitCode::Runtime,
             Error::Io { .. } | Error::Sqlite { .. } | Error::Manifest { .. } => ExitCode::Runtime,
             Error::Hook { .. } => ExitCode::CheckFailed,

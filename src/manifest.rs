@@ -90,6 +90,9 @@ pub enum StoreStatus {
     Absent,
     /// The source exists but holds nothing.
     Empty,
+    /// The store could not be captured (see [`StoreRecord::error`]); the
+    /// other stores of the bundle were.
+    Failed,
 }
 
 /// One store in the bundle.
@@ -112,6 +115,9 @@ pub struct StoreRecord {
     /// Symbolic links found in a `dir` store, recorded, never followed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub symlinks: Vec<SymlinkRecord>,
+    /// For a `failed` store: why it could not be captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One captured file.
@@ -261,6 +267,20 @@ pub struct JsonlFacts {
 }
 
 impl Manifest {
+    /// The stores that could not be captured, with why.
+    pub fn failed_stores(&self) -> Vec<(&str, &str)> {
+        self.stores
+            .iter()
+            .filter(|s| s.status == StoreStatus::Failed)
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.error.as_deref().unwrap_or("unknown error"),
+                )
+            })
+            .collect()
+    }
+
     /// Reads and parses a manifest, refusing unknown format versions.
     pub fn read(path: &Path) -> Result<Manifest> {
         Self::read_with_bytes(path).map(|(m, _)| m)

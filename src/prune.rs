@@ -220,6 +220,11 @@ fn classify(path: &Path, name: String) -> Entry {
     if let Some(problem) = crate::verify::files_present(path, &manifest) {
         return Entry::Damaged(name, problem);
     }
+    // A bundle missing a store is evidence, not a backup that fills a slot.
+    if let Some((store, why)) = manifest.failed_stores().first() {
+        let problem = format!("store \"{store}\" failed when it was made: {why}");
+        return Entry::Damaged(name, problem);
+    }
     Entry::Bundle {
         id: name,
         created_at,

@@ -601,6 +601,7 @@ fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String>
             "the store was {} when the bundle was made; nothing to restore, live data left alone",
             match status {
                 StoreStatus::Absent => "absent",
+                StoreStatus::Failed => "not captured (it failed)",
                 _ => "empty",
             }
         ));

@@ -86,6 +86,19 @@ pub struct CapturePlan {
     pub symlinks: Vec<SymlinkRecord>,
     /// Things the user should know (skipped files, ...).
     pub warnings: Vec<String>,
+    /// Why the store cannot be captured (its status is then `failed`).
+    pub failure: Option<String>,
+}
+
+impl CapturePlan {
+    /// The plan of a store that cannot be captured.
+    pub fn failed(reason: String) -> CapturePlan {
+        CapturePlan {
+            status: Some(StoreStatus::Failed),
+            failure: Some(reason),
+            ..CapturePlan::default()
+        }
+    }
 }
 
 /// One kind of store.

@@ -11,6 +11,7 @@ mod forged;
 mod hooks;
 mod hostile;
 mod list;
+mod permissions;
 mod prune;
 mod resources;
 mod restore;

@@ -131,7 +131,7 @@ fn a_read_only_destination_is_an_io_error_with_nothing_written() {
 }
 
 #[test]
-fn an_unreadable_source_file_fails_the_create_and_names_it() {
+fn an_unreadable_source_file_fails_only_its_store_and_names_it() {
     let ws = Workspace::new();
     demo_stores(&ws);
     ws.write("data/vectors/secret.bin", "private");
@@ -186,13 +186,19 @@ fn an_unreadable_source_file_fails_the_create_and_names_it() {
         &format!("{prefix}\"$BUNDLE\" create; echo \"exit=$?\"; echo left:; ls -A backups"),
     );
     assert!(
-        run.stdout.contains("exit=4"),
+        run.stdout.contains("exit=1"),
         "{}\n{}",
         run.stdout,
         run.stderr
     );
     assert!(run.stderr.contains("secret.bin"), "{}", run.stderr);
     assert!(run.stderr.contains("Permission denied"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("published without store \"vectors\""),
+        "{}",
+        run.stderr
+    );
+    // The bundle holds the other stores; the failed one is recorded, empty.
     let left: Vec<&str> = run
         .stdout
         .split("left:")
@@ -201,10 +207,36 @@ fn an_unreadable_source_file_fails_the_create_and_names_it() {
         .split_whitespace()
         .collect();
     assert_eq!(
-        left,
-        [".bundle.lock"],
-        "no bundle and no staging may be left"
+        left.len(),
+        2,
+        "the lock and one bundle, no staging: {left:?}"
     );
+    let bundle = ws
+        .path("backups")
+        .join(left.iter().find(|n| !n.starts_with('.')).unwrap());
+    let m = ws.manifest(&bundle);
+    let status: Vec<(&str, &str)> = m["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        [("kb", "ok"), ("memory", "ok"), ("vectors", "failed")]
+    );
+    assert!(m["stores"][2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("secret.bin"));
+    assert!(!bundle.join("vectors").exists());
+    ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+    // Prune never counts it as a kept backup nor deletes it.
+    let prune = ws.run(&["--json", "prune", "--keep-last", "1"]);
+    prune.code(0);
+    assert!(prune.json()["damaged"]
+        .to_string()
+        .contains(bundle.file_name().unwrap().to_str().unwrap()));
 }
 
 #[test]
@@ -238,13 +270,15 @@ fn a_source_deleted_mid_run_ends_in_a_whole_bundle_or_a_clean_failure() {
             assert_eq!(names.len(), 1, "{names:?}");
             ws.run(&["verify", &names[0], "--dest", "backups"]).code(0);
         }
-        Some(4) => {
-            assert!(
-                names.is_empty(),
-                "no bundle or staging after a failure: {names:?}"
-            );
+        Some(1) => {
+            // The vanished store failed alone: the bundle holds the others.
+            assert_eq!(names.len(), 1, "one bundle, no staging: {names:?}");
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(stderr.contains("vectors"), "{stderr}");
+            assert!(
+                stderr.contains("published without store \"vectors\""),
+                "{stderr}"
+            );
+            ws.run(&["verify", &names[0], "--dest", "backups"]).code(0);
         }
         other => panic!(
             "unexpected exit {other:?}: {}",
