@@ -113,7 +113,7 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
                 store: spec.name.clone(),
                 source: Box::new(e),
             }),
-            Err(e) => Ok(CapturePlan::failed(crate::bundle::locate::error_chain(&e))),
+            Err(e) => Ok(CapturePlan::failed(e)),
         })
         .collect::<Result<Vec<_>>>()?;
     let previous = if opts.reuse {
@@ -241,26 +241,48 @@ fn build(
     ctx.progress.finish();
     let mut by_path: std::collections::HashMap<(String, Option<String>), UnitDone> =
         std::collections::HashMap::new();
-    let mut failed: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    let mut failed: std::collections::BTreeMap<String, Error> = std::collections::BTreeMap::new();
     for outcome in done? {
         match outcome {
             Ok(d) => {
                 by_path.insert((d.file.path.clone(), d.file.path_hex.clone()), d);
             }
             Err((store, e)) => {
-                failed
-                    .entry(store)
-                    .or_insert_with(|| crate::bundle::locate::error_chain(&e));
+                failed.entry(store).or_insert(e);
             }
         }
+    }
+    // When nothing could be captured there is nothing to keep as evidence:
+    // the create fails as a whole, with the first store's own error.
+    let captured_any = stores.iter().zip(&plans).any(|(spec, plan)| {
+        plan.failure.is_none() && plan.status.is_none() && !failed.contains_key(&spec.name)
+    });
+    let any_failed = !failed.is_empty() || plans.iter().any(|p| p.failure.is_some());
+    if any_failed && !captured_any {
+        let first = stores.iter().zip(plans).find_map(|(spec, plan)| {
+            let e = plan
+                .failure
+                .map(|b| *b)
+                .or_else(|| failed.remove(&spec.name))?;
+            Some((spec.name.clone(), e))
+        });
+        let (store, e) = first.expect("a store failed");
+        return Err(Error::Snapshot {
+            store,
+            source: Box::new(e),
+        });
     }
 
     let mut records = Vec::new();
     let mut warnings = Vec::new();
     for (spec, plan) in stores.iter().zip(plans) {
         warnings.extend(plan.warnings);
-        let failure = plan.failure.or_else(|| failed.remove(&spec.name));
-        if let Some(reason) = failure {
+        let failure = plan
+            .failure
+            .map(|b| *b)
+            .or_else(|| failed.remove(&spec.name));
+        if let Some(e) = failure {
+            let reason = crate::bundle::locate::error_chain(&e);
             // Nothing of a failed store stays in the bundle.
             let folder = ctx.target(Path::new(&spec.name));
             match std::fs::remove_dir_all(&folder) {

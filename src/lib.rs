@@ -20,6 +20,7 @@ pub mod restore;
 pub mod retention;
 pub mod reuse;
 pub mod rooted;
+pub mod sandbox;
 pub mod schedule;
 pub mod store;
 pub mod vcs;

@@ -504,12 +504,18 @@ fn run_drill(cli: &Cli, args: &cli::DrillArgs) -> Result<ExitCode> {
         for s in &report.stores {
             text.push_str(&format!(
                 "  {} ({}): {} written, {} kept\n",
-                s.name, s.kind, s.counts.written, s.counts.kept
+                output::escape(&s.name),
+                s.kind,
+                s.counts.written,
+                s.counts.kept
             ));
+        }
+        if let Some(sandbox) = report.sandbox {
+            text.push_str(&format!("sandbox: {}\n", sandbox.describe()));
         }
         text.push_str(&format!(
             "ok: bundle {} restores cleanly and matches its manifest\n",
-            report.bundle_id
+            output::escape(&report.bundle_id)
         ));
         output::stdout(&text);
     }

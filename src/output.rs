@@ -150,6 +150,9 @@ pub fn restore_plan(report: &bundle::restore::RestoreReport) -> String {
             text.push_str(&format!("    note: {}\n", escape(note)));
         }
     }
+    if let Some(sandbox) = report.sandbox {
+        text.push_str(&format!("sandbox: {}\n", sandbox.describe()));
+    }
     if let Some(snapshot) = &report.safety_snapshot {
         text.push_str(&format!(
             "safety snapshot: {} (restore it with --mode replace to undo)\n",

@@ -136,6 +136,8 @@ pub struct RestoreReport {
     pub safety_snapshot: Option<PathBuf>,
     /// Whether this run finished an interrupted restore.
     pub resumed: bool,
+    /// Whether the writes were confined by the kernel (`None`: nothing was applied).
+    pub sandbox: Option<crate::sandbox::Sandbox>,
     /// Per store.
     pub stores: Vec<StoreReport>,
 }
@@ -263,6 +265,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         confirm_token: token.clone(),
         safety_snapshot: safety_snapshot.clone(),
         resumed,
+        sandbox: None,
         stores,
     };
     if opts.dry_run {
@@ -319,6 +322,30 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
 
 /// Steps 6 and 7: space, safety snapshot, journal, apply, check.
 fn apply_plan(
+    opts: &RestoreOptions,
+    selected: &[Selected],
+    destination: &Path,
+    report: RestoreReport,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    // Every folder the apply may write beneath exists before it is confined.
+    let mut writable = Vec::new();
+    if opts.into.is_none() {
+        writable.push(destination.to_path_buf());
+    }
+    for store in &report.stores {
+        crate::fsutil::create_dir_all(&store.root)?;
+        writable.push(store.root.clone());
+    }
+    crate::sandbox::confined(&writable, |sandbox| {
+        let mut report = report;
+        report.sandbox = Some(sandbox);
+        apply_confined(opts, selected, destination, report, progress)
+    })
+}
+
+/// [`apply_plan`] once confined.
+fn apply_confined(
     opts: &RestoreOptions,
     selected: &[Selected],
     destination: &Path,
@@ -726,6 +753,8 @@ pub struct DrillReport {
     pub bundle: PathBuf,
     /// The bundle id.
     pub bundle_id: String,
+    /// Whether the drill's writes were confined by the kernel.
+    pub sandbox: Option<crate::sandbox::Sandbox>,
     /// Per store, what was restored.
     pub stores: Vec<StoreReport>,
 }
@@ -768,6 +797,7 @@ pub fn drill(
         ok: report.ok,
         bundle: report.bundle,
         bundle_id: report.bundle_id,
+        sandbox: report.sandbox,
         stores: report.stores,
     })
 }

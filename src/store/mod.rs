@@ -87,15 +87,15 @@ pub struct CapturePlan {
     /// Things the user should know (skipped files, ...).
     pub warnings: Vec<String>,
     /// Why the store cannot be captured (its status is then `failed`).
-    pub failure: Option<String>,
+    pub failure: Option<Box<Error>>,
 }
 
 impl CapturePlan {
     /// The plan of a store that cannot be captured.
-    pub fn failed(reason: String) -> CapturePlan {
+    pub fn failed(reason: Error) -> CapturePlan {
         CapturePlan {
             status: Some(StoreStatus::Failed),
-            failure: Some(reason),
+            failure: Some(Box::new(reason)),
             ..CapturePlan::default()
         }
     }

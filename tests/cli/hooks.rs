@@ -96,14 +96,28 @@ fn a_failing_pre_hook_aborts_before_anything_is_written_and_post_still_runs() {
 #[test]
 fn post_hook_runs_with_failed_status_when_the_create_fails() {
     let ws = with_hooks(&format!("{LOG_PRE}\n{LOG_POST}"));
-    // A corrupt database makes the capture fail.
+    // A corrupt database makes its store fail: the other stores are still
+    // published (exit 1), and the post hook is told the create failed.
     std::fs::write(ws.path("data/memory.db"), b"SQLite format 3\0garbage").unwrap();
     let run = ws.run(&["create"]);
-    assert_ne!(run.code, 0, "{}", run.stderr);
-    assert_ne!(run.code, 1, "the create's own error decides the exit code");
+    run.code(1);
+    assert!(
+        run.stderr.contains("published without store \"memory\""),
+        "{}",
+        run.stderr
+    );
     let lines = log(&ws);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[1], "post id= path= status=failed");
+    assert_eq!(bundles(&ws), 1);
+    // With every store failing, nothing is published and the store's own
+    // error decides the exit code.
+    let ws = with_hooks(&format!("{LOG_PRE}\n{LOG_POST}"));
+    std::fs::write(ws.path("data/memory.db"), b"SQLite format 3\0garbage").unwrap();
+    let run = ws.run(&["create", "--store", "memory"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert_ne!(run.code, 1, "the create's own error decides the exit code");
+    assert_eq!(log(&ws)[1], "post id= path= status=failed");
     assert_eq!(bundles(&ws), 0);
 }
 
