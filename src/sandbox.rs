@@ -84,7 +84,7 @@ mod tests {
         let outside = dir.path().join("outside");
         std::fs::create_dir_all(&inside).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
-        let (sandbox, wrote_inside, wrote_outside) = confined(&[inside.clone()], |s| {
+        let (sandbox, wrote_inside, wrote_outside) = confined(std::slice::from_ref(&inside), |s| {
             (
                 s,
                 std::fs::write(inside.join("a"), "x").is_ok(),
