@@ -58,6 +58,11 @@ pub fn confined<T: Send>(writable: &[PathBuf], f: impl FnOnce(Sandbox) -> T + Se
     })
 }
 
+/// What confinement this kernel gives (probed on a throwaway thread).
+pub fn probe() -> Sandbox {
+    confined(&[], |s| s)
+}
+
 /// Confines the calling thread; never fails (a missing sandbox is reported).
 fn confine_this_thread(writable: &[PathBuf]) -> Sandbox {
     let status = Ruleset::default()

@@ -256,6 +256,11 @@ fn symlinks_planted_in_live_stores_at_every_depth_are_never_followed() {
         let link = plant(&ws, store, rel);
         let merge = ws.run(&["--json", "restore", b, "--mode", "merge"]);
         merge.code(0);
+        let sandbox = bundle::sandbox::probe();
+        assert_eq!(
+            merge.json()["sandbox"],
+            serde_json::to_value(sandbox).unwrap()
+        );
         assert_eq!(
             tree_digest(&ws.path("canary"), &[]),
             canary,

@@ -303,3 +303,180 @@ fn a_failing_hook_is_named_never_echoed() {
     );
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
 }
+
+/// One change a forger could make to a manifest.
+#[derive(Debug, Clone)]
+enum Mutation {
+    AddLink(String, String),
+    MoveFile(usize, String),
+    SingleFile(String),
+    DropFacts(usize),
+    Duplicate(usize),
+    Kind(String),
+}
+
+fn piece() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::strategy::Strategy;
+    proptest::sample::select(vec![
+        "a",
+        "b",
+        "..",
+        ".",
+        "seg-1",
+        "data_level0.bin",
+        "chroma.sqlite3",
+        "",
+        "/",
+        "/etc",
+    ])
+    .prop_map(str::to_string)
+}
+
+fn rel_path() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::strategy::Strategy;
+    proptest::collection::vec(piece(), 1..4).prop_map(|p| p.join("/"))
+}
+
+fn mutation() -> impl proptest::strategy::Strategy<Value = Mutation> {
+    use proptest::prelude::*;
+    let link_name = proptest::collection::vec(
+        proptest::sample::select(vec!["l1", "l2", "l3", "seg-1", "d"]),
+        1..3,
+    )
+    .prop_map(|p| p.join("/"));
+    prop_oneof![
+        6 => (link_name, rel_path()).prop_map(|(p, t)| Mutation::AddLink(format!("vectors/{p}"), t)),
+        1 => (rel_path(), rel_path()).prop_map(|(p, t)| Mutation::AddLink(format!("vectors/{p}"), t)),
+        1 => (0usize..8, rel_path()).prop_map(|(i, p)| Mutation::MoveFile(i, format!("vectors/{p}"))),
+        1 => rel_path().prop_map(Mutation::SingleFile),
+        1 => (0usize..8).prop_map(Mutation::DropFacts),
+        1 => (0usize..8).prop_map(Mutation::Duplicate),
+        1 => proptest::sample::select(vec!["sqlite", "jsonl", "dir"]).prop_map(|k| Mutation::Kind(k.into())),
+    ]
+}
+
+fn apply(m: &mut Value, mutation: &Mutation) {
+    let files = |m: &mut Value| -> Vec<Value> {
+        m["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["files"].as_array().unwrap().clone())
+            .collect()
+    };
+    let n = files(m).len();
+    let store_of = |m: &mut Value, i: usize| -> (usize, usize) {
+        let mut k = i % n;
+        for (si, s) in m["stores"].as_array().unwrap().iter().enumerate() {
+            let len = s["files"].as_array().unwrap().len();
+            if k < len {
+                return (si, k);
+            }
+            k -= len;
+        }
+        unreachable!()
+    };
+    match mutation {
+        Mutation::AddLink(path, target) => {
+            let s = store(m, "vectors");
+            let links = s
+                .as_object_mut()
+                .unwrap()
+                .entry("symlinks")
+                .or_insert(json!([]));
+            links
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"path": path, "target": target}));
+        }
+        Mutation::MoveFile(i, path) => {
+            let (s, f) = store_of(m, *i);
+            m["stores"][s]["files"][f]["path"] = json!(path);
+        }
+        Mutation::SingleFile(name) => store(m, "memory")["single_file"] = json!(name),
+        Mutation::DropFacts(i) => {
+            let (s, f) = store_of(m, *i);
+            let file = m["stores"][s]["files"][f].as_object_mut().unwrap();
+            file.remove("sqlite");
+            file.remove("jsonl");
+        }
+        Mutation::Duplicate(i) => {
+            let (s, f) = store_of(m, *i);
+            let copy = m["stores"][s]["files"][f].clone();
+            m["stores"][s]["files"].as_array_mut().unwrap().push(copy);
+        }
+        Mutation::Kind(kind) => {
+            store(m, "vectors")["kind"] = json!(kind);
+            // Keep the topology consistent so that only the layout is in question.
+            let mut lines: Vec<String> = m["stores"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}:{}",
+                        s["name"].as_str().unwrap(),
+                        s["kind"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            lines.sort();
+            use sha2::{Digest, Sha256};
+            m["topology"] = json!(hex::encode(Sha256::digest(lines.join("\n").as_bytes())));
+        }
+    }
+}
+
+#[test]
+fn whatever_verify_passes_drill_restores() {
+    use proptest::test_runner::{Config, TestRunner};
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    ws.write("data/canary.txt", "outside every store");
+    let good = ws.create(&[]);
+    std::fs::create_dir_all(ws.path("tmp")).unwrap();
+    let cases = crate::faults::loop_runs(96, 1000) as u32;
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let passed_verify = std::cell::Cell::new(0);
+    let total = std::cell::Cell::new(0);
+    runner
+        .run(&proptest::collection::vec(mutation(), 1..4), |mutations| {
+            total.set(total.get() + 1);
+            let bundle = ws.path("case");
+            copy_tree(&good, &bundle);
+            forge(&bundle, |m| mutations.iter().for_each(|x| apply(m, x)));
+            let verify = ws.run(&["verify", bundle.to_str().unwrap()]);
+            proptest::prop_assert!(verify.code == 0 || verify.code == 1, "verify: {:?}", verify);
+            if verify.code == 0 {
+                passed_verify.set(passed_verify.get() + 1);
+                let mut drill = ws.cmd();
+                drill
+                    .env("TMPDIR", ws.path("tmp"))
+                    .args(["drill", bundle.to_str().unwrap()]);
+                let drill: crate::support::Run = drill.output().unwrap().into();
+                proptest::prop_assert_eq!(
+                    drill.code,
+                    0,
+                    "verify passed {:?} but drill failed: {}",
+                    mutations,
+                    drill.stderr
+                );
+            }
+            proptest::prop_assert_eq!(
+                std::fs::read_to_string(ws.path("data/canary.txt")).unwrap(),
+                "outside every store"
+            );
+            proptest::prop_assert_eq!(std::fs::read_dir(ws.path("tmp")).unwrap().count(), 0);
+            Ok(())
+        })
+        .unwrap();
+    eprintln!(
+        "verify ok => drill ok: {} forged manifests, {} passed verify",
+        total.get(),
+        passed_verify.get()
+    );
+}
