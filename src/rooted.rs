@@ -86,12 +86,6 @@ impl RootDir {
         })
     }
 
-    /// Opens `path`, creating it (and its parents) first when missing.
-    pub fn open_or_create(path: &Path, tag: &str) -> Result<RootDir> {
-        crate::fsutil::create_dir_all(path)?;
-        Self::open(path, tag)
-    }
-
     /// The root's path (for messages).
     pub fn path(&self) -> &Path {
         &self.path

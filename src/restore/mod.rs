@@ -333,7 +333,8 @@ fn apply_plan(
     if opts.into.is_none() {
         writable.push(destination.to_path_buf());
     }
-    for store in &report.stores {
+    // (A skipped store has no steps: nothing of it is created.)
+    for store in report.stores.iter().filter(|s| !s.steps.is_empty()) {
         crate::fsutil::create_dir_all(&store.root)?;
         writable.push(store.root.clone());
     }
@@ -405,7 +406,10 @@ fn apply_confined(
     progress.start("restoring", None);
     let token = report.confirm_token.clone();
     let outcomes = crate::parallel::map(&report.stores, crate::parallel::default_jobs(), |store| {
-        let root = RootDir::open_or_create(&store.root, &token)?;
+        if store.steps.is_empty() {
+            return Ok((Counts::default(), Vec::new(), Vec::new()));
+        }
+        let root = RootDir::open(&store.root, &token)?;
         let (done, notes) = apply::apply(&store.name, &root, &store.steps)?;
         Ok((done, notes, apply::check(&root, &store.steps)?))
     });

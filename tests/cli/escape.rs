@@ -364,3 +364,24 @@ fn odd_and_255_byte_names_round_trip() {
     ws.replace(&bundle, &[]);
     assert_eq!(tree_digest(&ws.path("data"), &[]), before);
 }
+
+#[test]
+fn restoring_a_store_that_was_absent_creates_nothing() {
+    let ws = Workspace::new();
+    ws.write("data/kept.jsonl", "{\"id\":1}\n");
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n\
+         [[stores]]\nname = \"notes\"\nkind = \"jsonl\"\npath = \"data/notes.jsonl\"\n\
+         [[stores]]\nname = \"kept\"\nkind = \"jsonl\"\npath = \"data/kept.jsonl\"\n",
+    );
+    let bundle = ws.create(&[]);
+    ws.run(&["restore", bundle.to_str().unwrap(), "--mode", "merge"])
+        .code(0);
+    ws.replace(&bundle, &[]);
+    assert!(
+        std::fs::symlink_metadata(ws.path("data/notes.jsonl")).is_err(),
+        "nothing may appear where an absent store was"
+    );
+    ws.run(&["drill", bundle.to_str().unwrap()]).code(0);
+}

@@ -351,7 +351,8 @@ fn kill_restore_loop(mode: &str) {
         );
     }
     eprintln!(
-        "kill -9 during restore --mode {mode}, {runs} runs: {outcome:?}; {interrupted} finished by a re-run, {undone} undone from the safety snapshot"
+        "kill -9 during restore --mode {mode}, {runs} runs: {outcome:?}; {interrupted} interrupted: {} finished by a re-run, {undone} undone from the safety snapshot while the journal was there; 0 temp files left",
+        interrupted - undone
     );
 }
 

@@ -480,3 +480,37 @@ fn whatever_verify_passes_drill_restores() {
         passed_verify.get()
     );
 }
+
+#[test]
+fn checking_a_bundle_database_runs_nothing_from_it() {
+    let ws = Workspace::new();
+    ws.sqlite(
+        "data/memory.db",
+        "CREATE TABLE c(n INTEGER CHECK (n > 0));
+         CREATE TABLE log(x);
+         CREATE TRIGGER c_log AFTER INSERT ON c BEGIN INSERT INTO log VALUES (new.n); END;
+         INSERT INTO c VALUES (1), (2);",
+    );
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"memory\"\nkind = \"sqlite\"\npath = \"data/memory.db\"\n",
+    );
+    let good = ws.create(&[]);
+    // A forger appends a statement to the table's schema text (SQLite itself
+    // ignores what follows the first statement) that would create a file.
+    let pwned = ws.path("pwned.db");
+    let sql = format!(
+        "PRAGMA writable_schema=ON; UPDATE sqlite_schema SET sql = 'CREATE TABLE c(n INTEGER CHECK (n > 0)); ATTACH DATABASE ''{}'' AS p' WHERE name = 'c';",
+        pwned.display()
+    );
+    let bundle = tamper_database(&ws, &good, &sql);
+    let verify = ws.run(&["verify", bundle.to_str().unwrap()]);
+    assert_ne!(verify.code, 101, "{}", verify.stderr);
+    let mut drill = ws.cmd();
+    drill.args(["drill", bundle.to_str().unwrap()]);
+    let _ = drill.output().unwrap();
+    ws.run(&["verify", good.to_str().unwrap()]).code(0);
+    assert!(!pwned.exists(), "a statement from the bundle ran");
+    // The trigger never ran either: the live log is as it was.
+    assert_eq!(crate::support::count(&ws.path("data/memory.db"), "log"), 2);
+}
