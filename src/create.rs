@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId};
+use crate::capture::{self as unit, CaptureContext, Previous, UnitDone};
 use crate::config::{Hooks, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -16,9 +17,7 @@ use crate::hooks::{self, HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
 use crate::progress::Progress;
-use crate::reuse::Previous;
-use crate::store::unit::{self, UnitDone};
-use crate::store::{self, CaptureContext, CapturePlan, Unit, UnitKind};
+use crate::store::{self, CapturePlan, Unit, UnitKind};
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -96,8 +95,8 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
         true => None,
         false => Some(DestinationLock::acquire(&opts.destination)?),
     };
-    if opts.reason.as_deref() != Some(crate::restore::PRE_RESTORE) {
-        crate::restore::journal::refuse_if_interrupted(&opts.destination)?;
+    if opts.reason.as_deref() != Some(crate::manifest::PRE_RESTORE) {
+        crate::bundle::journal::refuse_if_interrupted(&opts.destination)?;
     }
     let removed_leftovers = staging::remove_leftovers(&opts.destination)?;
 

@@ -6,19 +6,21 @@
 //! [`Error`]s to the exit codes of [`ExitCode`].
 
 pub mod bundle;
+pub mod capture;
 pub mod config;
 pub mod create;
 pub mod error;
+pub mod format;
 pub mod fsutil;
 pub mod hash;
 pub mod hooks;
 pub mod manifest;
 pub mod parallel;
+pub mod plan;
 pub mod progress;
 pub mod prune;
 pub mod restore;
 pub mod retention;
-pub mod reuse;
 pub mod rooted;
 pub mod sandbox;
 pub mod schedule;

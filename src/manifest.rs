@@ -24,6 +24,9 @@ pub fn manifest_sum(bytes: &[u8]) -> String {
     format!("{}  {MANIFEST_FILE}\n", hash::sha256_hex(bytes))
 }
 
+/// `reason` of a safety bundle taken before a restore.
+pub const PRE_RESTORE: &str = "pre-restore";
+
 /// The only manifest format this version reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -193,6 +196,47 @@ pub struct SourceStat {
     /// For an SQLite database: its `-wal` file when one existed (`None`: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal: Option<Box<SourceStat>>,
+}
+
+impl SourceStat {
+    /// The identity of `path` now (and of its `-wal` for a database).
+    pub fn read(path: &Path, with_wal: bool) -> Result<SourceStat> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("could not stat", path, e))?;
+        let wal = if with_wal {
+            let wal = {
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                std::path::PathBuf::from(wal)
+            };
+            match std::fs::metadata(&wal) {
+                // SQLite itself changes the `-wal`'s ctime when it opens it (it
+                // re-asserts the owner), so only its other fields are compared.
+                Ok(m) => Some(Box::new(SourceStat {
+                    ctime_ns: 0,
+                    ..stat_of(&m, None)
+                })),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io("could not stat", &wal, e)),
+            }
+        } else {
+            None
+        };
+        Ok(stat_of(&meta, wal))
+    }
+}
+
+/// A [`SourceStat`] from metadata.
+fn stat_of(meta: &std::fs::Metadata, wal: Option<Box<SourceStat>>) -> SourceStat {
+    SourceStat {
+        dev: std::os::unix::fs::MetadataExt::dev(meta),
+        ino: std::os::unix::fs::MetadataExt::ino(meta),
+        bytes: meta.len(),
+        mtime_ns: std::os::unix::fs::MetadataExt::mtime(meta) * 1_000_000_000
+            + std::os::unix::fs::MetadataExt::mtime_nsec(meta),
+        ctime_ns: std::os::unix::fs::MetadataExt::ctime(meta) * 1_000_000_000
+            + std::os::unix::fs::MetadataExt::ctime_nsec(meta),
+        wal,
+    }
 }
 
 /// A symbolic link inside a `dir` store.

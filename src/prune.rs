@@ -101,7 +101,7 @@ pub fn prune(opts: &PruneOptions) -> Result<PruneReport> {
     // Deleting needs the destination to itself: no create or restore running.
     let _lock = if opts.apply {
         let lock = DestinationLock::acquire(&opts.destination)?;
-        crate::restore::journal::refuse_if_interrupted(&opts.destination)?;
+        crate::bundle::journal::refuse_if_interrupted(&opts.destination)?;
         Some(lock)
     } else {
         None
@@ -217,7 +217,7 @@ fn classify(path: &Path, name: String) -> Entry {
         let why = format!("created_at \"{}\" is not a time", manifest.created_at);
         return Entry::Unparseable(name, why);
     };
-    if let Some(problem) = crate::verify::files_present(path, &manifest) {
+    if let Some(problem) = crate::bundle::files_present(path, &manifest) {
         return Entry::Damaged(name, problem);
     }
     // A bundle missing a store is evidence, not a backup that fills a slot.
@@ -228,7 +228,7 @@ fn classify(path: &Path, name: String) -> Entry {
     Entry::Bundle {
         id: name,
         created_at,
-        safety: manifest.reason.as_deref() == Some(crate::restore::PRE_RESTORE),
+        safety: manifest.reason.as_deref() == Some(crate::manifest::PRE_RESTORE),
     }
 }
 

@@ -16,12 +16,12 @@ use sha2::{Digest, Sha256};
 use crate::bundle::BundleId;
 use crate::config::{validate_store_name, StoreKind};
 use crate::error::{Error, Result};
+use crate::format::jsonl::{each_line, LineScan};
+use crate::format::sqlite;
 use crate::fsutil;
 use crate::hash::{self, finish_hex};
 use crate::manifest::{self, FileRecord, Manifest, StoreStatus, MANIFEST_FILE, MANIFEST_SUM_FILE};
 use crate::progress::Progress;
-use crate::store::jsonl::{each_line, LineScan};
-use crate::store::sqlite;
 
 /// One thing wrong with a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,42 +114,8 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
     Ok(report)
 }
 
-/// The cheap check `prune` relies on: every file the manifest lists is present
-/// under the store's folder, is a regular file and has its recorded size.
-/// Returns the first problem found, or `None` when the bundle looks complete.
-pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
-    for store in &manifest.stores {
-        for file in &store.files {
-            let path = match file.rel() {
-                Ok(rel) if in_store(&rel, &store.name) => bundle.join(rel),
-                Ok(_) => return Some(format!("{}: path is outside the store's folder", file.path)),
-                Err(e) => return Some(format!("{}: unsafe path: {e}", file.path)),
-            };
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_file() && m.len() == file.bytes => {}
-                Ok(m) if m.is_file() => {
-                    return Some(format!(
-                        "{}: size is {} bytes, manifest says {}",
-                        file.path,
-                        m.len(),
-                        file.bytes
-                    ))
-                }
-                Ok(_) => return Some(format!("{}: not a regular file", file.path)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Some(format!("{}: file is missing", file.path))
-                }
-                Err(e) => return Some(format!("{}: cannot stat: {e}", file.path)),
-            }
-        }
-    }
-    None
-}
-
-/// Whether a bundle-relative path lies inside store `name`'s folder.
-fn in_store(rel: &Path, name: &str) -> bool {
-    rel.starts_with(name) && rel != Path::new(name)
-}
+pub use crate::bundle::files_present;
+use crate::bundle::in_store;
 
 /// Compares the manifest's bytes with the checksum file beside it.
 fn check_manifest_sum(bundle: &Path, bytes: &[u8]) -> Option<String> {

@@ -15,14 +15,14 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::hash::{finish_hex, BUF_SIZE};
-use crate::manifest::SqliteFacts;
-use crate::restore::plan::{Counts, Step};
-use crate::restore::{identity, sqlite_merge};
-use crate::rooted::{Entry, Ownership, RootDir};
-use crate::store::sqlite::{
+use crate::format::sqlite::{
     backup_all, inspect, leave_as_found, open_copy, run_check, wal_path, SIDECARS,
 };
+use crate::format::{jsonl_merge as identity, sqlite_merge};
+use crate::hash::{finish_hex, BUF_SIZE};
+use crate::manifest::SqliteFacts;
+use crate::plan::{Counts, Step};
+use crate::rooted::{Entry, Ownership, RootDir};
 
 /// Executes store `store`'s steps beneath `root` (the store's folder, or the
 /// folder of a single-file store); returns what was actually done. Every
@@ -144,7 +144,7 @@ pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
                 }
             }
             Step::Write { target, sha256, .. } => {
-                if !crate::restore::plan::same_hash(root, root.relative(target)?, sha256)? {
+                if !crate::store::steps::same_hash(root, root.relative(target)?, sha256)? {
                     problems.push(format!(
                         "{} does not match the bundle's sha256",
                         target.display()

@@ -12,10 +12,10 @@
 //!    The `post_restore` hook runs afterwards, whatever the outcome.
 
 pub mod apply;
-pub mod identity;
-pub mod journal;
-pub mod plan;
-pub mod sqlite_merge;
+
+pub use crate::bundle::journal;
+pub use crate::manifest::PRE_RESTORE;
+pub use crate::plan::Mode;
 
 use std::path::{Path, PathBuf};
 
@@ -26,33 +26,10 @@ use crate::create::{create, CreateOptions};
 use crate::error::{Error, Result};
 use crate::hooks::{HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, StoreStatus, MANIFEST_FILE};
+use crate::plan::{Counts, Step, Target};
 use crate::progress::Progress;
-use crate::restore::plan::{Counts, Step, Target};
 use crate::rooted::RootDir;
 use crate::verify::{verify, VerifyOptions};
-
-/// `reason` of a safety bundle taken before a restore.
-pub const PRE_RESTORE: &str = "pre-restore";
-
-/// How a restore treats live data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Keep live data; add what the bundle has that live lacks.
-    Merge,
-    /// Make the live stores exactly the bundle's.
-    Replace,
-}
-
-impl Mode {
-    /// `merge` or `replace`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Merge => "merge",
-            Mode::Replace => "replace",
-        }
-    }
-}
 
 /// What to restore and how.
 #[derive(Debug, Clone)]
@@ -676,7 +653,7 @@ fn live_databases(target: &Path, kind: StoreKind) -> Result<Vec<PathBuf>> {
     match kind {
         StoreKind::Sqlite => {
             let is_file = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_file());
-            if is_file && crate::store::sqlite::is_sqlite_file(target)? {
+            if is_file && crate::format::sqlite::is_sqlite_file(target)? {
                 out.push(target.to_path_buf());
             }
         }
@@ -687,7 +664,7 @@ fn live_databases(target: &Path, kind: StoreKind) -> Result<Vec<PathBuf>> {
                 .flatten()
             {
                 if entry.file_type().is_file()
-                    && crate::store::sqlite::is_sqlite_file(entry.path())?
+                    && crate::format::sqlite::is_sqlite_file(entry.path())?
                 {
                     out.push(entry.into_path());
                 }

@@ -3,7 +3,7 @@
 //! SQLite files inside (found by their header) go through the backup API and
 //! their `-wal`/`-shm`/`-journal` sidecars are skipped; symlinks are recorded,
 //! never followed; a file that changes while copied is copied again, a few
-//! times, before the create gives up (see [`crate::store::unit`]).
+//! times, before the create gives up (see [`crate::capture`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -12,12 +12,13 @@ use std::path::Path;
 
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
+use crate::format::sqlite;
 use crate::fsutil;
 use crate::manifest::{StoreRecord, SymlinkRecord};
-use crate::restore::plan::{self, Step, Target};
-use crate::restore::Mode;
+use crate::plan::{Mode, Step, Target};
+use crate::store::steps as plan;
 use crate::store::{live_path, plan_removals};
-use crate::store::{manifest_path, sqlite, CapturePlan, StoreHandler, Unit, UnitKind};
+use crate::store::{manifest_path, CapturePlan, StoreHandler, Unit, UnitKind};
 
 /// The `dir` store kind.
 pub struct DirStore;
@@ -166,7 +167,8 @@ fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
         } else if is_sidecar(src)? {
             continue;
         } else if sqlite::is_sqlite_file(src)? {
-            plan.units.push(sqlite::unit(&spec.name, src, at));
+            plan.units
+                .push(crate::store::sqlite::unit(&spec.name, src, at));
         } else {
             let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
             plan.units

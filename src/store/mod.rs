@@ -8,9 +8,8 @@
 
 pub mod dir;
 pub mod jsonl;
-pub mod plain;
 pub mod sqlite;
-pub mod unit;
+pub mod steps;
 
 use std::path::{Path, PathBuf};
 
@@ -18,28 +17,7 @@ use crate::config::{StoreKind, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::EncodedPath;
 use crate::manifest::{StoreRecord, StoreStatus, SymlinkRecord};
-use crate::progress::Progress;
-use crate::restore::plan::{Step, Target};
-use crate::reuse::Previous;
-
-/// What a capture needs besides the store itself.
-pub struct CaptureContext<'a> {
-    /// Root of the bundle being built (the staging folder).
-    pub bundle_root: &'a Path,
-    /// Run the full `integrity_check` on SQLite copies instead of `quick_check`.
-    pub full_check: bool,
-    /// Where progress goes (units only advance it; they run in parallel).
-    pub progress: &'a dyn Progress,
-    /// The previous good bundle, whose copies of unchanged files are reused.
-    pub previous: Option<&'a Previous>,
-}
-
-impl CaptureContext<'_> {
-    /// The file-system path of a bundle-relative path in the bundle being built.
-    pub fn target(&self, rel: &Path) -> PathBuf {
-        self.bundle_root.join(rel)
-    }
-}
+use crate::plan::{Step, Target};
 
 /// How one source file is captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +129,7 @@ pub fn plan_removals(
         if entry.file_type().is_dir() || !consider(&entry) || wanted.contains(entry.path()) {
             continue;
         }
-        let is_sidecar = sqlite::SIDECARS.iter().any(|suffix| {
+        let is_sidecar = crate::format::sqlite::SIDECARS.iter().any(|suffix| {
             let name = entry.path().as_os_str().to_string_lossy();
             name.strip_suffix(suffix)
                 .is_some_and(|base| databases.contains(Path::new(base)))

@@ -9,8 +9,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::format::jsonl::each_line;
 use crate::rooted::{Ownership, RootDir};
-use crate::store::jsonl::each_line;
 
 /// The identity of one line (newline and trailing `\r` ignored).
 pub fn identity(line: &[u8], key: Option<&str>) -> u128 {

@@ -11,8 +11,8 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
+use crate::format::sqlite::{harden, leave_as_found, quote_ident, uri_escape, wal_path};
 use crate::manifest::SqliteFacts;
-use crate::store::sqlite::{harden, leave_as_found, quote_ident, uri_escape, wal_path};
 
 /// What a merge would do, computed read-only.
 #[derive(Debug, Default)]

@@ -41,7 +41,7 @@ impl Journal {
             .and_then(Path::file_name)
             .and_then(|n| n.to_str());
         named == Some(manifest.id.as_str())
-            && manifest.reason.as_deref() == Some(crate::restore::PRE_RESTORE)
+            && manifest.reason.as_deref() == Some(crate::manifest::PRE_RESTORE)
             && manifest.restoring.as_deref() == Some(self.bundle_id.as_str())
     }
 

@@ -1,18 +1,48 @@
 //! Capturing one source file (a [`Unit`]): reuse the previous bundle's copy
-//! when the source is provably unchanged, else copy it the way its kind needs.
+//! when the source is provably unchanged, else copy it the way its format
+//! needs.
+//!
+//! Reuse: a copy is reused only when the source's device, inode, size, mtime
+//! and ctime (and for a database, its `-wal`'s) equal what the previous
+//! bundle recorded, that record was trustworthy when taken, and the copy is
+//! still there with its recorded size. Bundle files are read-only, so sharing
+//! them is safe; `verify` still reads every byte of every bundle it checks.
 //!
 //! Units run in parallel, so they only advance progress, never start phases.
 //! Each records the source's [`SourceStat`] taken before it was read, unless
 //! the source was modified within [`FRESH`] of being read (a change in the same
 //! timestamp tick could then go unnoticed next time) or changed while read.
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::bundle::list;
 use crate::error::{Error, Result};
+use crate::format::{jsonl, plain, sqlite};
 use crate::manifest::{FileRecord, SourceStat};
-use crate::store::{jsonl, plain, sqlite, CaptureContext, Unit, UnitKind};
+use crate::progress::Progress;
+use crate::store::{Unit, UnitKind};
+
+/// What a capture needs besides the store itself.
+pub struct CaptureContext<'a> {
+    /// Root of the bundle being built (the staging folder).
+    pub bundle_root: &'a Path,
+    /// Run the full `integrity_check` on SQLite copies instead of `quick_check`.
+    pub full_check: bool,
+    /// Where progress goes (units only advance it; they run in parallel).
+    pub progress: &'a dyn Progress,
+    /// The previous good bundle, whose copies of unchanged files are reused.
+    pub previous: Option<&'a Previous>,
+}
+
+impl CaptureContext<'_> {
+    /// The file-system path of a bundle-relative path in the bundle being built.
+    pub fn target(&self, rel: &Path) -> PathBuf {
+        self.bundle_root.join(rel)
+    }
+}
 
 /// Sources modified more recently than this before they are read are not
 /// trusted as "unchanged" by the next create.
@@ -46,7 +76,7 @@ pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
         UnitKind::Sqlite => {
             // The identity that counts is the one taken right before the snapshot.
             let (bytes, sha, facts, stat) =
-                sqlite::capture_file(&unit.store, &unit.src, &dest, ctx)?;
+                sqlite::capture_file(&unit.store, &unit.src, &dest, ctx.full_check, ctx.progress)?;
             let mut file = record(bytes, sha);
             file.sqlite = Some(facts);
             (file, Some(stat))
@@ -148,34 +178,7 @@ fn try_reuse(
 
 /// The identity of `path` (and of its `-wal` for a database).
 pub fn source_stat(path: &Path, with_wal: bool) -> Result<SourceStat> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io("could not stat", path, e))?;
-    let wal = if with_wal {
-        let wal = sqlite::wal_path(path);
-        match std::fs::metadata(&wal) {
-            // SQLite itself changes the `-wal`'s ctime when it opens it (it
-            // re-asserts the owner), so only its other fields are compared.
-            Ok(m) => Some(Box::new(SourceStat {
-                ctime_ns: 0,
-                ..stat_of(&m, None)
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io("could not stat", &wal, e)),
-        }
-    } else {
-        None
-    };
-    Ok(stat_of(&meta, wal))
-}
-
-fn stat_of(meta: &std::fs::Metadata, wal: Option<Box<SourceStat>>) -> SourceStat {
-    SourceStat {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        bytes: meta.len(),
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        wal,
-    }
+    SourceStat::read(path, with_wal)
 }
 
 /// Whether a stat is old enough that a later change must show in it.
@@ -195,4 +198,69 @@ fn trustworthy(stat: &SourceStat) -> bool {
 /// Whether the source still has the identity recorded before it was read.
 fn still(stat: &SourceStat, path: &Path, kind: UnitKind) -> bool {
     source_stat(path, kind == UnitKind::Sqlite).is_ok_and(|now| &now == stat)
+}
+
+/// The previous good bundle's files that carry a source stat.
+#[derive(Debug)]
+pub struct Previous {
+    /// Its folder.
+    pub bundle: PathBuf,
+    files: HashMap<String, FileRecord>,
+}
+
+/// A lookup key for a manifest path (its text is not unique on its own
+/// when paths are not UTF-8).
+fn key(text: &str, hex: Option<&str>) -> String {
+    format!("{text}\0{}", hex.unwrap_or(""))
+}
+
+impl Previous {
+    /// The newest bundle in `destination` that passes the quick check, if any.
+    pub fn find(destination: &std::path::Path) -> Option<Previous> {
+        let listing = list(destination).ok()?;
+        let good = listing
+            .bundles
+            .into_iter()
+            .rev()
+            .find(|b| crate::bundle::files_present(&b.path, &b.manifest).is_none())?;
+        let files = good
+            .manifest
+            .stores
+            .into_iter()
+            .flat_map(|s| s.files)
+            .filter(|f| f.source_stat.is_some())
+            .map(|f| (key(&f.path, f.path_hex.as_deref()), f))
+            .collect();
+        Some(Previous {
+            bundle: good.path,
+            files,
+        })
+    }
+
+    /// The previous copy of `unit` and its record, when the source is unchanged.
+    pub fn candidate(
+        &self,
+        unit: &Unit,
+        stat: &SourceStat,
+        full_check: bool,
+    ) -> Option<(PathBuf, &FileRecord)> {
+        let record = self.files.get(&key(&unit.path, unit.path_hex.as_deref()))?;
+        if record.source_stat.as_ref() != Some(stat) {
+            return None;
+        }
+        let same_kind = match unit.kind {
+            UnitKind::Sqlite => record
+                .sqlite
+                .as_ref()
+                .is_some_and(|f| !full_check || f.check == "integrity_check"),
+            UnitKind::Jsonl => record.jsonl.is_some(),
+            UnitKind::Plain => record.sqlite.is_none() && record.jsonl.is_none(),
+        };
+        if !same_kind {
+            return None;
+        }
+        let path = self.bundle.join(record.rel().ok()?);
+        let on_disk = std::fs::symlink_metadata(&path).ok()?;
+        (on_disk.is_file() && on_disk.len() == record.bytes).then_some((path, record))
+    }
 }

@@ -1,0 +1,193 @@
+//! Planning the restore of one file, shared by the store kinds: which
+//! [`Step`] a bundle file, database or symlink becomes, given what is live.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::{jsonl_merge, sqlite_merge};
+use crate::manifest::{FileRecord, SqliteFacts};
+use crate::plan::{Mode, Step, Target};
+use crate::rooted::{Entry, RootDir};
+
+/// The conflict for a live path merge will not write through or over.
+fn not_followed(target: PathBuf, entry: Entry) -> Step {
+    let what = match entry {
+        Entry::Symlink => "is a symlink in the live store",
+        Entry::ThroughLink => "lies under a symlink (or a file) in the live store",
+        Entry::Dir => "is a folder in the live store",
+        _ => "is not a regular file in the live store",
+    };
+    Step::Conflict {
+        target,
+        reason: format!("{what}; not followed or replaced by merge (use --mode replace)"),
+    }
+}
+
+/// Plans one SQLite database file.
+pub fn sqlite_file(
+    source: PathBuf,
+    file: &FileRecord,
+    facts: &SqliteFacts,
+    target: PathBuf,
+    t: &Target<'_>,
+) -> Result<Step> {
+    let entry = t.entry(&target)?;
+    let exists = matches!(entry, Entry::File(_));
+    if t.mode == Mode::Replace || entry == Entry::Missing {
+        if entry == Entry::Dir {
+            return Err(Error::Refused(format!(
+                "{} is a folder where the bundle has a database; move it away first",
+                target.display()
+            )));
+        }
+        return Ok(Step::SqliteReplace {
+            source,
+            target,
+            facts: facts.clone(),
+            exists,
+            owner: file.ownership(),
+        });
+    }
+    if !exists {
+        return Ok(not_followed(target, entry));
+    }
+    let estimate = sqlite_merge::estimate(&target, &source, facts)?;
+    Ok(Step::SqliteMerge {
+        source,
+        target,
+        rows: estimate.missing,
+        present: estimate.present,
+        facts: facts.clone(),
+        missing_columns: estimate.missing_columns,
+    })
+}
+
+/// Plans one plain file: written when missing (or different, for replace).
+pub fn plain_file(
+    source: PathBuf,
+    file: &FileRecord,
+    target: PathBuf,
+    t: &Target<'_>,
+) -> Result<Step> {
+    let write = |target| Step::Write {
+        source,
+        target,
+        sha256: file.sha256.clone(),
+        jsonl: file.jsonl,
+        owner: file.ownership(),
+    };
+    let entry = t.entry(&target)?;
+    match entry {
+        Entry::Missing => return Ok(write(target)),
+        Entry::File(len) if len == file.bytes => {
+            let root = t.live_root()?;
+            if same_hash(root, root.relative(&target)?, &file.sha256)? {
+                return Ok(Step::Keep { target });
+            }
+        }
+        _ => {}
+    }
+    Ok(match t.mode {
+        Mode::Replace if entry == Entry::Dir => {
+            return Err(Error::Refused(format!(
+                "{} is a folder where the bundle has a file; move it away first",
+                target.display()
+            )))
+        }
+        // A link (or what lies under one) is removed first, never written through.
+        Mode::Replace => write(target),
+        Mode::Merge if matches!(entry, Entry::File(_)) => Step::Conflict {
+            target,
+            reason: "differs from the bundle's copy; the live file is kept".into(),
+        },
+        Mode::Merge => not_followed(target, entry),
+    })
+}
+
+/// Plans one JSONL file: merge appends missing records, replace writes it.
+pub fn jsonl_file(
+    source: PathBuf,
+    file: &FileRecord,
+    target: PathBuf,
+    t: &Target<'_>,
+    key: Option<&str>,
+) -> Result<Step> {
+    let entry = t.entry(&target)?;
+    if t.mode == Mode::Replace || entry == Entry::Missing {
+        return plain_file(source, file, target, t);
+    }
+    if !matches!(entry, Entry::File(_)) {
+        return Ok(not_followed(target, entry));
+    }
+    let root = t.live_root()?;
+    let (lines, present) = jsonl_merge::count_missing(root, root.relative(&target)?, &source, key)?;
+    if lines == 0 {
+        return Ok(Step::Keep { target });
+    }
+    Ok(Step::JsonlAppend {
+        source,
+        target,
+        key: key.map(str::to_string),
+        lines,
+        present,
+    })
+}
+
+/// Plans a recorded symlink to `points_to` (`bytes` exactly); `inside` says
+/// whether its target, resolved against what the store will hold, stays
+/// inside the store. Links that leave it are conflicts, never created.
+pub fn symlink(
+    target: PathBuf,
+    points_to: &str,
+    bytes: &[u8],
+    inside: bool,
+    t: &Target<'_>,
+) -> Result<Step> {
+    let create = |target| Step::Symlink {
+        target,
+        points_to: points_to.into(),
+        points_to_bytes: bytes.to_vec(),
+    };
+    if !inside {
+        return Ok(Step::Conflict {
+            target,
+            reason: format!("symlink to \"{points_to}\" leaves the store; not restored"),
+        });
+    }
+    let entry = t.entry(&target)?;
+    match entry {
+        Entry::Missing => Ok(create(target)),
+        Entry::Symlink => {
+            let root = t.live_root()?;
+            let live = root.read_link(root.relative(&target)?)?;
+            if live.as_deref().map(std::os::unix::ffi::OsStrExt::as_bytes) == Some(bytes) {
+                Ok(Step::Keep { target })
+            } else if t.mode == Mode::Replace {
+                Ok(create(target))
+            } else {
+                Ok(Step::Conflict {
+                    target,
+                    reason: format!("differs from the bundle's symlink to \"{points_to}\"; kept"),
+                })
+            }
+        }
+        Entry::Dir => Ok(Step::Conflict {
+            target,
+            reason: format!("is a folder where the bundle has a symlink to \"{points_to}\"; kept"),
+        }),
+        _ if t.mode == Mode::Replace => Ok(create(target)),
+        _ => Ok(Step::Conflict {
+            target,
+            reason: format!("differs from the bundle's symlink to \"{points_to}\"; kept"),
+        }),
+    }
+}
+
+/// Whether file `rel` beneath `root` hashes to `sha256` (read without following links).
+pub fn same_hash(root: &RootDir, rel: &Path, sha256: &str) -> Result<bool> {
+    let file = root.open_read(rel)?;
+    let path = root.display(rel);
+    let (_, sha) = crate::hash::hash_reader(file, |_| {})
+        .map_err(|e| Error::io("could not read", &path, e))?;
+    Ok(sha == sha256)
+}
