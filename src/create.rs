@@ -4,6 +4,7 @@
 //! every file and folder is fsynced, and only then is it renamed into place:
 //! the rename is the commit point, so a crash never leaves a half bundle.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -32,18 +33,12 @@ pub struct CreateOptions {
     pub full_check: bool,
     /// Folder of the config file, for git provenance (`None`: no provenance).
     pub config_dir: Option<PathBuf>,
-    /// Why the bundle is made when not a plain create (e.g. `pre-restore`).
-    pub reason: Option<String>,
-    /// For a safety bundle: the id of the bundle about to be restored.
-    pub restoring: Option<String>,
     /// The `pre_create`/`post_create` hooks to run around the capture.
     pub hooks: Hooks,
     /// How many files to capture at once (at least 1).
     pub jobs: usize,
     /// Hard-link unchanged files from the previous good bundle instead of copying.
     pub reuse: bool,
-    /// The caller already holds the destination lock (a restore's safety snapshot).
-    pub holding_lock: bool,
 }
 
 /// A created bundle.
@@ -79,7 +74,7 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
         &opts.hooks,
         Operation::Create,
         &before,
-        || capture_bundle(opts, progress),
+        || capture_bundle(opts, None, progress),
         |outcome| HookEnv {
             id: Some(outcome.manifest.id.clone()),
             path: Some(outcome.path.clone()),
@@ -88,14 +83,51 @@ pub fn create(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOut
     )
 }
 
-/// The create itself: lock, staging, capture, commit by rename.
-fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<CreateOutcome> {
-    fsutil::create_private_dir_all(&opts.destination)?;
-    let _lock = match opts.holding_lock {
-        true => None,
-        false => Some(DestinationLock::acquire(&opts.destination)?),
+/// The pre-restore safety snapshot of `stores`: a bundle with reason
+/// `pre-restore` naming the bundle about to be restored, made while the
+/// restore already holds the destination lock (and its journal may exist),
+/// without hooks, reusing the previous bundle's unchanged files.
+pub fn safety_snapshot(
+    destination: &Path,
+    stores: Vec<StoreSpec>,
+    restoring: &str,
+    progress: &dyn Progress,
+) -> Result<CreateOutcome> {
+    let opts = CreateOptions {
+        destination: destination.to_path_buf(),
+        stores,
+        label: Some(format!("before restoring {restoring}")),
+        full_check: false,
+        config_dir: None,
+        hooks: Hooks::default(),
+        jobs: parallel::default_jobs(),
+        reuse: true,
     };
-    if opts.reason.as_deref() != Some(crate::manifest::PRE_RESTORE) {
+    let safety = Safety {
+        restoring: restoring.to_string(),
+    };
+    capture_bundle(&opts, Some(&safety), progress)
+}
+
+/// What makes a create a restore's safety snapshot.
+struct Safety {
+    /// The id of the bundle about to be restored.
+    restoring: String,
+}
+
+/// The create itself: lock, staging, capture, commit by rename. A safety
+/// snapshot runs under its restore's lock and despite its journal.
+fn capture_bundle(
+    opts: &CreateOptions,
+    safety: Option<&Safety>,
+    progress: &dyn Progress,
+) -> Result<CreateOutcome> {
+    fsutil::create_private_dir_all(&opts.destination)?;
+    let _lock = match safety {
+        Some(_) => None,
+        None => Some(DestinationLock::acquire(&opts.destination)?),
+    };
+    if safety.is_none() {
         crate::bundle::journal::refuse_if_interrupted(&opts.destination)?;
     }
     let removed_leftovers = staging::remove_leftovers(&opts.destination)?;
@@ -140,7 +172,7 @@ fn capture_bundle(opts: &CreateOptions, progress: &dyn Progress) -> Result<Creat
         progress,
         previous: previous.as_ref(),
     };
-    let built = build(opts, &id, now, &stores, plans, &ctx);
+    let built = build(opts, safety, &id, now, &stores, plans, &ctx);
     let (manifest, warnings) = match built {
         Ok(v) => v,
         Err(e) => {
@@ -211,8 +243,10 @@ fn check_space(
 
 /// Captures every unit in parallel (biggest first), assembles the stores in
 /// name order with their files sorted, and writes the manifest; fsyncs all.
+#[allow(clippy::too_many_arguments)]
 fn build(
     opts: &CreateOptions,
+    safety: Option<&Safety>,
     id: &BundleId,
     now: Timestamp,
     stores: &[StoreSpec],
@@ -222,114 +256,34 @@ fn build(
     for folder in plans.iter().flat_map(|p| &p.folders) {
         fsutil::create_dir_all(&ctx.target(folder))?;
     }
-    let mut units: Vec<&Unit> = plans.iter().flat_map(|p| &p.units).collect();
-    units.sort_by_key(|u| std::cmp::Reverse(u.bytes));
-    let total: u64 = units.iter().map(|u| u.bytes).sum();
-    ctx.progress
-        .start(&format!("capturing {} stores", stores.len()), Some(total));
-    // A file that cannot be captured fails its own store; a failure to
-    // write the bundle itself (a full disk, say) stops the whole create.
-    let done = parallel::map(&units, opts.jobs, |u| match unit::capture_unit(u, ctx) {
-        Ok(d) => Ok(Ok(d)),
-        Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
-            store: u.store.clone(),
-            source: Box::new(e),
-        }),
-        Err(e) => Ok(Err((u.store.clone(), e))),
-    });
-    ctx.progress.finish();
-    let mut by_path: std::collections::HashMap<(String, Option<String>), UnitDone> =
-        std::collections::HashMap::new();
-    let mut failed: std::collections::BTreeMap<String, Error> = std::collections::BTreeMap::new();
-    for outcome in done? {
-        match outcome {
-            Ok(d) => {
-                by_path.insert((d.file.path.clone(), d.file.path_hex.clone()), d);
-            }
-            Err((store, e)) => {
-                failed.entry(store).or_insert(e);
-            }
-        }
-    }
-    // When nothing could be captured there is nothing to keep as evidence:
-    // the create fails as a whole, with the first store's own error.
-    let captured_any = stores.iter().zip(&plans).any(|(spec, plan)| {
-        plan.failure.is_none() && plan.status.is_none() && !failed.contains_key(&spec.name)
-    });
-    let any_failed = !failed.is_empty() || plans.iter().any(|p| p.failure.is_some());
-    if any_failed && !captured_any {
-        let first = stores.iter().zip(plans).find_map(|(spec, plan)| {
-            let e = plan
-                .failure
-                .map(|b| *b)
-                .or_else(|| failed.remove(&spec.name))?;
-            Some((spec.name.clone(), e))
-        });
-        let (store, e) = first.expect("a store failed");
-        return Err(Error::Snapshot {
-            store,
-            source: Box::new(e),
-        });
-    }
-
+    let Captured {
+        mut by_path,
+        mut failed,
+    } = capture_all(opts, stores, &plans, ctx)?;
+    let mut plans = plans;
+    refuse_if_nothing_captured(stores, &mut plans, &mut failed)?;
     let mut records = Vec::new();
     let mut warnings = Vec::new();
-    for (spec, plan) in stores.iter().zip(plans) {
-        warnings.extend(plan.warnings);
-        let failure = plan
-            .failure
-            .map(|b| *b)
-            .or_else(|| failed.remove(&spec.name));
-        if let Some(e) = failure {
-            let reason = crate::bundle::locate::error_chain(&e);
-            // Nothing of a failed store stays in the bundle.
-            let folder = ctx.target(Path::new(&spec.name));
-            match std::fs::remove_dir_all(&folder) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("could not remove", &folder, e))
-                }
-                _ => {}
-            }
-            records.push(StoreRecord {
-                name: spec.name.clone(),
-                kind: spec.kind,
-                source: spec.path.to_string_lossy().into_owned(),
-                status: manifest::StoreStatus::Failed,
-                single_file: plan.single_file,
-                files: Vec::new(),
-                symlinks: Vec::new(),
-                error: Some(reason),
-            });
-            continue;
-        }
-        let mut files = Vec::new();
-        for u in &plan.units {
-            let d = by_path
-                .remove(&(u.path.clone(), u.path_hex.clone()))
-                .expect("every unit was captured");
-            warnings.extend(d.warnings);
-            files.push(d.file);
-        }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        records.push(StoreRecord {
-            name: spec.name.clone(),
-            kind: spec.kind,
-            source: spec.path.to_string_lossy().into_owned(),
-            status: plan.status.unwrap_or(manifest::StoreStatus::Ok),
-            single_file: plan.single_file,
-            files,
-            symlinks: plan.symlinks,
-            error: None,
-        });
+    for (spec, mut plan) in stores.iter().zip(plans) {
+        warnings.append(&mut plan.warnings);
+        let chain = |e: &Error| crate::bundle::locate::error_chain(e);
+        let failure = match plan.failure.as_deref() {
+            Some(e) => Some(chain(e)),
+            None => failed.remove(&spec.name).map(|e| chain(&e)),
+        };
+        let record = match failure {
+            Some(reason) => failed_record(spec, plan, reason, ctx)?,
+            None => captured_record(spec, plan, &mut by_path, &mut warnings),
+        };
+        records.push(record);
     }
-    let staging_dir = ctx.bundle_root;
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         id: id.to_string(),
         created_at: rfc3339(now),
         label: opts.label.clone(),
-        reason: opts.reason.clone(),
-        restoring: opts.restoring.clone(),
+        reason: safety.map(|_| manifest::PRE_RESTORE.to_string()),
+        restoring: safety.map(|s| s.restoring.clone()),
         tool: ToolInfo {
             name: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -339,14 +293,151 @@ fn build(
         topology: manifest::topology(records.iter().map(|s| (s.name.as_str(), s.kind))),
         stores: records,
     };
+    write_manifest(ctx.bundle_root, &manifest)?;
+    fsync_tree(ctx.bundle_root, opts.jobs)?;
+    Ok((manifest, warnings))
+}
+
+/// What capturing the units gave: each captured file by manifest path, and
+/// the first error of each store that failed.
+struct Captured {
+    by_path: HashMap<(String, Option<String>), UnitDone>,
+    failed: BTreeMap<String, Error>,
+}
+
+/// Captures every unit, biggest first, `opts.jobs` at once. A file that
+/// cannot be captured fails its own store; a failure to write the bundle
+/// itself (a full disk, say) stops the whole create.
+fn capture_all(
+    opts: &CreateOptions,
+    stores: &[StoreSpec],
+    plans: &[CapturePlan],
+    ctx: &CaptureContext<'_>,
+) -> Result<Captured> {
+    let mut units: Vec<&Unit> = plans.iter().flat_map(|p| &p.units).collect();
+    units.sort_by_key(|u| std::cmp::Reverse(u.bytes));
+    let total: u64 = units.iter().map(|u| u.bytes).sum();
+    ctx.progress
+        .start(&format!("capturing {} stores", stores.len()), Some(total));
+    let done = parallel::map(&units, opts.jobs, |u| match unit::capture_unit(u, ctx) {
+        Ok(d) => Ok(Ok(d)),
+        Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
+            store: u.store.clone(),
+            source: Box::new(e),
+        }),
+        Err(e) => Ok(Err((u.store.clone(), e))),
+    });
+    ctx.progress.finish();
+    let mut captured = Captured {
+        by_path: HashMap::new(),
+        failed: BTreeMap::new(),
+    };
+    for outcome in done? {
+        match outcome {
+            Ok(d) => {
+                let key = (d.file.path.clone(), d.file.path_hex.clone());
+                captured.by_path.insert(key, d);
+            }
+            Err((store, e)) => {
+                captured.failed.entry(store).or_insert(e);
+            }
+        }
+    }
+    Ok(captured)
+}
+
+/// When stores failed and none was captured there is nothing to keep as
+/// evidence: the create fails as a whole, with the first store's own error.
+fn refuse_if_nothing_captured(
+    stores: &[StoreSpec],
+    plans: &mut [CapturePlan],
+    failed: &mut BTreeMap<String, Error>,
+) -> Result<()> {
+    let captured_any = stores.iter().zip(plans.iter()).any(|(spec, plan)| {
+        plan.failure.is_none() && plan.status.is_none() && !failed.contains_key(&spec.name)
+    });
+    if captured_any {
+        return Ok(());
+    }
+    for (spec, plan) in stores.iter().zip(plans.iter_mut()) {
+        let own = plan
+            .failure
+            .take()
+            .map(|b| *b)
+            .or_else(|| failed.remove(&spec.name));
+        if let Some(e) = own {
+            return Err(Error::Snapshot {
+                store: spec.name.clone(),
+                source: Box::new(e),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The record of a store that could not be captured; nothing of it stays in
+/// the bundle.
+fn failed_record(
+    spec: &StoreSpec,
+    plan: CapturePlan,
+    reason: String,
+    ctx: &CaptureContext<'_>,
+) -> Result<StoreRecord> {
+    let folder = ctx.target(Path::new(&spec.name));
+    match std::fs::remove_dir_all(&folder) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("could not remove", &folder, e))
+        }
+        _ => {}
+    }
+    Ok(StoreRecord {
+        name: spec.name.clone(),
+        kind: spec.kind,
+        source: spec.path.to_string_lossy().into_owned(),
+        status: manifest::StoreStatus::Failed,
+        single_file: plan.single_file,
+        files: Vec::new(),
+        symlinks: Vec::new(),
+        error: Some(reason),
+    })
+}
+
+/// The record of a captured store, its files sorted by path.
+fn captured_record(
+    spec: &StoreSpec,
+    plan: CapturePlan,
+    by_path: &mut HashMap<(String, Option<String>), UnitDone>,
+    warnings: &mut Vec<String>,
+) -> StoreRecord {
+    let mut files = Vec::new();
+    for u in &plan.units {
+        let d = by_path
+            .remove(&(u.path.clone(), u.path_hex.clone()))
+            .expect("every unit of a store that did not fail was captured");
+        warnings.extend(d.warnings);
+        files.push(d.file);
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    StoreRecord {
+        name: spec.name.clone(),
+        kind: spec.kind,
+        source: spec.path.to_string_lossy().into_owned(),
+        status: plan.status.unwrap_or(manifest::StoreStatus::Ok),
+        single_file: plan.single_file,
+        files,
+        symlinks: plan.symlinks,
+        error: None,
+    }
+}
+
+/// Writes the manifest and its checksum file into the staging folder.
+fn write_manifest(staging_dir: &Path, manifest: &Manifest) -> Result<()> {
     let bytes = manifest.to_bytes();
     fsutil::write_new_file(&staging_dir.join(MANIFEST_FILE), &bytes)?;
     fsutil::write_new_file(
         &staging_dir.join(manifest::MANIFEST_SUM_FILE),
         manifest::manifest_sum(&bytes).as_bytes(),
-    )?;
-    fsync_tree(staging_dir, opts.jobs)?;
-    Ok((manifest, warnings))
+    )
 }
 
 /// Whether a capture error is about writing the bundle (under `staging`)

@@ -139,15 +139,12 @@ fn run_create(cli: &Cli, args: &cli::CreateArgs) -> Result<ExitCode> {
             .as_deref()
             .and_then(|f| absolute(f).ok())
             .and_then(|f| f.parent().map(Path::to_path_buf)),
-        reason: None,
-        restoring: None,
         hooks: config.hooks.clone(),
         jobs: args
             .jobs
             .map(usize::from)
             .unwrap_or_else(bundle::parallel::default_jobs),
         reuse: !args.no_reuse,
-        holding_lock: false,
     };
     let bar = output::Bar::new(progress_hidden(cli));
     let outcome = create(&opts, &bar)?;

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, StoreKind, StoreSpec};
-use crate::create::{create, CreateOptions};
+use crate::create::safety_snapshot;
 use crate::error::{Error, Result};
 use crate::hooks::{HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, StoreStatus, MANIFEST_FILE};
@@ -347,22 +347,8 @@ fn apply_confined(
         restore_bytes,
     )?;
     if take_snapshot {
-        let outcome = create(
-            &CreateOptions {
-                destination: destination.to_path_buf(),
-                stores: selected.iter().map(|s| s.spec.clone()).collect(),
-                label: Some(format!("before restoring {}", report.bundle_id)),
-                full_check: false,
-                config_dir: None,
-                reason: Some(PRE_RESTORE.into()),
-                restoring: Some(report.bundle_id.clone()),
-                hooks: crate::config::Hooks::default(),
-                jobs: crate::parallel::default_jobs(),
-                reuse: true,
-                holding_lock: true,
-            },
-            progress,
-        )?;
+        let stores = selected.iter().map(|s| s.spec.clone()).collect();
+        let outcome = safety_snapshot(destination, stores, &report.bundle_id, progress)?;
         report.safety_snapshot = Some(outcome.path);
     }
     if live {
@@ -474,7 +460,7 @@ fn plan_stores(
 /// Refuses when a live database of the selection is held by another process.
 fn refuse_in_use(selected: &[Selected]) -> Result<()> {
     for s in selected {
-        for db in live_databases(&s.target_path, s.spec.kind)? {
+        for db in crate::store::handler(s.spec.kind).live_databases(&s.target_path)? {
             if apply::database_in_use(&db)? {
                 return Err(Error::Refused(format!(
                     "store \"{}\": {} is in use by another process; stop the service using it (or stop it from a pre_restore hook) and try again",
@@ -644,35 +630,6 @@ fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String>
         }
     }
     notes
-}
-
-/// SQLite databases at a target: the file itself for sqlite stores, every file
-/// with an SQLite header inside a dir store.
-fn live_databases(target: &Path, kind: StoreKind) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    match kind {
-        StoreKind::Sqlite => {
-            let is_file = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_file());
-            if is_file && crate::format::sqlite::is_sqlite_file(target)? {
-                out.push(target.to_path_buf());
-            }
-        }
-        StoreKind::Dir => {
-            for entry in walkdir::WalkDir::new(target)
-                .follow_links(false)
-                .into_iter()
-                .flatten()
-            {
-                if entry.file_type().is_file()
-                    && crate::format::sqlite::is_sqlite_file(entry.path())?
-                {
-                    out.push(entry.into_path());
-                }
-            }
-        }
-        StoreKind::Jsonl => {}
-    }
-    Ok(out)
 }
 
 fn tree_bytes(path: &Path) -> u64 {

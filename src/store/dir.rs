@@ -41,6 +41,20 @@ impl StoreHandler for DirStore {
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
         DirStore::plan(record, target)
     }
+
+    fn live_databases(&self, target: &Path) -> Result<Vec<std::path::PathBuf>> {
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(target)
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+        {
+            if entry.file_type().is_file() && sqlite::is_sqlite_file(entry.path())? {
+                out.push(entry.into_path());
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl DirStore {

@@ -87,6 +87,12 @@ pub trait StoreHandler: Sync {
 
     /// Plans restoring a bundle store onto `target`, reading only.
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>>;
+
+    /// The SQLite databases a live store at `target` holds (restore refuses
+    /// while another process has one open). None by default.
+    fn live_databases(&self, _target: &Path) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
 }
 
 /// The live path of a bundle path `<store>/<rel>` (a record's decoded path,

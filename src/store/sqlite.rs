@@ -17,6 +17,14 @@ use crate::store::{Unit, UnitKind};
 pub struct SqliteStore;
 
 impl StoreHandler for SqliteStore {
+    fn live_databases(&self, target: &Path) -> Result<Vec<std::path::PathBuf>> {
+        let is_file = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_file());
+        Ok(match is_file && is_sqlite_file(target)? {
+            true => vec![target.to_path_buf()],
+            false => Vec::new(),
+        })
+    }
+
     fn plan_capture(&self, spec: &StoreSpec) -> Result<CapturePlan> {
         let meta = std::fs::metadata(&spec.path)
             .map_err(|e| Error::io("could not stat", &spec.path, e))?;
