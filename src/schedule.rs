@@ -169,6 +169,52 @@ impl Schedule {
     }
 }
 
+/// The schedule `bundle --config CONFIG schedule install` would install:
+/// refuses a missing config, one without a `[retention]` policy (the
+/// scheduled `create --prune` would fail every time) or a destination, and
+/// a schedule without a time.
+pub fn prepare(
+    name: &str,
+    config: Option<&Path>,
+    at: Option<&str>,
+    every: Option<&str>,
+) -> Result<Schedule> {
+    let config = config.ok_or_else(|| {
+        Error::Usage(
+            "schedule install needs a config: pass --config PATH (the timer runs `bundle --config PATH create --prune --quiet`)"
+                .into(),
+        )
+    })?;
+    let config_file =
+        std::fs::canonicalize(config).map_err(|e| Error::io("could not find config", config, e))?;
+    let loaded = crate::config::Config::load(&config_file)?;
+    if loaded.retention.has_no_rules() {
+        return Err(Error::Usage(format!(
+            "{} has no [retention] policy, so the scheduled `create --prune` would fail every time; add one (for example keep_daily = 7) and install again",
+            config_file.display()
+        )));
+    }
+    if loaded.destination.is_none() {
+        return Err(Error::Usage(format!(
+            "{} has no destination for bundles: set `destination = \"backups\"` in it and install again",
+            config_file.display()
+        )));
+    }
+    let when = match (at, every) {
+        (Some(at), _) => When::parse_at(at)?,
+        (None, Some(every)) => When::parse_every(every)?,
+        (None, None) => return Err(Error::Usage("give --at HH:MM or --every DURATION".into())),
+    };
+    let program = std::env::current_exe()
+        .map_err(|e| Error::io("could not find", Path::new("the bundle executable"), e))?;
+    Ok(Schedule {
+        name: name.to_string(),
+        when,
+        program,
+        config: config_file,
+    })
+}
+
 /// Where schedules live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "backend")]

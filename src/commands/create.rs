@@ -1,0 +1,75 @@
+//! `bundle create [--prune]`.
+
+use std::path::Path;
+
+use bundle::config::absolute;
+use bundle::create::{create, CreateOptions};
+use bundle::prune::{prune, PruneOptions};
+use bundle::{Error, ExitCode, Result};
+
+use super::{destination_of, effective_config};
+use crate::cli::{Cli, CreateArgs};
+use crate::output::{self, Printer};
+
+/// Creates a bundle, then prunes with `--prune`.
+pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
+    let config = effective_config(cli, &args.targets)?;
+    let destination = destination_of(&config, None)?;
+    if args.prune && config.retention.has_no_rules() {
+        return Err(Error::Usage(
+            "--prune needs a retention policy: add a [retention] table (for example keep_daily = 7) to bundle.toml; nothing was created"
+                .into(),
+        ));
+    }
+    let opts = CreateOptions {
+        destination,
+        stores: config.select(&args.stores)?,
+        label: args.label.clone(),
+        full_check: args.full_check || config.full_check,
+        config_dir: config
+            .file
+            .as_deref()
+            .and_then(|f| absolute(f).ok())
+            .and_then(|f| f.parent().map(Path::to_path_buf)),
+        hooks: config.hooks.clone(),
+        jobs: args
+            .jobs
+            .map(usize::from)
+            .unwrap_or_else(bundle::parallel::default_jobs),
+        reuse: !args.no_reuse,
+    };
+    let bar = printer.bar();
+    let outcome = create(&opts, &bar)?;
+    drop(bar);
+    for warning in &outcome.warnings {
+        output::warn(warning);
+    }
+    let pruned = if args.prune {
+        let report = prune(&PruneOptions {
+            destination: opts.destination.clone(),
+            policy: config.retention.clone(),
+            now: jiff::Timestamp::now(),
+            apply: true,
+        })
+        .map_err(|e| Error::Context {
+            context: format!(
+                "bundle {} was created, but pruning failed",
+                outcome.manifest.id
+            ),
+            source: Box::new(e),
+        })?;
+        Some(report)
+    } else {
+        None
+    };
+    printer.result(&output::create::json(&outcome, pruned.as_ref()), || {
+        output::create::render(&outcome)
+    });
+    printer.note(&output::create::summary(&outcome));
+    if let Some(report) = &pruned {
+        if !printer.json() {
+            printer.note(output::prune::render(report).trim_end());
+        }
+    }
+    Ok(ExitCode::Success)
+}

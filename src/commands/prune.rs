@@ -1,0 +1,51 @@
+//! `bundle prune`.
+
+use bundle::config::parse_span;
+use bundle::prune::{prune, PruneOptions};
+use bundle::retention::Policy;
+use bundle::{Error, ExitCode, Result};
+
+use super::{destination_of, load_config};
+use crate::cli::{Cli, PruneArgs};
+use crate::output::{self, Printer};
+
+/// The flags' policy (empty when no rule flag is given).
+fn policy_flags(args: &PruneArgs) -> Result<Policy> {
+    Ok(Policy {
+        keep_last: args.keep_last,
+        keep_within: args
+            .keep_within
+            .as_deref()
+            .map(|t| parse_span(t).map_err(|e| Error::Usage(format!("--keep-within: {e}"))))
+            .transpose()?,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+        keep_monthly: args.keep_monthly,
+        keep_safety_days: None,
+    })
+}
+
+/// Applies the retention policy (dry run unless `--apply`).
+pub fn run(cli: &Cli, args: &PruneArgs, printer: Printer) -> Result<ExitCode> {
+    let config = load_config(cli)?;
+    let destination = destination_of(&config, args.dest.as_ref())?;
+    let now = match &args.now {
+        None => jiff::Timestamp::now(),
+        Some(text) => text.parse().map_err(|e| {
+            Error::Usage(format!(
+                "--now \"{text}\" is not an RFC 3339 time ({e}); write it like 2026-11-23T03:00:00Z"
+            ))
+        })?,
+    };
+    let report = prune(&PruneOptions {
+        destination,
+        policy: config.retention.or_flags(&policy_flags(args)?),
+        now,
+        apply: args.apply,
+    })?;
+    // Damaged bundles are reported even under --quiet.
+    printer.result_or_needed(&report, !report.damaged.is_empty(), || {
+        output::prune::render(&report)
+    });
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,54 @@
+//! `bundle restore`.
+
+use bundle::config::absolute;
+use bundle::restore::{restore, Mode, Outcome, RestoreOptions};
+use bundle::{ExitCode, Result};
+
+use super::effective_config;
+use crate::cli::{Cli, ModeArg, RestoreArgs};
+use crate::output::{self, Printer};
+
+/// Plans, and unless dry-run or unconfirmed, applies a restore.
+pub fn run(cli: &Cli, args: &RestoreArgs, printer: Printer) -> Result<ExitCode> {
+    let config = effective_config(cli, &args.targets)?;
+    let path = bundle::bundle::resolve(&args.bundle, config.destination.as_deref())?;
+    let mode = match args.mode {
+        ModeArg::Merge => Mode::Merge,
+        ModeArg::Replace => Mode::Replace,
+    };
+    let opts = RestoreOptions {
+        bundle: absolute(&path)?,
+        mode,
+        only: args.stores.clone(),
+        config,
+        into: args.into.clone(),
+        dry_run: args.dry_run,
+        confirm_token: args.confirm_token.clone(),
+        safety_snapshot: !args.no_safety_snapshot,
+        force_topology_mismatch: args.force_topology_mismatch,
+    };
+    let bar = printer.bar();
+    let report = restore(&opts, &bar)?;
+    drop(bar);
+    // A plan that was not applied is shown even under --quiet.
+    printer.result_or_needed(&report, report.outcome != Outcome::Applied, || {
+        output::restore::render(&report)
+    });
+    match report.outcome {
+        Outcome::Applied | Outcome::DryRun => Ok(ExitCode::Success),
+        Outcome::TokenMissing => {
+            eprintln!(
+                "error: --mode replace overwrites the live stores listed above; check the plan, then re-run with --confirm-token {}",
+                report.confirm_token
+            );
+            Ok(ExitCode::Refused)
+        }
+        Outcome::TokenMismatch => {
+            eprintln!(
+                "error: the confirm token does not approve this plan (another bundle, mode, store selection or target); this plan's token is {}",
+                report.confirm_token
+            );
+            Ok(ExitCode::Refused)
+        }
+    }
+}

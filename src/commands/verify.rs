@@ -1,0 +1,27 @@
+//! `bundle verify`.
+
+use bundle::verify::{verify, VerifyOptions};
+use bundle::{ExitCode, Result};
+
+use super::{destination_of, load_config};
+use crate::cli::{Cli, VerifyArgs};
+use crate::output::{self, Printer};
+
+/// Verifies a bundle; exit 1 when any problem is found.
+pub fn run(cli: &Cli, args: &VerifyArgs, printer: Printer) -> Result<ExitCode> {
+    let config = load_config(cli)?;
+    let destination = destination_of(&config, args.dest.as_ref()).ok();
+    let path = bundle::bundle::resolve(&args.bundle, destination.as_deref())?;
+    let bar = printer.bar();
+    let report = verify(&path, VerifyOptions { quick: args.quick }, &bar)?;
+    drop(bar);
+    // Problems are printed even under --quiet.
+    printer.result_or_needed(&report, !report.ok, || {
+        output::verify::render(&report, cli.quiet)
+    });
+    if report.ok {
+        return Ok(ExitCode::Success);
+    }
+    eprintln!("{}", output::verify::failed(&report));
+    Ok(ExitCode::CheckFailed)
+}

@@ -1,0 +1,81 @@
+//! `bundle create`: the new bundle's id and folder, and its `--json` document.
+
+use serde::Serialize;
+
+use bundle::config::StoreKind;
+use bundle::create::CreateOutcome;
+use bundle::manifest::StoreStatus;
+use bundle::prune::PruneReport;
+
+/// The `--json` document of `create`.
+#[derive(Serialize)]
+pub struct CreatedJson<'a> {
+    id: &'a str,
+    path: String,
+    created_at: &'a str,
+    label: Option<&'a str>,
+    bytes: u64,
+    warnings: &'a [String],
+    removed_leftovers: &'a [String],
+    stores: Vec<CreatedStoreJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prune: Option<&'a PruneReport>,
+}
+
+/// One store of [`CreatedJson`].
+#[derive(Serialize)]
+struct CreatedStoreJson<'a> {
+    name: &'a str,
+    kind: StoreKind,
+    status: StoreStatus,
+    files: usize,
+    reused: usize,
+    bytes: u64,
+}
+
+/// The `--json` document of a create (and its prune, with `--prune`).
+pub fn json<'a>(outcome: &'a CreateOutcome, pruned: Option<&'a PruneReport>) -> CreatedJson<'a> {
+    let m = &outcome.manifest;
+    CreatedJson {
+        id: &m.id,
+        path: outcome.path.display().to_string(),
+        created_at: &m.created_at,
+        label: m.label.as_deref(),
+        bytes: m.total_bytes(),
+        warnings: &outcome.warnings,
+        removed_leftovers: &outcome.removed_leftovers,
+        stores: m
+            .stores
+            .iter()
+            .map(|s| CreatedStoreJson {
+                name: &s.name,
+                kind: s.kind,
+                status: s.status,
+                files: s.files.len(),
+                reused: s.files.iter().filter(|f| f.reused).count(),
+                bytes: s.files.iter().fold(0u64, |t, f| t.saturating_add(f.bytes)),
+            })
+            .collect(),
+        prune: pruned,
+    }
+}
+
+/// stdout: `<id><TAB><path>`.
+pub fn render(outcome: &CreateOutcome) -> String {
+    format!("{}\t{}\n", outcome.manifest.id, outcome.path.display())
+}
+
+/// The stderr summary line.
+pub fn summary(outcome: &CreateOutcome) -> String {
+    let m = &outcome.manifest;
+    let files = m.stores.iter().flat_map(|s| &s.files);
+    let reused = files.clone().filter(|f| f.reused).count();
+    format!(
+        "created bundle {} ({} stores, {}; {} of {} files unchanged and shared with the previous bundle)",
+        m.id,
+        m.stores.len(),
+        super::human_bytes(m.total_bytes()),
+        reused,
+        files.count()
+    )
+}

@@ -1,0 +1,36 @@
+//! `bundle verify`: one line per problem, or `ok`.
+
+use bundle::verify::VerifyReport;
+
+use super::{escape, escape_path, human_bytes};
+
+/// The problems, then (when none) the `ok` line unless `quiet`.
+pub fn render(report: &VerifyReport, quiet: bool) -> String {
+    let mut text = String::new();
+    for p in &report.problems {
+        let place = match (&p.store, &p.path) {
+            (_, Some(path)) => format!("{}: ", escape(path)),
+            (Some(store), None) => format!("store \"{}\": ", escape(store)),
+            (None, None) => String::new(),
+        };
+        text.push_str(&format!("problem: {place}{}\n", escape(&p.problem)));
+    }
+    if report.ok && !quiet {
+        text.push_str(&format!(
+            "ok: {} verified ({} files, {})\n",
+            escape_path(&report.bundle),
+            report.files_checked,
+            human_bytes(report.bytes_checked)
+        ));
+    }
+    text
+}
+
+/// The stderr line of a failed verification.
+pub fn failed(report: &VerifyReport) -> String {
+    format!(
+        "error: bundle {} failed verification: {} problem(s); do not restore from it",
+        escape_path(&report.bundle),
+        report.problems.len()
+    )
+}
