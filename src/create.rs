@@ -135,18 +135,7 @@ fn capture_bundle(
     // Walk every store first (no copying), so space is known before writing.
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
-    // A store that cannot be walked fails alone (a config error stops all).
-    let plans = stores
-        .iter()
-        .map(|spec| match store::plan_capture(spec) {
-            Ok(plan) => Ok(plan),
-            Err(e @ Error::Usage(_)) => Err(Error::Snapshot {
-                store: spec.name.clone(),
-                source: Box::new(e),
-            }),
-            Err(e) => Ok(CapturePlan::failed(e)),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let plans = walk_stores(&stores)?;
     let previous = if opts.reuse {
         Previous::find(&opts.destination)
     } else {
@@ -191,23 +180,46 @@ fn capture_bundle(
     }
     fsutil::fsync_path(&opts.destination)?;
     fsutil::make_files_read_only(&path)?;
-    let failures: Vec<(String, String)> = manifest
-        .failed_stores()
-        .into_iter()
-        .map(|(s, why)| (s.to_string(), why.to_string()))
-        .collect();
-    if !failures.is_empty() {
-        return Err(Error::StoresFailed {
-            id: manifest.id.clone(),
-            path,
-            failures,
-        });
-    }
+    refuse_partial(&manifest, &path)?;
     Ok(CreateOutcome {
         path,
         manifest,
         warnings,
         removed_leftovers,
+    })
+}
+
+/// Walks every store into its capture plan. A store that cannot be walked
+/// fails alone (its plan says so); a config error stops all.
+fn walk_stores(stores: &[StoreSpec]) -> Result<Vec<CapturePlan>> {
+    stores
+        .iter()
+        .map(|spec| match store::plan_capture(spec) {
+            Ok(plan) => Ok(plan),
+            Err(e @ Error::Usage(_)) => Err(Error::Snapshot {
+                store: spec.name.clone(),
+                source: Box::new(e),
+            }),
+            Err(e) => Ok(CapturePlan::failed(e)),
+        })
+        .collect()
+}
+
+/// After publishing: a bundle missing some of its stores is an error (exit 1)
+/// that names them, though the bundle stays as evidence.
+fn refuse_partial(manifest: &Manifest, path: &Path) -> Result<()> {
+    let failures: Vec<(String, String)> = manifest
+        .failed_stores()
+        .into_iter()
+        .map(|(s, why)| (s.to_string(), why.to_string()))
+        .collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(Error::StoresFailed {
+        id: manifest.id.clone(),
+        path: path.to_path_buf(),
+        failures,
     })
 }
 

@@ -388,88 +388,101 @@ pub struct ScheduleStatus {
 
 /// Lists the installed schedules of `backend`.
 pub fn status(backend: &Backend) -> Result<Vec<ScheduleStatus>> {
-    let mut found = Vec::new();
     match backend {
-        Backend::Systemd { unit_dir } => {
-            let entries = match std::fs::read_dir(unit_dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-                Err(e) => return Err(Error::io("could not read", unit_dir, e)),
-            };
-            let mut names: Vec<String> = entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .filter_map(|f| {
-                    f.strip_prefix(PREFIX)?
-                        .strip_suffix(".timer")
-                        .map(str::to_string)
-                })
-                .collect();
-            names.sort();
-            for name in names {
-                let unit = unit_name(&name);
-                let read = |suffix: &str| {
-                    std::fs::read_to_string(unit_dir.join(format!("{unit}.{suffix}")))
-                        .unwrap_or_default()
-                };
-                let (timer, service) = (read("timer"), read("service"));
-                let lines_with = |text: &str, keys: &[&str]| -> String {
-                    text.lines()
-                        .filter(|l| keys.iter().any(|k| l.starts_with(k)))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
-                let shown = systemctl_show(&format!("{unit}.service"))?;
-                let last_run = match shown.get("ExecMainExitTimestamp").map(String::as_str) {
-                    None | Some("") | Some("n/a") => Some("never run".to_string()),
-                    Some(at) => Some(format!(
-                        "{} (exit status {}) at {at}",
-                        shown.get("Result").map(String::as_str).unwrap_or("unknown"),
-                        shown
-                            .get("ExecMainStatus")
-                            .map(String::as_str)
-                            .unwrap_or("?"),
-                    )),
-                };
-                let next = systemctl_show(&format!("{unit}.timer"))?
-                    .get("NextElapseUSecRealtime")
-                    .filter(|v| !v.is_empty())
-                    .cloned();
-                found.push(ScheduleStatus {
-                    name,
-                    backend: "systemd",
-                    when: lines_with(&timer, &["OnCalendar=", "OnUnitActiveSec="]),
-                    command: lines_with(&service, &["ExecStart="])
-                        .trim_start_matches("ExecStart=")
-                        .to_string(),
-                    last_run,
-                    next_run: next,
-                });
-            }
-        }
-        Backend::Cron => {
-            for line in read_crontab()?.lines() {
-                let Some(name) = tag_of(line) else { continue };
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                let command = line
-                    .splitn(6, char::is_whitespace)
-                    .nth(5)
-                    .unwrap_or("")
-                    .split(CRON_TAG)
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                found.push(ScheduleStatus {
-                    name: name.to_string(),
-                    backend: "cron",
-                    when: fields.iter().take(5).copied().collect::<Vec<_>>().join(" "),
-                    command,
-                    last_run: None,
-                    next_run: None,
-                });
-            }
-        }
+        Backend::Systemd { unit_dir } => systemd_status(unit_dir),
+        Backend::Cron => cron_status(),
+    }
+}
+
+/// The schedules installed as systemd user units in `unit_dir`.
+fn systemd_status(unit_dir: &Path) -> Result<Vec<ScheduleStatus>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(unit_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(Error::io("could not read", unit_dir, e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter_map(|f| {
+            f.strip_prefix(PREFIX)?
+                .strip_suffix(".timer")
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    for name in names {
+        let unit = unit_name(&name);
+        let read = |suffix: &str| {
+            std::fs::read_to_string(unit_dir.join(format!("{unit}.{suffix}"))).unwrap_or_default()
+        };
+        let (timer, service) = (read("timer"), read("service"));
+        let lines_with = |text: &str, keys: &[&str]| -> String {
+            text.lines()
+                .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let next = systemctl_show(&format!("{unit}.timer"))?
+            .get("NextElapseUSecRealtime")
+            .filter(|v| !v.is_empty())
+            .cloned();
+        found.push(ScheduleStatus {
+            name,
+            backend: "systemd",
+            when: lines_with(&timer, &["OnCalendar=", "OnUnitActiveSec="]),
+            command: lines_with(&service, &["ExecStart="])
+                .trim_start_matches("ExecStart=")
+                .to_string(),
+            last_run: last_run(&unit)?,
+            next_run: next,
+        });
+    }
+    Ok(found)
+}
+
+/// How the service `unit` last ended, as systemd reports it.
+fn last_run(unit: &str) -> Result<Option<String>> {
+    let shown = systemctl_show(&format!("{unit}.service"))?;
+    Ok(
+        match shown.get("ExecMainExitTimestamp").map(String::as_str) {
+            None | Some("") | Some("n/a") => Some("never run".to_string()),
+            Some(at) => Some(format!(
+                "{} (exit status {}) at {at}",
+                shown.get("Result").map(String::as_str).unwrap_or("unknown"),
+                shown
+                    .get("ExecMainStatus")
+                    .map(String::as_str)
+                    .unwrap_or("?"),
+            )),
+        },
+    )
+}
+
+/// The schedules installed as tagged lines of the user's crontab.
+fn cron_status() -> Result<Vec<ScheduleStatus>> {
+    let mut found = Vec::new();
+    for line in read_crontab()?.lines() {
+        let Some(name) = tag_of(line) else { continue };
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let command = line
+            .splitn(6, char::is_whitespace)
+            .nth(5)
+            .unwrap_or("")
+            .split(CRON_TAG)
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        found.push(ScheduleStatus {
+            name: name.to_string(),
+            backend: "cron",
+            when: fields.iter().take(5).copied().collect::<Vec<_>>().join(" "),
+            command,
+            last_run: None,
+            next_run: None,
+        });
     }
     Ok(found)
 }

@@ -313,6 +313,12 @@ impl Checker<'_> {
                 );
             }
         }
+        self.check_kind_rules(store);
+    }
+
+    /// What each store kind's records must look like.
+    fn check_kind_rules(&mut self, store: &manifest::StoreRecord) {
+        let name = store.name.as_str();
         match store.kind {
             StoreKind::Sqlite => {
                 if store.status == StoreStatus::Ok && store.single_file.is_none() {

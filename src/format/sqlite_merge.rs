@@ -249,6 +249,25 @@ pub fn merge(
             }
         }
     }
+    merged.rebuilt = rebuild_fts(&tx, facts).map_err(sq)?;
+    tx.commit().map_err(|e| Error::CheckFailed {
+        store: store.to_string(),
+        reason: format!(
+            "{}: the merge could not commit (nothing was changed): {e}",
+            target.display()
+        ),
+    })?;
+    let mut unused = Vec::new();
+    for plan in table_plans(&conn, facts, &mut unused).map_err(sq)? {
+        merged.conflicts += count_missing(&conn, &plan).map_err(sq)?;
+    }
+    Ok(merged)
+}
+
+/// Rebuilds the live full-text indexes among the bundle's virtual tables
+/// (their content tables may have grown); returns their names.
+fn rebuild_fts(tx: &Connection, facts: &SqliteFacts) -> rusqlite::Result<Vec<String>> {
+    let mut rebuilt = Vec::new();
     for vt in &facts.virtual_tables {
         let sql: Option<String> = tx
             .query_row(
@@ -263,23 +282,11 @@ pub fn merge(
         });
         if is_fts {
             let q = quote_ident(vt);
-            tx.execute(&format!("INSERT INTO main.{q}({q}) VALUES ('rebuild')"), [])
-                .map_err(sq)?;
-            merged.rebuilt.push(vt.clone());
+            tx.execute(&format!("INSERT INTO main.{q}({q}) VALUES ('rebuild')"), [])?;
+            rebuilt.push(vt.clone());
         }
     }
-    tx.commit().map_err(|e| Error::CheckFailed {
-        store: store.to_string(),
-        reason: format!(
-            "{}: the merge could not commit (nothing was changed): {e}",
-            target.display()
-        ),
-    })?;
-    let mut unused = Vec::new();
-    for plan in table_plans(&conn, facts, &mut unused).map_err(sq)? {
-        merged.conflicts += count_missing(&conn, &plan).map_err(sq)?;
-    }
-    Ok(merged)
+    Ok(rebuilt)
 }
 
 /// Rows of `table` whose foreign keys have no parent row (or parent table).

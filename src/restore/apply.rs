@@ -54,19 +54,7 @@ pub fn apply(store: &str, root: &RootDir, steps: &[Step]) -> Result<(Counts, Vec
                 done.inserted += merged.inserted;
                 done.kept += present;
                 done.conflicts += merged.conflicts;
-                if merged.conflicts > 0 {
-                    notes.push(format!(
-                        "{}: {} bundle row(s) conflict with other unique keys; live rows kept",
-                        target.display(),
-                        merged.conflicts
-                    ));
-                }
-                for vt in merged.rebuilt {
-                    notes.push(format!(
-                        "{}: rebuilt full-text index {vt}",
-                        target.display()
-                    ));
-                }
+                notes.extend(merge_notes(target, &merged));
             }
             Step::Write {
                 source,
@@ -109,6 +97,25 @@ pub fn apply(store: &str, root: &RootDir, steps: &[Step]) -> Result<(Counts, Vec
     Ok((done, notes))
 }
 
+/// What a database merge reports: conflicts kept live, indexes rebuilt.
+fn merge_notes(target: &Path, merged: &sqlite_merge::Merged) -> Vec<String> {
+    let mut notes = Vec::new();
+    if merged.conflicts > 0 {
+        notes.push(format!(
+            "{}: {} bundle row(s) conflict with other unique keys; live rows kept",
+            target.display(),
+            merged.conflicts
+        ));
+    }
+    for vt in &merged.rebuilt {
+        notes.push(format!(
+            "{}: rebuilt full-text index {vt}",
+            target.display()
+        ));
+    }
+    notes
+}
+
 /// Checks that the live result holds what the bundle has; returns problems.
 /// Like apply, it reads beneath `root` without following links.
 pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
@@ -131,17 +138,7 @@ pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
             }
             Step::SqliteMerge { target, .. } => {
                 root.require_file(root.relative(target)?)?;
-                // Rows still absent after the merge were counted as conflicts by apply.
-                let conn = Connection::open_with_flags(target, live_read_only())
-                    .map_err(|e| Error::sqlite(target, e))?;
-                let result =
-                    run_check(&conn, "integrity_check").map_err(|e| Error::sqlite(target, e))?;
-                if result != "ok" {
-                    problems.push(format!(
-                        "{} failed integrity_check after merge: {result}",
-                        target.display()
-                    ));
-                }
+                problems.extend(check_merged_database(target)?);
             }
             Step::Write { target, sha256, .. } => {
                 if !crate::store::steps::same_hash(root, root.relative(target)?, sha256)? {
@@ -203,6 +200,20 @@ fn live_read_write() -> OpenFlags {
     OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_NOFOLLOW
+}
+
+/// The integrity check of a database after a merge (rows still absent after
+/// it were counted as conflicts by apply).
+fn check_merged_database(target: &Path) -> Result<Option<String>> {
+    let conn = Connection::open_with_flags(target, live_read_only())
+        .map_err(|e| Error::sqlite(target, e))?;
+    let result = run_check(&conn, "integrity_check").map_err(|e| Error::sqlite(target, e))?;
+    Ok((result != "ok").then(|| {
+        format!(
+            "{} failed integrity_check after merge: {result}",
+            target.display()
+        )
+    }))
 }
 
 /// Full integrity check and table counts of a restored database.

@@ -153,6 +153,83 @@ impl Selected<'_> {
     }
 }
 
+/// Verifies the bundle fully; returns its manifest and the manifest's sha256.
+fn preflight(bundle: &Path, progress: &dyn Progress) -> Result<(Manifest, String)> {
+    let report = verify(bundle, VerifyOptions { quick: false }, progress)?;
+    if !report.ok {
+        return Err(Error::BundleInvalid {
+            bundle: bundle.to_path_buf(),
+            problems: report
+                .problems
+                .iter()
+                .map(|p| match &p.path {
+                    Some(path) => format!("{path}: {}", p.problem),
+                    None => p.problem.clone(),
+                })
+                .collect(),
+        });
+    }
+    let (manifest, bytes) = Manifest::read_with_bytes(&bundle.join(MANIFEST_FILE))?;
+    Ok((manifest, crate::hash::sha256_hex(&bytes)))
+}
+
+/// Refuses a non-empty `--into` folder.
+fn refuse_non_empty(into: &Path) -> Result<()> {
+    let non_empty = std::fs::read_dir(into)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if non_empty {
+        return Err(Error::Refused(format!(
+            "--into {} is not empty; give a new or empty folder",
+            into.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What an interrupted restore's journal means for this one.
+#[derive(Default)]
+struct Interrupted {
+    /// This run finishes it.
+    resumed: bool,
+    /// Its safety snapshot (when resuming).
+    safety_snapshot: Option<PathBuf>,
+    /// Its token, which tags the temp files it may have left.
+    leftover_tag: Option<String>,
+}
+
+/// Reads the destination's journal: this restore may finish the interrupted
+/// one, or undo it by restoring the safety snapshot it names; anything else
+/// is refused (exit 3).
+fn interrupted_restore(
+    opts: &RestoreOptions,
+    destination: &Path,
+    manifest: &Manifest,
+    selected: &[Selected],
+) -> Result<Interrupted> {
+    let Some(j) = journal::read(destination)? else {
+        return Ok(Interrupted::default());
+    };
+    if j.bundle_id == manifest.id
+        && j.mode == opts.mode.as_str()
+        && j.stores == sorted_names(selected)
+    {
+        return Ok(Interrupted {
+            resumed: true,
+            safety_snapshot: j.safety_snapshot.clone(),
+            leftover_tag: Some(j.token.clone()),
+        });
+    }
+    if j.undone_by(manifest) && opts.mode == Mode::Replace {
+        return Ok(Interrupted {
+            leftover_tag: Some(j.token.clone()),
+            ..Interrupted::default()
+        });
+    }
+    journal::refuse_if_interrupted(destination)?;
+    Ok(Interrupted::default())
+}
+
 /// Plans and (unless dry-run or unconfirmed) applies a restore.
 pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
     let destination = opts
@@ -172,64 +249,30 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         None
     };
     // 1. Preflight: nothing is trusted before a full verify.
-    let report = verify(&opts.bundle, VerifyOptions { quick: false }, progress)?;
-    if !report.ok {
-        return Err(Error::BundleInvalid {
-            bundle: opts.bundle.clone(),
-            problems: report
-                .problems
-                .iter()
-                .map(|p| match &p.path {
-                    Some(path) => format!("{path}: {}", p.problem),
-                    None => p.problem.clone(),
-                })
-                .collect(),
-        });
-    }
-    let (manifest, manifest_bytes) = Manifest::read_with_bytes(&opts.bundle.join(MANIFEST_FILE))?;
-    let manifest_sha = crate::hash::sha256_hex(&manifest_bytes);
+    let (manifest, manifest_sha) = preflight(&opts.bundle, progress)?;
 
     // 2. Targets.
     let selected = select_targets(opts, &manifest)?;
     let token = confirm_token(&manifest, &manifest_sha, opts.mode, &selected);
-    let stores_sorted = sorted_names(&selected);
-
-    let mut resumed = false;
-    let mut safety_snapshot = None;
-    // The token of an interrupted restore whose temp files are to be removed.
-    let mut leftover_tag = None;
-    if let Some(into) = &opts.into {
-        let non_empty = std::fs::read_dir(into)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false);
-        if non_empty {
-            return Err(Error::Refused(format!(
-                "--into {} is not empty; give a new or empty folder",
-                into.display()
-            )));
+    let interrupted = match &opts.into {
+        Some(into) => {
+            refuse_non_empty(into)?;
+            Interrupted::default()
         }
-    } else {
-        if let Some(j) = journal::read(&destination)? {
-            if j.bundle_id == manifest.id
-                && j.mode == opts.mode.as_str()
-                && j.stores == stores_sorted
-            {
-                // Finishing the interrupted restore.
-                resumed = true;
-                safety_snapshot = j.safety_snapshot.clone();
-                leftover_tag = Some(j.token.clone());
-            } else if j.undone_by(&manifest) && opts.mode == Mode::Replace {
-                // Undoing it: restoring the safety snapshot it names.
-                leftover_tag = Some(j.token.clone());
-            } else {
-                journal::refuse_if_interrupted(&destination)?;
+        None => {
+            let found = interrupted_restore(opts, &destination, &manifest, &selected)?;
+            // 3. In use (with a pre_restore hook, checked again once it stopped the service).
+            if opts.config.hooks.pre_restore.is_none() {
+                refuse_in_use(&selected)?;
             }
+            found
         }
-        // 3. In use (with a pre_restore hook, checked again once it stopped the service).
-        if opts.config.hooks.pre_restore.is_none() {
-            refuse_in_use(&selected)?;
-        }
-    }
+    };
+    let (resumed, safety_snapshot, leftover_tag) = (
+        interrupted.resumed,
+        interrupted.safety_snapshot,
+        interrupted.leftover_tag,
+    );
 
     // 4. Plan.
     let stores = plan_stores(opts, &selected, &token)?;
@@ -250,16 +293,9 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     }
     // 5. Replace on live stores is gated by the token.
     if opts.mode == Mode::Replace && opts.into.is_none() {
-        match &opts.confirm_token {
-            None => {
-                report.outcome = Outcome::TokenMissing;
-                return Ok(report);
-            }
-            Some(t) if t.trim() != token => {
-                report.outcome = Outcome::TokenMismatch;
-                return Ok(report);
-            }
-            Some(_) => {}
+        if let Some(refused) = token_refusal(opts.confirm_token.as_deref(), &token) {
+            report.outcome = refused;
+            return Ok(report);
         }
     }
     if opts.into.is_some() {
@@ -273,13 +309,23 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
             }
         }
     }
-    // Live stores: the restore hooks run around the writing part. After a
-    // pre_restore hook (which may stop the service) the stores are checked
-    // for use and planned again, as the service may have written meanwhile.
+    apply_live(opts, &selected, &destination, report, progress)
+}
+
+/// Applies to the live stores, with the restore hooks around the writing
+/// part. After a pre_restore hook (which may stop the service) the stores are
+/// checked for use and planned again, as the service may have written.
+fn apply_live(
+    opts: &RestoreOptions,
+    selected: &[Selected],
+    destination: &Path,
+    mut report: RestoreReport,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
     let before = HookEnv {
-        id: Some(manifest.id.clone()),
+        id: Some(report.bundle_id.clone()),
         path: Some(opts.bundle.clone()),
-        destination: destination.clone(),
+        destination: destination.to_path_buf(),
     };
     let hooks = &opts.config.hooks;
     crate::hooks::around(
@@ -288,13 +334,22 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         &before,
         || {
             if hooks.pre_restore.is_some() {
-                refuse_in_use(&selected)?;
-                report.stores = plan_stores(opts, &selected, &report.confirm_token)?;
+                refuse_in_use(selected)?;
+                report.stores = plan_stores(opts, selected, &report.confirm_token)?;
             }
-            apply_plan(opts, &selected, &destination, report, progress)
+            apply_plan(opts, selected, destination, report, progress)
         },
         |_| before.clone(),
     )
+}
+
+/// Why the given confirm token does not approve the plan of `token`, if not.
+fn token_refusal(given: Option<&str>, token: &str) -> Option<Outcome> {
+    match given {
+        None => Some(Outcome::TokenMissing),
+        Some(t) if t.trim() != token => Some(Outcome::TokenMismatch),
+        Some(_) => None,
+    }
 }
 
 /// Steps 6 and 7: space, safety snapshot, journal, apply, check.
@@ -332,20 +387,8 @@ fn apply_confined(
 ) -> Result<RestoreReport> {
     let live = opts.into.is_none();
     // 6. Space, safety snapshot, journal.
-    let live_bytes = selected
-        .iter()
-        .fold(0u64, |t, s| t.saturating_add(tree_bytes(&s.target_path)));
-    let restore_bytes: u64 = selected
-        .iter()
-        .flat_map(|s| &s.record.files)
-        .fold(0u64, |t, f| t.saturating_add(f.bytes));
     let take_snapshot = live && opts.safety_snapshot && !report.resumed;
-    check_space(
-        destination,
-        if take_snapshot { live_bytes } else { 0 },
-        selected.first().map(|s| s.target_path.as_path()),
-        restore_bytes,
-    )?;
+    check_restore_space(destination, selected, take_snapshot)?;
     if take_snapshot {
         let stores = selected.iter().map(|s| s.spec.clone()).collect();
         let outcome = safety_snapshot(destination, stores, &report.bundle_id, progress)?;
@@ -367,15 +410,7 @@ fn apply_confined(
     }
     // 7. Apply, then check; stores are independent, so they run in parallel.
     progress.start("restoring", None);
-    let token = report.confirm_token.clone();
-    let outcomes = crate::parallel::map(&report.stores, crate::parallel::default_jobs(), |store| {
-        if store.steps.is_empty() {
-            return Ok((Counts::default(), Vec::new(), Vec::new()));
-        }
-        let root = RootDir::open(&store.root, &token)?;
-        let (done, notes) = apply::apply(&store.name, &root, &store.steps)?;
-        Ok((done, notes, apply::check(&root, &store.steps)?))
-    });
+    let outcomes = apply_and_check(&report.stores, &report.confirm_token);
     progress.finish();
     let mut problems = Vec::new();
     for (store, (done, notes, found)) in report.stores.iter_mut().zip(outcomes?) {
@@ -405,6 +440,38 @@ fn apply_confined(
     report.ok = true;
     report.outcome = Outcome::Applied;
     Ok(report)
+}
+
+/// Counts, notes and check problems of one applied store.
+type Applied = (Counts, Vec<String>, Vec<String>);
+
+/// Applies every store's steps beneath its folder, then checks the result.
+fn apply_and_check(stores: &[StoreReport], token: &str) -> Result<Vec<Applied>> {
+    crate::parallel::map(stores, crate::parallel::default_jobs(), |store| {
+        if store.steps.is_empty() {
+            return Ok((Counts::default(), Vec::new(), Vec::new()));
+        }
+        let root = RootDir::open(&store.root, token)?;
+        let (done, notes) = apply::apply(&store.name, &root, &store.steps)?;
+        Ok((done, notes, apply::check(&root, &store.steps)?))
+    })
+}
+
+/// Refuses (exit 4) when the safety snapshot and the restored bytes do not fit.
+fn check_restore_space(destination: &Path, selected: &[Selected], snapshot: bool) -> Result<()> {
+    let live_bytes = selected
+        .iter()
+        .fold(0u64, |t, s| t.saturating_add(tree_bytes(&s.target_path)));
+    let restore_bytes: u64 = selected
+        .iter()
+        .flat_map(|s| &s.record.files)
+        .fold(0u64, |t, f| t.saturating_add(f.bytes));
+    check_space(
+        destination,
+        if snapshot { live_bytes } else { 0 },
+        selected.first().map(|s| s.target_path.as_path()),
+        restore_bytes,
+    )
 }
 
 /// The selected store names, sorted (as the journal records them).
@@ -473,8 +540,11 @@ fn refuse_in_use(selected: &[Selected]) -> Result<()> {
     Ok(())
 }
 
-/// Resolves each selected bundle store to a live (or `--into`) target.
-fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<Vec<Selected<'a>>> {
+/// The bundle stores `--store` selects (all of them without it), each once.
+fn selected_records<'a>(
+    opts: &RestoreOptions,
+    manifest: &'a Manifest,
+) -> Result<Vec<&'a StoreRecord>> {
     let mut records: Vec<&StoreRecord> = Vec::new();
     if opts.only.is_empty() {
         records.extend(&manifest.stores);
@@ -501,6 +571,12 @@ fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<V
             }
         }
     }
+    Ok(records)
+}
+
+/// Resolves each selected bundle store to a live (or `--into`) target.
+fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<Vec<Selected<'a>>> {
+    let records = selected_records(opts, manifest)?;
     if let Some(into) = &opts.into {
         let into = crate::config::absolute(into)?;
         return Ok(records
