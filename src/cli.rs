@@ -62,21 +62,9 @@ pub enum Command {
 /// `bundle prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Keep the newest N bundles
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep every bundle created within DURATION before now (e.g. 7d, 36h, 2w, 3 months)
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-    /// Keep the newest bundle of each of the last N days that have bundles (UTC)
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// Keep the newest bundle of each of the last N ISO weeks that have bundles
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest bundle of each of the last N months that have bundles
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
+    /// The rules (the config's `[retention]` when none is given)
+    #[command(flatten)]
+    pub policy: bundle::retention::Policy,
     /// Delete; without it prune only reports what it would delete
     #[arg(long)]
     pub apply: bool,

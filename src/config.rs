@@ -68,20 +68,8 @@ struct RawConfig {
     #[serde(default)]
     stores: Vec<StoreSpec>,
     hook_timeout: Option<String>,
-    retention: Option<RawRetention>,
+    retention: Option<Policy>,
     hooks: Option<RawHooks>,
-}
-
-/// The raw `[retention]` table.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRetention {
-    keep_last: Option<u32>,
-    keep_within: Option<String>,
-    keep_daily: Option<u32>,
-    keep_weekly: Option<u32>,
-    keep_monthly: Option<u32>,
-    keep_safety_days: Option<u32>,
 }
 
 /// The raw `[hooks]` table.
@@ -170,21 +158,7 @@ impl Config {
         for store in &mut stores {
             store.path = base.join(&store.path);
         }
-        let retention = match raw.retention {
-            None => Policy::default(),
-            Some(r) => Policy {
-                keep_last: r.keep_last,
-                keep_within: r
-                    .keep_within
-                    .map(|t| parse_span(&t).map_err(|e| format!("retention.keep_within: {e}")))
-                    .transpose()
-                    .map_err(invalid)?,
-                keep_daily: r.keep_daily,
-                keep_weekly: r.keep_weekly,
-                keep_monthly: r.keep_monthly,
-                keep_safety_days: r.keep_safety_days,
-            },
-        };
+        let retention = raw.retention.unwrap_or_default();
         let raw_hooks = raw.hooks.unwrap_or_default();
         let timeout_text = match (raw.hook_timeout, raw_hooks.hook_timeout) {
             (Some(_), Some(_)) => {

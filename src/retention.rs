@@ -18,22 +18,40 @@ use serde::{Deserialize, Serialize};
 /// Safety bundles younger than this many days survive any policy by default.
 pub const DEFAULT_KEEP_SAFETY_DAYS: u32 = 7;
 
-/// A retention policy: flags, or the config's `[retention]` table.
-#[derive(Debug, Clone, Default)]
+/// A retention policy. One type is the config's `[retention]` table
+/// (serde), `bundle prune`'s rule flags (clap) and the rule set the engine
+/// applies, so the three can never drift apart.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
-    /// Keep the newest N bundles.
+    /// Keep the newest N bundles
+    #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
-    /// Keep every bundle created within this span before now.
+    /// Keep every bundle created within DURATION before now (e.g. 7d, 36h, 2w, 3 months)
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_span)]
+    #[serde(default, deserialize_with = "span_text")]
     pub keep_within: Option<Span>,
-    /// Keep the newest bundle of each of the last N days that have bundles.
+    /// Keep the newest bundle of each of the last N days that have bundles (UTC)
+    #[arg(long, value_name = "N")]
     pub keep_daily: Option<u32>,
-    /// Keep the newest bundle of each of the last N ISO weeks that have bundles.
+    /// Keep the newest bundle of each of the last N ISO weeks that have bundles
+    #[arg(long, value_name = "N")]
     pub keep_weekly: Option<u32>,
-    /// Keep the newest bundle of each of the last N months that have bundles.
+    /// Keep the newest bundle of each of the last N months that have bundles
+    #[arg(long, value_name = "N")]
     pub keep_monthly: Option<u32>,
     /// Pre-restore safety bundles younger than this many days are always kept
-    /// (`None`: [`DEFAULT_KEEP_SAFETY_DAYS`]).
+    /// (`None`: [`DEFAULT_KEEP_SAFETY_DAYS`]; config only)
+    #[arg(skip)]
     pub keep_safety_days: Option<u32>,
+}
+
+/// Reads a duration such as `7d` or `3 months` (see [`crate::config::parse_span`]).
+fn span_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Span>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::config::parse_span(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl Policy {

@@ -1,29 +1,11 @@
 //! `bundle prune`.
 
-use bundle::config::parse_span;
 use bundle::prune::{prune, PruneOptions};
-use bundle::retention::Policy;
 use bundle::{Error, ExitCode, Result};
 
 use super::{destination_of, load_config};
 use crate::cli::{Cli, PruneArgs};
 use crate::output::{self, Printer};
-
-/// The flags' policy (empty when no rule flag is given).
-fn policy_flags(args: &PruneArgs) -> Result<Policy> {
-    Ok(Policy {
-        keep_last: args.keep_last,
-        keep_within: args
-            .keep_within
-            .as_deref()
-            .map(|t| parse_span(t).map_err(|e| Error::Usage(format!("--keep-within: {e}"))))
-            .transpose()?,
-        keep_daily: args.keep_daily,
-        keep_weekly: args.keep_weekly,
-        keep_monthly: args.keep_monthly,
-        keep_safety_days: None,
-    })
-}
 
 /// Applies the retention policy (dry run unless `--apply`).
 pub fn run(cli: &Cli, args: &PruneArgs, printer: Printer) -> Result<ExitCode> {
@@ -39,7 +21,7 @@ pub fn run(cli: &Cli, args: &PruneArgs, printer: Printer) -> Result<ExitCode> {
     };
     let report = prune(&PruneOptions {
         destination,
-        policy: config.retention.or_flags(&policy_flags(args)?),
+        policy: config.retention.or_flags(&args.policy),
         now,
         apply: args.apply,
     })?;
