@@ -18,5 +18,6 @@ mod restore;
 mod reuse;
 mod schedule;
 mod schema;
+mod snapshots;
 mod verify;
 mod writers;
