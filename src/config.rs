@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jiff::{Span, SpanRelativeTo};
+use jiff::SpanRelativeTo;
 
 use serde::{Deserialize, Serialize};
 
@@ -285,16 +285,7 @@ pub fn parse_store_flag(kind: StoreKind, value: &str) -> Result<StoreSpec> {
     })
 }
 
-/// Parses a span such as `7d`, `2w`, `36h`, `1 month` or ISO 8601 `P7D`.
-pub fn parse_span(text: &str) -> std::result::Result<Span, String> {
-    let span: Span = text.trim().parse().map_err(|e| {
-        format!("\"{text}\" is not a duration ({e}); write it like 7d, 12h, 2w or 3 months")
-    })?;
-    if span.is_negative() || span.is_zero() {
-        return Err(format!("\"{text}\" must be a positive duration"));
-    }
-    Ok(span)
-}
+pub use crate::retention::parse_span;
 
 /// Parses a fixed-length duration (units up to weeks; days are 24 hours).
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {

@@ -28,7 +28,7 @@ pub struct Policy {
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
     /// Keep every bundle created within DURATION before now (e.g. 7d, 36h, 2w, 3 months)
-    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_span)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
     #[serde(default, deserialize_with = "span_text")]
     pub keep_within: Option<Span>,
     /// Keep the newest bundle of each of the last N days that have bundles (UTC)
@@ -46,10 +46,21 @@ pub struct Policy {
     pub keep_safety_days: Option<u32>,
 }
 
-/// Reads a duration such as `7d` or `3 months` (see [`crate::config::parse_span`]).
+/// Parses a span such as `7d`, `2w`, `36h`, `1 month` or ISO 8601 `P7D`.
+pub fn parse_span(text: &str) -> std::result::Result<Span, String> {
+    let span: Span = text.trim().parse().map_err(|e| {
+        format!("\"{text}\" is not a duration ({e}); write it like 7d, 12h, 2w or 3 months")
+    })?;
+    if span.is_negative() || span.is_zero() {
+        return Err(format!("\"{text}\" must be a positive duration"));
+    }
+    Ok(span)
+}
+
+/// Reads a duration such as `7d` or `3 months` (see [`parse_span`]).
 fn span_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Span>, D::Error> {
     let text = String::deserialize(d)?;
-    crate::config::parse_span(&text)
+    parse_span(&text)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }
