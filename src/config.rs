@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(c.retention.keep_last, Some(3));
         assert_eq!(
             c.retention.keep_within.map(|s| s.fieldwise()),
-            Some(Span::new().weeks(2).fieldwise())
+            Some(jiff::Span::new().weeks(2).fieldwise())
         );
         assert_eq!(c.retention.keep_safety_days, Some(10));
         assert_eq!(c.hooks.timeout, Duration::from_secs(90));
