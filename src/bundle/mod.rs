@@ -1,5 +1,6 @@
 //! A bundle on disk: its id, the destination lock, staging, and finding bundles.
 
+pub mod destination;
 pub mod id;
 pub mod journal;
 pub mod locate;
