@@ -17,13 +17,31 @@ pub fn finish_hex(hasher: Sha256) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Streams `reader` to its end; returns (bytes read, sha256 hex).
-///
-/// `on_bytes` is called after each chunk so callers can report progress.
-pub fn hash_reader(
+/// Which side of a [`stream_hashed`] failed.
+#[derive(Debug)]
+pub enum StreamError {
+    /// Reading the input.
+    Read(std::io::Error),
+    /// The sink (writing the copy).
+    Write(std::io::Error),
+}
+
+impl From<StreamError> for std::io::Error {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Read(e) | StreamError::Write(e) => e,
+        }
+    }
+}
+
+/// The one stream-and-hash loop: reads `reader` to its end in
+/// [`BUF_SIZE`] chunks (retrying interrupted reads), hashes every chunk and
+/// hands it to `sink` (which writes a copy, reports progress, or both).
+/// Returns (bytes read, sha256 hex).
+pub fn stream_hashed(
     mut reader: impl Read,
-    mut on_bytes: impl FnMut(u64),
-) -> std::io::Result<(u64, String)> {
+    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<(u64, String), StreamError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUF_SIZE];
     let mut total = 0u64;
@@ -32,13 +50,26 @@ pub fn hash_reader(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(StreamError::Read(e)),
         };
         hasher.update(&buf[..n]);
         total += n as u64;
-        on_bytes(n as u64);
+        sink(&buf[..n]).map_err(StreamError::Write)?;
     }
     Ok((total, finish_hex(hasher)))
+}
+
+/// Streams `reader` to its end; returns (bytes read, sha256 hex).
+///
+/// `on_bytes` is called after each chunk so callers can report progress.
+pub fn hash_reader(
+    reader: impl Read,
+    mut on_bytes: impl FnMut(u64),
+) -> std::io::Result<(u64, String)> {
+    Ok(stream_hashed(reader, |chunk| {
+        on_bytes(chunk.len() as u64);
+        Ok(())
+    })?)
 }
 
 #[cfg(test)]

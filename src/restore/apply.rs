@@ -12,14 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::format::sqlite::{
     backup_all, inspect, leave_as_found, open_copy, run_check, wal_path, SIDECARS,
 };
 use crate::format::{jsonl_merge as identity, sqlite_merge};
-use crate::hash::{finish_hex, BUF_SIZE};
 use crate::manifest::SqliteFacts;
 use crate::plan::{Counts, Step};
 use crate::rooted::{Entry, Ownership, RootDir};
@@ -345,22 +343,10 @@ fn write_file(
     owner: Ownership,
 ) -> Result<()> {
     root.write_file(rel, owner, |out| {
-        let mut input = std::fs::File::open(source)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; BUF_SIZE];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            std::io::Write::write_all(out, &buf[..n])?;
-        }
-        if finish_hex(hasher) != sha256 {
+        let input = std::fs::File::open(source)?;
+        let (_, actual) =
+            crate::hash::stream_hashed(input, |chunk| std::io::Write::write_all(out, chunk))?;
+        if actual != sha256 {
             return Err(std::io::Error::other(
                 "the bundle's file changed since it was verified",
             ));
