@@ -8,3 +8,4 @@ pub mod jsonl_merge;
 pub mod plain;
 pub mod sqlite;
 pub mod sqlite_merge;
+pub mod sqlite_replace;

@@ -528,7 +528,7 @@ fn plan_stores(
 fn refuse_in_use(selected: &[Selected]) -> Result<()> {
     for s in selected {
         for db in crate::store::handler(s.spec.kind).live_databases(&s.target_path)? {
-            if apply::database_in_use(&db)? {
+            if crate::format::sqlite_replace::database_in_use(&db)? {
                 return Err(Error::Refused(format!(
                     "store \"{}\": {} is in use by another process; stop the service using it (or stop it from a pre_restore hook) and try again",
                     s.spec.name,
