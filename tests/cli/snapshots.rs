@@ -116,6 +116,18 @@ fn every_exit_code_has_its_message() {
         &ws,
         &ws.run(&["--config", "bad.toml", "list"]),
     );
+    check(
+        "schedule_install_without_config",
+        &ws,
+        &ws.run(&[
+            "--config",
+            "missing.toml",
+            "schedule",
+            "install",
+            "--at",
+            "02:30",
+        ]),
+    );
     // 3: refused.
     check(
         "create_system_destination",
