@@ -185,6 +185,8 @@ pub fn prepare(
                 .into(),
         )
     })?;
+    // A missing or broken config is a config error (exit 2), as everywhere.
+    crate::config::Config::load(config)?;
     let config_file =
         std::fs::canonicalize(config).map_err(|e| Error::io("could not find config", config, e))?;
     let loaded = crate::config::Config::load(&config_file)?;
