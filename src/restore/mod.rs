@@ -291,6 +291,19 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     if opts.dry_run {
         return Ok(report);
     }
+    // A restore that would change nothing needs no token, no safety
+    // snapshot, no journal and no hooks (an interrupted one still finishes
+    // the normal way, so that its journal goes).
+    if opts.into.is_none() && leftover_tag.is_none() && !changes_anything(&report.stores) {
+        for store in &mut report.stores {
+            store
+                .notes
+                .push("nothing to change: live already holds what the bundle has".into());
+        }
+        report.ok = true;
+        report.outcome = Outcome::Applied;
+        return Ok(report);
+    }
     // 5. Replace on live stores is gated by the token.
     if opts.mode == Mode::Replace && opts.into.is_none() {
         if let Some(refused) = token_refusal(opts.confirm_token.as_deref(), &token) {
@@ -341,6 +354,15 @@ fn apply_live(
         },
         |_| before.clone(),
     )
+}
+
+/// Whether any store's plan writes, removes, inserts or appends anything.
+fn changes_anything(stores: &[StoreReport]) -> bool {
+    stores.iter().flat_map(|s| &s.steps).any(|step| match step {
+        Step::SqliteMerge { rows, .. } => *rows > 0,
+        Step::Keep { .. } | Step::Conflict { .. } | Step::PruneFolders { .. } => false,
+        _ => true,
+    })
 }
 
 /// Why the given confirm token does not approve the plan of `token`, if not.

@@ -602,3 +602,43 @@ fn merge_never_runs_triggers_or_views_from_the_bundle() {
         "nothing ran during replace"
     );
 }
+
+#[test]
+fn a_restore_that_changes_nothing_asks_no_token_and_takes_no_snapshot() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let b = bundle.to_str().unwrap();
+    let bundles = |ws: &Workspace| std::fs::read_dir(ws.path("backups")).unwrap().count();
+    // The first merge adds what live lacks (here: nothing is lacking in the
+    // JSONL and database stores, one dir file differs), the second is identical.
+    ws.run(&["restore", b, "--mode", "merge"]).code(0);
+    let before = bundles(&ws);
+    let again = ws.run(&["--json", "restore", b, "--mode", "merge"]);
+    again.code(0);
+    let report = again.json();
+    assert_eq!(report["outcome"], "applied");
+    assert_eq!(report["safety_snapshot"], serde_json::Value::Null);
+    assert!(report.to_string().contains("nothing to change"), "{report}");
+    assert_eq!(bundles(&ws), before, "no safety snapshot was taken");
+    // A bundle whose stores were all absent: replace changes nothing, so no
+    // token is needed and live data is left alone.
+    let empty = Workspace::new();
+    empty.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"kb\"\nkind = \"jsonl\"\npath = \"data/kb\"\n",
+    );
+    let absent = empty.create(&[]);
+    empty.write("data/kb/live.jsonl", "{\"id\":1}\n");
+    let run = empty.run(&["restore", absent.to_str().unwrap(), "--mode", "replace"]);
+    run.code(0);
+    assert_eq!(
+        std::fs::read_to_string(empty.path("data/kb/live.jsonl")).unwrap(),
+        "{\"id\":1}\n"
+    );
+    assert_eq!(
+        std::fs::read_dir(empty.path("backups")).unwrap().count(),
+        2,
+        "the bundle and the lock only"
+    );
+}
