@@ -245,6 +245,9 @@ fn young_safety_bundles_survive_and_expire_after_keep_safety_days() {
     let ws = Workspace::new();
     crate::support::demo_stores(&ws);
     let first = ws.create(&[]);
+    // A line lost live, so the merge has something to add (and takes its
+    // safety snapshot).
+    ws.write("data/kb/b.jsonl", "");
     let merged = ws.run(&[
         "--json",
         "restore",
