@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::forged::forge;
+use crate::support::forge;
 use crate::support::Workspace;
 
 /// sha256 of every file, link and folder under `root` (paths, link targets,

@@ -8,33 +8,7 @@ use std::path::Path;
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use crate::support::{copy_tree, demo_stores, make_writable, Workspace};
-
-/// Rewrites a bundle's manifest with `edit` and fixes its checksum file.
-pub fn forge(bundle: &Path, edit: impl FnOnce(&mut Value)) {
-    use sha2::{Digest, Sha256};
-    make_writable(bundle);
-    let path = bundle.join("bundle-meta.json");
-    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    edit(&mut manifest);
-    let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap();
-    bytes.push(b'\n');
-    std::fs::write(&path, &bytes).unwrap();
-    let sum = format!(
-        "{}  bundle-meta.json\n",
-        hex::encode(Sha256::digest(&bytes))
-    );
-    std::fs::write(bundle.join("bundle-meta.json.sha256"), sum).unwrap();
-}
-
-fn store<'a>(m: &'a mut Value, name: &str) -> &'a mut Value {
-    m["stores"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|s| s["name"] == name)
-        .unwrap()
-}
+use crate::support::{copy_tree, demo_stores, forge, make_writable, store, Workspace};
 
 #[test]
 fn verify_refuses_every_layout_restore_would_refuse() {

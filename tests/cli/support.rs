@@ -264,3 +264,30 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// Rewrites a bundle's manifest with `edit` and fixes its checksum file.
+pub fn forge(bundle: &Path, edit: impl FnOnce(&mut Value)) {
+    use sha2::{Digest, Sha256};
+    make_writable(bundle);
+    let path = bundle.join("bundle-meta.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut manifest);
+    let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&path, &bytes).unwrap();
+    let sum = format!(
+        "{}  bundle-meta.json\n",
+        hex::encode(Sha256::digest(&bytes))
+    );
+    std::fs::write(bundle.join("bundle-meta.json.sha256"), sum).unwrap();
+}
+
+/// The record of store `name` in a manifest, to edit.
+pub fn store<'a>(m: &'a mut Value, name: &str) -> &'a mut Value {
+    m["stores"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{demo_stores, make_writable, Workspace};
+use crate::support::{demo_stores, forge, make_writable, store, Workspace};
 
 /// A fresh demo bundle, made writable so tests can damage it.
 fn tamperable() -> (Workspace, PathBuf) {
@@ -31,29 +31,6 @@ fn assert_problem(ws: &Workspace, bundle: &Path, path: Option<&str>, text: &str)
         "no problem {text:?} at {path:?} in {problems:#?}"
     );
     out
-}
-
-fn edit_manifest(bundle: &Path, f: impl FnOnce(&mut Value)) {
-    let path = bundle.join("bundle-meta.json");
-    let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    f(&mut m);
-    let bytes = serde_json::to_vec_pretty(&m).unwrap();
-    std::fs::write(path, &bytes).unwrap();
-    // Re-seal as a forger would, so the checks behind the checksum are what is tested.
-    std::fs::write(
-        bundle.join("bundle-meta.json.sha256"),
-        bundle::manifest::manifest_sum(&bytes),
-    )
-    .unwrap();
-}
-
-fn store_mut<'a>(m: &'a mut Value, name: &str) -> &'a mut Value {
-    m["stores"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|s| s["name"] == name)
-        .unwrap()
 }
 
 #[test]
@@ -152,8 +129,8 @@ fn unsafe_and_duplicate_manifest_paths_are_rejected() {
         ("kb/a\u{0}b", "NUL"),
     ] {
         let (ws, bundle) = tamperable();
-        edit_manifest(&bundle, |m| {
-            store_mut(m, "kb")["files"][0]["path"] = Value::from(bad);
+        forge(&bundle, |m| {
+            store(m, "kb")["files"][0]["path"] = Value::from(bad);
         });
         let run = ws.run(&["--json", "verify", bundle.to_str().unwrap()]);
         run.code(1);
@@ -175,8 +152,8 @@ fn unsafe_and_duplicate_manifest_paths_are_rejected() {
         );
     }
     let (ws, bundle) = tamperable();
-    edit_manifest(&bundle, |m| {
-        let kb = store_mut(m, "kb");
+    forge(&bundle, |m| {
+        let kb = store(m, "kb");
         let first = kb["files"][0].clone();
         kb["files"].as_array_mut().unwrap().push(first);
     });
@@ -186,10 +163,10 @@ fn unsafe_and_duplicate_manifest_paths_are_rejected() {
 #[test]
 fn manifest_claims_are_checked_against_the_bytes() {
     let (ws, bundle) = tamperable();
-    edit_manifest(&bundle, |m| {
-        let mem = store_mut(m, "memory");
+    forge(&bundle, |m| {
+        let mem = store(m, "memory");
         mem["files"][0]["sqlite"]["tables"]["notes"] = Value::from(99);
-        let kb = store_mut(m, "kb");
+        let kb = store(m, "kb");
         kb["files"][0]["jsonl"]["lines"] = Value::from(7);
     });
     assert_problem(&ws, &bundle, Some("memory/memory.db"), "row counts differ");
@@ -209,8 +186,8 @@ fn corrupt_sqlite_page_fails_the_integrity_check() {
     std::fs::write(&db, &bytes).unwrap();
     // Keep the hash and size consistent so only SQLite's own check can notice.
     let sha = bundle::hash::sha256_hex(&bytes);
-    edit_manifest(&bundle, |m| {
-        store_mut(m, "memory")["files"][0]["sha256"] = Value::from(sha);
+    forge(&bundle, |m| {
+        store(m, "memory")["files"][0]["sha256"] = Value::from(sha);
     });
     let run = ws.run(&["--json", "verify", bundle.to_str().unwrap()]);
     run.code(1);
@@ -253,7 +230,7 @@ fn any_change_to_the_manifest_is_caught_by_its_checksum() {
 #[test]
 fn unknown_format_and_garbage_manifests_are_never_trusted() {
     let (ws, bundle) = tamperable();
-    edit_manifest(&bundle, |m| m["format_version"] = Value::from(2));
+    forge(&bundle, |m| m["format_version"] = Value::from(2));
     assert_problem(
         &ws,
         &bundle,
@@ -278,7 +255,7 @@ fn unknown_format_and_garbage_manifests_are_never_trusted() {
 #[test]
 fn topology_and_store_folder_claims_are_checked() {
     let (ws, bundle) = tamperable();
-    edit_manifest(&bundle, |m| store_mut(m, "kb")["kind"] = Value::from("dir"));
+    forge(&bundle, |m| store(m, "kb")["kind"] = Value::from("dir"));
     assert_problem(
         &ws,
         &bundle,
@@ -286,9 +263,9 @@ fn topology_and_store_folder_claims_are_checked() {
         "topology does not match",
     );
     let (ws, bundle) = tamperable();
-    edit_manifest(&bundle, |m| {
-        let f = store_mut(m, "kb")["files"][0]["path"].clone();
-        store_mut(m, "vectors")["files"]
+    forge(&bundle, |m| {
+        let f = store(m, "kb")["files"][0]["path"].clone();
+        store(m, "vectors")["files"]
             .as_array_mut()
             .unwrap()
             .push(serde_json::json!({
