@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
+use crate::bundle::locate::error_chain;
 use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId};
 use crate::capture::{self as unit, CaptureContext, Previous, UnitDone};
 use crate::config::{Hooks, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hooks::{self, HookEnv, Operation};
-use crate::manifest::{self, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
+use crate::manifest::{self, FileRecord, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
 use crate::progress::Progress;
 use crate::store::{self, CapturePlan, Unit, UnitKind};
@@ -135,7 +136,7 @@ fn capture_bundle(
     // Walk every store first (no copying), so space is known before writing.
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
-    let plans = walk_stores(&stores)?;
+    let plans = walk_stores(&stores, safety.is_some())?;
     let previous = if opts.reuse {
         Previous::find(&opts.destination)
     } else {
@@ -190,13 +191,14 @@ fn capture_bundle(
 }
 
 /// Walks every store into its capture plan. A store that cannot be walked
-/// fails alone (its plan says so); a config error stops all.
-fn walk_stores(stores: &[StoreSpec]) -> Result<Vec<CapturePlan>> {
+/// fails alone (its plan says so); a config error stops all, except in a
+/// safety snapshot, which keeps such a store's raw bytes instead.
+fn walk_stores(stores: &[StoreSpec], safety: bool) -> Result<Vec<CapturePlan>> {
     stores
         .iter()
         .map(|spec| match store::plan_capture(spec) {
             Ok(plan) => Ok(plan),
-            Err(e @ Error::Usage(_)) => Err(Error::Snapshot {
+            Err(e @ Error::Usage(_)) if !safety => Err(Error::Snapshot {
                 store: spec.name.clone(),
                 source: Box::new(e),
             }),
@@ -273,15 +275,27 @@ fn build(
         mut failed,
     } = capture_all(opts, stores, &plans, ctx)?;
     let mut plans = plans;
+    let mut damaged = match safety {
+        Some(_) => keep_raw(stores, &mut plans, &mut failed, ctx, opts.jobs)?,
+        None => BTreeMap::new(),
+    };
     refuse_if_nothing_captured(stores, &mut plans, &mut failed)?;
     let mut records = Vec::new();
     let mut warnings = Vec::new();
     for (spec, mut plan) in stores.iter().zip(plans) {
         warnings.append(&mut plan.warnings);
-        let chain = |e: &Error| crate::bundle::locate::error_chain(e);
+        if let Some(record) = damaged.remove(&spec.name) {
+            warnings.push(format!(
+                "store \"{}\" could not be captured normally ({}); its exact bytes are kept raw, recorded as damaged",
+                spec.name,
+                record.error.as_deref().unwrap_or("unknown error")
+            ));
+            records.push(record);
+            continue;
+        }
         let failure = match plan.failure.as_deref() {
-            Some(e) => Some(chain(e)),
-            None => failed.remove(&spec.name).map(|e| chain(&e)),
+            Some(e) => Some(error_chain(e)),
+            None => failed.remove(&spec.name).map(|e| error_chain(&e)),
         };
         let record = match failure {
             Some(reason) => failed_record(spec, plan, reason, ctx)?,
@@ -358,6 +372,78 @@ fn capture_all(
     Ok(captured)
 }
 
+/// For a safety snapshot: every store that could not be captured normally is
+/// captured again as its exact raw bytes (see [`crate::store::raw`]) and
+/// recorded as `damaged`, so the restore can go on without losing what was
+/// live. A store whose raw copy fails too stays failed.
+fn keep_raw(
+    stores: &[StoreSpec],
+    plans: &mut [CapturePlan],
+    failed: &mut BTreeMap<String, Error>,
+    ctx: &CaptureContext<'_>,
+    jobs: usize,
+) -> Result<BTreeMap<String, StoreRecord>> {
+    let mut damaged = BTreeMap::new();
+    for (spec, plan) in stores.iter().zip(plans.iter_mut()) {
+        let failure = match plan.failure.take() {
+            Some(e) => Some(*e),
+            None => failed.remove(&spec.name),
+        };
+        let Some(failure) = failure else { continue };
+        let reason = error_chain(&failure);
+        match capture_raw(spec, &reason, ctx, jobs) {
+            Ok(record) => {
+                plan.status = None;
+                damaged.insert(spec.name.clone(), record);
+            }
+            Err(e) if writes_the_bundle(&e, ctx.bundle_root) => return Err(e),
+            Err(_) => {
+                plan.failure = Some(Box::new(failure));
+            }
+        }
+    }
+    Ok(damaged)
+}
+
+/// Captures one store as its raw bytes into a fresh folder of the bundle.
+fn capture_raw(
+    spec: &StoreSpec,
+    reason: &str,
+    ctx: &CaptureContext<'_>,
+    jobs: usize,
+) -> Result<StoreRecord> {
+    let folder = ctx.target(Path::new(&spec.name));
+    remove_store_folder(&folder)?;
+    let plan = crate::store::raw::plan_raw_capture(spec)?;
+    for f in &plan.folders {
+        fsutil::create_dir_all(&ctx.target(f))?;
+    }
+    let units: Vec<&Unit> = plan.units.iter().collect();
+    let done = parallel::map(&units, jobs, |u| unit::capture_unit(u, ctx))?;
+    let mut files: Vec<FileRecord> = done.into_iter().map(|d| d.file).collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(StoreRecord {
+        name: spec.name.clone(),
+        kind: spec.kind,
+        source: spec.path.to_string_lossy().into_owned(),
+        status: manifest::StoreStatus::Damaged,
+        single_file: plan.single_file,
+        files,
+        symlinks: plan.symlinks,
+        error: Some(reason.to_string()),
+    })
+}
+
+/// Removes a store's folder from the bundle being built, if it is there.
+fn remove_store_folder(folder: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(folder) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("could not remove", folder, e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// When stores failed and none was captured there is nothing to keep as
 /// evidence: the create fails as a whole, with the first store's own error.
 fn refuse_if_nothing_captured(
@@ -395,13 +481,7 @@ fn failed_record(
     reason: String,
     ctx: &CaptureContext<'_>,
 ) -> Result<StoreRecord> {
-    let folder = ctx.target(Path::new(&spec.name));
-    match std::fs::remove_dir_all(&folder) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::io("could not remove", &folder, e))
-        }
-        _ => {}
-    }
+    remove_store_folder(&ctx.target(Path::new(&spec.name)))?;
     Ok(StoreRecord {
         name: spec.name.clone(),
         kind: spec.kind,

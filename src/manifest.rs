@@ -96,6 +96,10 @@ pub enum StoreStatus {
     /// The store could not be captured (see [`StoreRecord::error`]); the
     /// other stores of the bundle were.
     Failed,
+    /// Only in a safety snapshot: the live store could not be captured
+    /// normally (a corrupt database, say), so its files are exact raw
+    /// copies, unchecked (see [`StoreRecord::error`] for why).
+    Damaged,
 }
 
 /// One store in the bundle.
@@ -118,7 +122,8 @@ pub struct StoreRecord {
     /// Symbolic links found in a `dir` store, recorded, never followed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub symlinks: Vec<SymlinkRecord>,
-    /// For a `failed` store: why it could not be captured.
+    /// For a `failed` store: why it could not be captured; for a `damaged`
+    /// one, why its raw bytes were kept instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -316,6 +321,20 @@ impl Manifest {
         self.stores
             .iter()
             .filter(|s| s.status == StoreStatus::Failed)
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.error.as_deref().unwrap_or("unknown error"),
+                )
+            })
+            .collect()
+    }
+
+    /// The stores kept as raw bytes because they could not be captured, with why.
+    pub fn damaged_stores(&self) -> Vec<(&str, &str)> {
+        self.stores
+            .iter()
+            .filter(|s| s.status == StoreStatus::Damaged)
             .map(|s| {
                 (
                     s.name.as_str(),

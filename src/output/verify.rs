@@ -15,6 +15,12 @@ pub fn render(report: &VerifyReport, quiet: bool) -> String {
         };
         text.push_str(&format!("problem: {place}{}\n", escape(&p.problem)));
     }
+    for d in &report.damaged {
+        text.push_str(&format!(
+            "damaged: {}; kept as raw bytes, whole but not checked\n",
+            escape(d)
+        ));
+    }
     if report.ok && !quiet {
         text.push_str(&format!(
             "ok: {} verified ({} files, {})\n",

@@ -413,7 +413,15 @@ fn apply_confined(
     check_restore_space(destination, selected, take_snapshot)?;
     if take_snapshot {
         let stores = selected.iter().map(|s| s.spec.clone()).collect();
-        let outcome = safety_snapshot(destination, stores, &report.bundle_id, progress)?;
+        let outcome = safety_snapshot(destination, stores, &report.bundle_id, progress)
+            .map_err(|e| snapshot_failed(e, destination))?;
+        for (name, why) in outcome.manifest.damaged_stores() {
+            if let Some(store) = report.stores.iter_mut().find(|s| s.name == name) {
+                store.notes.push(format!(
+                    "the live store could not be captured normally ({why}); the safety snapshot keeps its exact bytes, recorded as damaged"
+                ));
+            }
+        }
         report.safety_snapshot = Some(outcome.path);
     }
     if live {
@@ -519,7 +527,7 @@ fn plan_stores(
             mode: opts.mode,
             key: s.spec.key.clone(),
         };
-        let skip = s.record.status != StoreStatus::Ok;
+        let skip = !matches!(s.record.status, StoreStatus::Ok | StoreStatus::Damaged);
         let steps = if skip {
             Vec::new()
         } else {
@@ -686,6 +694,19 @@ fn confirm_token(
     crate::hash::sha256_hex(text.as_bytes())[..12].to_string()
 }
 
+/// A safety snapshot that failed stops the restore before any write; the
+/// error says so and how to go on.
+fn snapshot_failed(e: Error, destination: &Path) -> Error {
+    Error::Context {
+        context: format!(
+            "could not take the safety snapshot in {} ({}); nothing was restored; fix the cause, or restore with --no-safety-snapshot to go on without one",
+            destination.display(),
+            crate::bundle::locate::error_chain(&e)
+        ),
+        source: Box::new(e),
+    }
+}
+
 fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String> {
     let mut notes = Vec::new();
     if skipped {
@@ -697,6 +718,12 @@ fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String>
                 _ => "empty",
             }
         ));
+    }
+    if status == StoreStatus::Damaged {
+        notes.push(
+            "the bundle holds this store's raw bytes, taken when it could not be captured normally (a safety snapshot of a damaged store); they are put back exactly as they were, unchecked"
+                .into(),
+        );
     }
     for step in steps {
         match step {

@@ -8,6 +8,7 @@
 
 pub mod dir;
 pub mod jsonl;
+pub mod raw;
 pub mod sqlite;
 pub mod steps;
 

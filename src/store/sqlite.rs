@@ -5,9 +5,9 @@ use std::path::Path;
 
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
-use crate::format::sqlite::{is_sqlite_file, wal_path};
+use crate::format::sqlite::{is_sqlite_file, wal_path, SIDECARS};
 use crate::fsutil::EncodedPath;
-use crate::manifest::StoreRecord;
+use crate::manifest::{StoreRecord, StoreStatus};
 use crate::plan::{Step, Target};
 use crate::store::steps;
 use crate::store::{file_name_of, manifest_path, CapturePlan, StoreHandler};
@@ -59,6 +59,9 @@ impl StoreHandler for SqliteStore {
     }
 
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
+        if record.status == StoreStatus::Damaged {
+            return plan_raw(record, target);
+        }
         let mut steps = Vec::new();
         for file in &record.files {
             let facts = file.sqlite.as_ref().ok_or_else(|| {
@@ -89,4 +92,47 @@ pub fn unit(store: &str, src: &Path, at: (EncodedPath, std::path::PathBuf)) -> U
         UnitKind::Sqlite,
         len(src) + len(&wal_path(src)),
     )
+}
+
+/// Plans putting back a `damaged` store's raw bytes: the database file and
+/// the sidecars it had, byte for byte; for replace, live sidecars the bundle
+/// lacks are removed (a stale `-wal` must not be replayed over other bytes).
+fn plan_raw(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
+    let own = match &record.single_file {
+        Some(name) => format!("{}/{name}", record.name),
+        None => {
+            return Err(Error::Refused(format!(
+                "sqlite store \"{}\" names no single file",
+                record.name
+            )))
+        }
+    };
+    let mut steps = Vec::new();
+    let mut kept = Vec::new();
+    for file in &record.files {
+        let suffix = file.path.strip_prefix(&own).unwrap_or_default();
+        if !(suffix.is_empty() || SIDECARS.contains(&suffix)) || file.path_hex.is_some() {
+            return Err(Error::Refused(format!(
+                "bundle file {} is not sqlite store \"{}\"'s database or one of its sidecars",
+                file.path, record.name
+            )));
+        }
+        let mut live = target.path.clone().into_os_string();
+        live.push(suffix);
+        let live = std::path::PathBuf::from(live);
+        kept.push(live.clone());
+        steps.push(steps::plain_file(target.source(file)?, file, live, target)?);
+    }
+    if target.mode == crate::plan::Mode::Replace {
+        for suffix in SIDECARS {
+            let mut live = target.path.clone().into_os_string();
+            live.push(suffix);
+            let live = std::path::PathBuf::from(live);
+            let present = target.entry(&live)? != crate::rooted::Entry::Missing;
+            if present && !kept.contains(&live) {
+                steps.insert(0, Step::Remove { target: live });
+            }
+        }
+    }
+    Ok(steps)
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bad_day;
 mod chroma;
 mod create;
 mod escape;
