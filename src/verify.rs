@@ -208,7 +208,8 @@ impl Checker<'_> {
     fn check_store(&mut self, store: &manifest::StoreRecord) {
         let name = store.name.as_str();
         let holds_files = matches!(store.status, StoreStatus::Ok | StoreStatus::Damaged);
-        if !holds_files && !(store.files.is_empty() && store.symlinks.is_empty()) {
+        let lists_any = !store.files.is_empty() || !store.symlinks.is_empty();
+        if !holds_files && lists_any {
             self.add(
                 Some(name),
                 None,
