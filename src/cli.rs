@@ -209,6 +209,10 @@ pub struct CreateArgs {
     /// Copy every file, even those unchanged since the previous bundle
     #[arg(long)]
     pub no_reuse: bool,
+    /// A store is meant to have shrunk (or gone): record it as accepted
+    /// instead of marking the bundle suspicious (a --label does the same)
+    #[arg(long)]
+    pub accept_shrink: bool,
 }
 
 /// `bundle verify`.

@@ -44,7 +44,7 @@ impl std::fmt::Display for StoreKind {
 }
 
 /// One store as configured: a name, a kind and a path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSpec {
     /// Unique name, `[a-z0-9_-]+`; also the store's folder inside a bundle.
@@ -56,6 +56,9 @@ pub struct StoreSpec {
     /// For JSONL: the field that identifies a record (used by merge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// This store's own [`Config::shrink_alarm`], when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shrink_alarm: Option<f64>,
 }
 
 /// The raw shape of `bundle.toml`.
@@ -68,6 +71,7 @@ struct RawConfig {
     #[serde(default)]
     stores: Vec<StoreSpec>,
     hook_timeout: Option<String>,
+    shrink_alarm: Option<f64>,
     retention: Option<Policy>,
     hooks: Option<RawHooks>,
 }
@@ -114,7 +118,7 @@ impl Default for Hooks {
 }
 
 /// A loaded, validated configuration with absolute paths.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The config file it came from, if any.
     pub file: Option<PathBuf>,
@@ -128,6 +132,27 @@ pub struct Config {
     pub retention: Policy,
     /// The `[hooks]`.
     pub hooks: Hooks,
+    /// The fraction of a store's rows (sqlite), lines (jsonl) or bytes (dir)
+    /// whose loss since the last healthy bundle makes a new bundle
+    /// suspicious (see [`crate::shrink`]).
+    pub shrink_alarm: f64,
+}
+
+/// The default [`Config::shrink_alarm`]: losing more than half is suspicious.
+pub const DEFAULT_SHRINK_ALARM: f64 = 0.5;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            file: None,
+            destination: None,
+            full_check: false,
+            stores: Vec::new(),
+            retention: Policy::default(),
+            hooks: Hooks::default(),
+            shrink_alarm: DEFAULT_SHRINK_ALARM,
+        }
+    }
 }
 
 impl Config {
@@ -186,6 +211,7 @@ impl Config {
             stores,
             retention,
             hooks,
+            shrink_alarm: raw.shrink_alarm.unwrap_or(DEFAULT_SHRINK_ALARM),
         };
         config.validate().map_err(|reason| Error::Config {
             path: path.to_path_buf(),
@@ -202,11 +228,15 @@ impl Config {
 
     /// Checks names and uniqueness; returns a message on failure.
     fn validate(&self) -> std::result::Result<(), String> {
+        check_fraction("shrink_alarm", self.shrink_alarm)?;
         let mut seen = BTreeSet::new();
         for store in &self.stores {
             validate_store_name(&store.name)?;
             if !seen.insert(store.name.as_str()) {
                 return Err(format!("store name \"{}\" is used twice", store.name));
+            }
+            if let Some(alarm) = store.shrink_alarm {
+                check_fraction(&format!("store \"{}\": shrink_alarm", store.name), alarm)?;
             }
             if store.key.is_some() && store.kind != StoreKind::Jsonl {
                 return Err(format!(
@@ -216,6 +246,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The shrink alarm of `store`: its own, else the config's.
+    pub fn shrink_alarm_of(&self, store: &StoreSpec) -> f64 {
+        store.shrink_alarm.unwrap_or(self.shrink_alarm)
     }
 
     /// The stores to work on: all, or those named in `only` (each must exist).
@@ -282,6 +317,7 @@ pub fn parse_store_flag(kind: StoreKind, value: &str) -> Result<StoreSpec> {
         kind,
         path: absolute(Path::new(path))?,
         key: None,
+        shrink_alarm: None,
     })
 }
 
@@ -299,6 +335,16 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
 /// Makes `path` absolute against the working directory without touching the disk.
 pub fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).map_err(|e| Error::io("could not resolve", path, e))
+}
+
+/// Refuses a fraction outside 0 to 1 (`what` names the key).
+fn check_fraction(what: &str, value: f64) -> std::result::Result<(), String> {
+    if (0.0..=1.0).contains(&value) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} = {value}: write a fraction from 0 to 1 (0.5: losing more than half of a store is suspicious)"
+    ))
 }
 
 #[cfg(test)]

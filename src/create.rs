@@ -40,6 +40,12 @@ pub struct CreateOptions {
     pub jobs: usize,
     /// Hard-link unchanged files from the previous good bundle instead of copying.
     pub reuse: bool,
+    /// The fraction of loss that makes the bundle suspicious (see
+    /// [`crate::shrink`]); a store's own `shrink_alarm` overrides it.
+    pub shrink_alarm: f64,
+    /// The creator acknowledges a shrink (`--accept-shrink`, or a label):
+    /// it is recorded as accepted, and the bundle is not suspicious.
+    pub accept_shrink: bool,
 }
 
 /// A created bundle.
@@ -103,6 +109,8 @@ pub fn safety_snapshot(
         hooks: Hooks::default(),
         jobs: parallel::default_jobs(),
         reuse: true,
+        shrink_alarm: crate::config::DEFAULT_SHRINK_ALARM,
+        accept_shrink: true,
     };
     let safety = Safety {
         restoring: restoring.to_string(),
@@ -154,6 +162,14 @@ fn capture_bundle(
     let staging_dir = staging::staging_path(&opts.destination, &id.to_string());
     // The bundle folder is its owner's alone; its files keep their sources'
     // permission bits without write.
+    // Registered before it exists, so an interruption never misses it.
+    let staged = crate::interrupt::scratch(
+        &staging_dir,
+        match safety {
+            Some(_) => "the unfinished safety snapshot (nothing was restored)",
+            None => "the unfinished bundle",
+        },
+    );
     fsutil::create_private_dir(&staging_dir)?;
 
     let ctx = CaptureContext {
@@ -171,7 +187,7 @@ fn capture_bundle(
         }
     };
     let path = opts.destination.join(id.to_string());
-    if let Err(e) = std::fs::rename(&staging_dir, &path) {
+    if let Err(e) = crate::interrupt::publish(staged, || std::fs::rename(&staging_dir, &path)) {
         let _ = std::fs::remove_dir_all(&staging_dir);
         return Err(Error::io(
             "could not move the new bundle into place at",
@@ -303,6 +319,15 @@ fn build(
         };
         records.push(record);
     }
+    // A safety snapshot records whatever is live; only creates are judged.
+    let shrunk = match safety {
+        Some(_) => Vec::new(),
+        None => shrink_reasons(opts, &records),
+    };
+    let (suspicious_reasons, accepted_shrink) = match opts.accept_shrink {
+        true => (Vec::new(), shrunk),
+        false => (shrunk, Vec::new()),
+    };
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         id: id.to_string(),
@@ -318,10 +343,28 @@ fn build(
         git: opts.config_dir.as_deref().and_then(crate::vcs::provenance),
         topology: manifest::topology(records.iter().map(|s| (s.name.as_str(), s.kind))),
         stores: records,
+        suspicious: !suspicious_reasons.is_empty(),
+        suspicious_reasons,
+        accepted_shrink,
     };
     write_manifest(ctx.bundle_root, &manifest)?;
     fsync_tree(ctx.bundle_root, opts.jobs)?;
     Ok((manifest, warnings))
+}
+
+/// Why the new bundle's stores look wiped or gutted next to the bundles
+/// already in the destination.
+fn shrink_reasons(opts: &CreateOptions, records: &[StoreRecord]) -> Vec<String> {
+    let history: Vec<Manifest> = crate::bundle::list(&opts.destination)
+        .map(|l| l.bundles.into_iter().map(|b| b.manifest).collect())
+        .unwrap_or_default();
+    crate::shrink::reasons(records, &history, |name| {
+        opts.stores
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.shrink_alarm)
+            .unwrap_or(opts.shrink_alarm)
+    })
 }
 
 /// What capturing the units gave: each captured file by manifest path, and
@@ -579,7 +622,17 @@ fn fsync_tree(root: &Path, jobs: usize) -> Result<()> {
 
 /// The first id not yet taken in `destination`, adding `-1`, `-2`… as needed.
 fn free_id(destination: &Path, base: BundleId) -> BundleId {
-    let mut n = 0;
+    // Past the highest id of the same second, not into a gap a prune left:
+    // ids must keep the order in which bundles were made.
+    let mut n = std::fs::read_dir(destination)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| BundleId::parse(e.file_name().to_str()?))
+        .filter(|id| id.same_second(&base))
+        .map(|id| id.suffix() + 1)
+        .max()
+        .unwrap_or(0);
     loop {
         let id = base.with_suffix(n);
         if std::fs::symlink_metadata(destination.join(id.to_string())).is_err() {

@@ -179,6 +179,29 @@ impl Error {
         }
     }
 
+    /// A stable, machine-readable name for what went wrong (the `kind` of
+    /// `--json` error documents, see docs/cli.md). A wrapped error (context,
+    /// a store's snapshot, a post hook that failed afterwards) has the kind
+    /// of the failure that decides its exit code.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Config { .. } => "config",
+            Error::Refused(_) => "refused",
+            Error::ThroughLink { .. } => "through_link",
+            Error::CheckFailed { .. } => "check_failed",
+            Error::BundleInvalid { .. } => "bundle_invalid",
+            Error::StoresFailed { .. } => "stores_failed",
+            Error::NoSpace { .. } => "no_space",
+            Error::Io { .. } => "io",
+            Error::Sqlite { .. } => "sqlite",
+            Error::Manifest { .. } => "manifest",
+            Error::Hook { .. } => "hook",
+            Error::PostHookAlsoFailed { operation, .. } => operation.kind(),
+            Error::Snapshot { source, .. } | Error::Context { source, .. } => source.kind(),
+        }
+    }
+
     /// Builds an [`Error::Io`] for `path`.
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         Error::Io {

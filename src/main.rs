@@ -16,14 +16,36 @@ use output::Printer;
 
 fn main() -> ProcessExit {
     let cli = Cli::parse();
+    exit_on_signal(cli.json);
     let code = match run(&cli) {
         Ok(code) => code,
         Err(err) => {
-            output::error(&err);
+            output::error(&err, cli.json);
             err.exit_code()
         }
     };
     ProcessExit::from(code as u8)
+}
+
+/// On SIGINT or SIGTERM: remove what this process was building, say in one
+/// line what was left as it was, and exit 130 or 143 (128 + the signal).
+fn exit_on_signal(json: bool) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let said = bundle::interrupt::clean_up();
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            output::interrupted(name, 128 + signal, &said, json);
+            std::process::exit(128 + signal);
+        }
+    });
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {

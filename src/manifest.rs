@@ -61,6 +61,17 @@ pub struct Manifest {
     pub topology: String,
     /// One entry per captured store, sorted by name.
     pub stores: Vec<StoreRecord>,
+    /// Whether a store that had data is now absent, empty or lost more than
+    /// its shrink alarm since it was last healthy (see [`crate::shrink`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspicious: bool,
+    /// Why the bundle is suspicious, one line per store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspicious_reasons: Vec<String>,
+    /// Shrinks the creator acknowledged (`--accept-shrink` or a label): the
+    /// bundle is not suspicious, and these say what was accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accepted_shrink: Vec<String>,
 }
 
 /// Name and version of the writing tool.

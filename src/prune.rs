@@ -45,6 +45,9 @@ pub struct KeptBundle {
     pub id: String,
     /// Every rule that keeps it.
     pub reasons: Vec<Reason>,
+    /// The stores whose last healthy bundle it is (reason `last-healthy`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub last_healthy: Vec<String>,
 }
 
 /// What prune found and did.
@@ -100,10 +103,12 @@ pub fn prune_in(destination: &dyn Destination, opts: &PruneOptions) -> Result<Pr
                 id,
                 created_at,
                 safety,
+                healthy,
             } => candidates.push(Candidate {
                 id,
                 created_at,
                 safety,
+                healthy,
             }),
             Entry::Damaged(id, why) => {
                 report.problems.insert(id.clone(), why);
@@ -124,6 +129,7 @@ pub fn prune_in(destination: &dyn Destination, opts: &PruneOptions) -> Result<Pr
             report.kept.push(KeptBundle {
                 id: decision.id,
                 reasons: decision.reasons,
+                last_healthy: decision.last_healthy,
             });
         } else {
             report.deleted.push(decision.id);

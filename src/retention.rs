@@ -4,8 +4,10 @@
 //! The rules follow restic's `forget`: a bundle is kept when any rule keeps it.
 //! `daily`, `weekly` (ISO weeks) and `monthly` keep the newest bundle of each of
 //! the last N periods that have bundles, in UTC. Two rules no policy can turn
-//! off: the newest good bundle is always kept, and pre-restore safety bundles
-//! are kept while younger than `keep_safety_days`. Damaged bundles are never
+//! off: the newest good bundle is always kept, the newest bundle in which each
+//! store was healthy is always kept (`last-healthy`, see [`crate::shrink`]),
+//! and pre-restore safety bundles are kept while younger than
+//! `keep_safety_days`. Damaged bundles are never
 //! candidates, so they cannot take a keep slot from a good one.
 
 use jiff::civil::Date;
@@ -94,6 +96,9 @@ impl Policy {
 pub enum Reason {
     /// The newest bundle that passes the quick check: never deleted.
     NewestGood,
+    /// The newest bundle in which some store was healthy: never deleted, so
+    /// a week of bundles of a wiped store cannot rotate the data out.
+    LastHealthy,
     /// A pre-restore safety bundle younger than `keep_safety_days`.
     Safety,
     /// Among the newest `keep_last`.
@@ -113,6 +118,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::NewestGood => "newest-good",
+            Reason::LastHealthy => "last-healthy",
             Reason::Safety => "safety",
             Reason::Last => "last",
             Reason::Within => "within",
@@ -132,6 +138,8 @@ pub struct Candidate {
     pub created_at: Timestamp,
     /// Whether it is a pre-restore safety bundle.
     pub safety: bool,
+    /// The stores healthy in it (see [`crate::shrink::healthy_in`]).
+    pub healthy: Vec<String>,
 }
 
 /// The decision about one candidate.
@@ -141,6 +149,8 @@ pub struct Decision {
     pub id: String,
     /// Why it is kept; empty means delete.
     pub reasons: Vec<Reason>,
+    /// The stores whose last healthy bundle this is.
+    pub last_healthy: Vec<String>,
 }
 
 impl Decision {
@@ -191,10 +201,20 @@ pub fn decide(candidates: &[Candidate], policy: &Policy, now: Timestamp) -> Vec<
     let mut last_slots = policy.keep_last.unwrap_or(0);
 
     let mut decisions = Vec::with_capacity(sorted.len());
+    let mut seen_healthy = std::collections::BTreeSet::new();
     for (i, c) in sorted.iter().enumerate() {
         let mut reasons = Vec::new();
         if i == 0 {
             reasons.push(Reason::NewestGood);
+        }
+        let last_healthy: Vec<String> = c
+            .healthy
+            .iter()
+            .filter(|s| seen_healthy.insert(s.as_str()))
+            .cloned()
+            .collect();
+        if !last_healthy.is_empty() {
+            reasons.push(Reason::LastHealthy);
         }
         if c.safety && c.created_at > safety_since {
             reasons.push(Reason::Safety);
@@ -220,6 +240,7 @@ pub fn decide(candidates: &[Candidate], policy: &Policy, now: Timestamp) -> Vec<
         decisions.push(Decision {
             id: c.id.clone(),
             reasons,
+            last_healthy,
         });
     }
     decisions
@@ -250,6 +271,7 @@ mod tests {
                 id: t.to_string(),
                 created_at: at(t),
                 safety: false,
+                healthy: Vec::new(),
             })
             .collect()
     }

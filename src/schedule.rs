@@ -161,8 +161,10 @@ impl Schedule {
             When::Every(d) => cron_interval(d)?,
         };
         let command: Vec<String> = self.command().iter().map(|a| cron_quote(a)).collect();
+        // stdout (the new bundle's id and path) would make cron mail every
+        // night; only errors on stderr should.
         Ok(format!(
-            "{when} {} {CRON_TAG}{}",
+            "{when} {} {CRON_QUIET} {CRON_TAG}{}",
             command.join(" "),
             self.name
         ))
@@ -476,6 +478,8 @@ fn cron_status() -> Result<Vec<ScheduleStatus>> {
             .next()
             .unwrap_or("")
             .trim()
+            .trim_end_matches(CRON_QUIET)
+            .trim()
             .to_string();
         found.push(ScheduleStatus {
             name: name.to_string(),
@@ -510,6 +514,9 @@ fn without_tag(crontab: &str, name: &str) -> Vec<String> {
 }
 
 /// The five cron fields for an interval, when cron can express it exactly.
+/// What a cron line appends to the command: its stdout is not mail.
+const CRON_QUIET: &str = ">/dev/null";
+
 fn cron_interval(every: Duration) -> Result<String> {
     let minutes = every.as_secs() / 60;
     let fields = match minutes {
@@ -681,7 +688,7 @@ mod tests {
         assert!(timer.contains("Unit=bundle-notes.service\n"));
         assert_eq!(
             nightly().cron_line().unwrap(),
-            "30 2 * * * '/opt/bin/bundle' '--config' '/home/me/100\\% notes/bundle.toml' 'create' '--prune' '--quiet' # bundle-schedule:notes"
+            "30 2 * * * '/opt/bin/bundle' '--config' '/home/me/100\\% notes/bundle.toml' 'create' '--prune' '--quiet' >/dev/null # bundle-schedule:notes"
         );
     }
 

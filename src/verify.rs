@@ -54,6 +54,11 @@ pub struct VerifyReport {
     /// snapshot of a store that could not be captured), with why: whole, but
     /// unchecked, so not proven to open.
     pub damaged: Vec<String>,
+    /// Whether the manifest says a store was wiped or gutted when the bundle
+    /// was made (the bytes may be whole; the data is not what it was).
+    pub suspicious: bool,
+    /// Why, as the manifest records it.
+    pub suspicious_reasons: Vec<String>,
 }
 
 /// How thorough to be.
@@ -74,6 +79,8 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
         files_checked: 0,
         bytes_checked: 0,
         damaged: Vec::new(),
+        suspicious: false,
+        suspicious_reasons: Vec::new(),
     };
     let meta = std::fs::metadata(bundle).map_err(|e| Error::io("could not read", bundle, e))?;
     if !meta.is_dir() {
@@ -101,6 +108,8 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
         }
     };
     report.id = Some(manifest.id.clone());
+    report.suspicious = manifest.suspicious;
+    report.suspicious_reasons = manifest.suspicious_reasons.clone();
     report.damaged = manifest
         .damaged_stores()
         .into_iter()

@@ -29,6 +29,8 @@ pub enum Entry {
         created_at: Timestamp,
         /// Whether it is a pre-restore safety snapshot.
         safety: bool,
+        /// The stores healthy in it (see [`crate::shrink::healthy_in`]).
+        healthy: Vec<String>,
     },
     /// A bundle with files missing (or a store that failed), and why.
     Damaged(String, String),
@@ -159,6 +161,12 @@ fn classify(path: &Path, name: String) -> Entry {
         id: name,
         created_at,
         safety: manifest.reason.as_deref() == Some(crate::manifest::PRE_RESTORE),
+        healthy: manifest
+            .stores
+            .iter()
+            .filter(|s| crate::shrink::healthy_in(&manifest, &s.name))
+            .map(|s| s.name.clone())
+            .collect(),
     }
 }
 

@@ -20,6 +20,16 @@ impl BundleId {
         }
     }
 
+    /// Whether both ids are of the same second (whatever their suffixes).
+    pub fn same_second(&self, other: &BundleId) -> bool {
+        self.stamp == other.stamp
+    }
+
+    /// The suffix (`0`: none).
+    pub fn suffix(&self) -> u32 {
+        self.suffix
+    }
+
     /// The same stamp with suffix `n` (`0` means none).
     pub fn with_suffix(&self, n: u32) -> BundleId {
         BundleId {

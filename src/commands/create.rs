@@ -37,6 +37,8 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
             .map(usize::from)
             .unwrap_or_else(bundle::parallel::default_jobs),
         reuse: !args.no_reuse,
+        shrink_alarm: config.shrink_alarm,
+        accept_shrink: args.accept_shrink || args.label.is_some(),
     };
     let bar = printer.bar();
     let outcome = create(&opts, &bar)?;
@@ -44,7 +46,12 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
     for warning in &outcome.warnings {
         output::warn(warning);
     }
-    let pruned = if args.prune {
+    let suspicious = outcome.manifest.suspicious;
+    for reason in &outcome.manifest.accepted_shrink {
+        printer.note(&format!("accepted shrink: {}", output::escape(reason)));
+    }
+    // A suspicious bundle prunes nothing: it must not push a good one out.
+    let pruned = if args.prune && !suspicious {
         let report = prune(&PruneOptions {
             destination: opts.destination.clone(),
             policy: config.retention.clone(),
@@ -70,6 +77,10 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
         if !printer.json() {
             printer.note(output::prune::render(report).trim_end());
         }
+    }
+    if suspicious {
+        eprintln!("{}", output::create::suspicious(&outcome, args.prune));
+        return Ok(ExitCode::CheckFailed);
     }
     Ok(ExitCode::Success)
 }

@@ -21,7 +21,6 @@ pub fn run(cli: &Cli, args: &ListArgs, printer: Printer) -> Result<ExitCode> {
         printer.note(&format!("no bundles in {}", destination.display()));
         return Ok(ExitCode::Success);
     }
-    // The table is the data asked for: printed even under --quiet.
-    printer.result_or_needed(&rows, true, || output::list::render(&rows));
+    printer.result(&rows, || output::list::render(&rows));
     Ok(ExitCode::Success)
 }

@@ -25,9 +25,6 @@ pub fn run(cli: &Cli, args: &PruneArgs, printer: Printer) -> Result<ExitCode> {
         now,
         apply: args.apply,
     })?;
-    // Damaged bundles are reported even under --quiet.
-    printer.result_or_needed(&report, !report.damaged.is_empty(), || {
-        output::prune::render(&report)
-    });
+    printer.result(&report, || output::prune::render(&report));
     Ok(ExitCode::Success)
 }

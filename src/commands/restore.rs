@@ -30,10 +30,7 @@ pub fn run(cli: &Cli, args: &RestoreArgs, printer: Printer) -> Result<ExitCode> 
     let bar = printer.bar();
     let report = restore(&opts, &bar)?;
     drop(bar);
-    // A plan that was not applied is shown even under --quiet.
-    printer.result_or_needed(&report, report.outcome != Outcome::Applied, || {
-        output::restore::render(&report)
-    });
+    printer.result(&report, || output::restore::render(&report));
     match report.outcome {
         Outcome::Applied | Outcome::DryRun => Ok(ExitCode::Success),
         Outcome::TokenMissing => {

@@ -20,7 +20,7 @@ pub fn run(cli: &Cli, cmd: &ScheduleCommand, printer: Printer) -> Result<ExitCod
                 args.every.as_deref(),
             )?;
             let done = schedule::install(&plan, &backend, args.print)?;
-            printer.result_or_needed(&done, args.print, || output::schedule::installed(&done));
+            printer.result(&done, || output::schedule::installed(&done));
         }
         ScheduleCommand::Remove(args) => {
             let removed = schedule::remove(&args.name, &backend)?;
@@ -41,8 +41,7 @@ pub fn run(cli: &Cli, cmd: &ScheduleCommand, printer: Printer) -> Result<ExitCod
                 printer.notice("no bundle schedules installed");
             }
             if printer.json() || !found.is_empty() {
-                // The list is what was asked for: shown even under --quiet.
-                printer.result_or_needed(&found, true, || output::schedule::status(&found));
+                printer.result(&found, || output::schedule::status(&found));
             }
         }
     }

@@ -15,10 +15,7 @@ pub fn run(cli: &Cli, args: &VerifyArgs, printer: Printer) -> Result<ExitCode> {
     let bar = printer.bar();
     let report = verify(&path, VerifyOptions { quick: args.quick }, &bar)?;
     drop(bar);
-    // Problems are printed even under --quiet.
-    printer.result_or_needed(&report, !report.ok, || {
-        output::verify::render(&report, cli.quiet)
-    });
+    printer.result(&report, || output::verify::render(&report));
     if report.ok {
         return Ok(ExitCode::Success);
     }

@@ -10,6 +10,7 @@ use bundle::prune::PruneReport;
 /// The `--json` document of `create`.
 #[derive(Serialize)]
 pub struct CreatedJson<'a> {
+    ok: bool,
     id: &'a str,
     path: String,
     created_at: &'a str,
@@ -18,6 +19,9 @@ pub struct CreatedJson<'a> {
     warnings: &'a [String],
     removed_leftovers: &'a [String],
     stores: Vec<CreatedStoreJson<'a>>,
+    suspicious: bool,
+    suspicious_reasons: &'a [String],
+    accepted_shrink: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     prune: Option<&'a PruneReport>,
 }
@@ -37,6 +41,7 @@ struct CreatedStoreJson<'a> {
 pub fn json<'a>(outcome: &'a CreateOutcome, pruned: Option<&'a PruneReport>) -> CreatedJson<'a> {
     let m = &outcome.manifest;
     CreatedJson {
+        ok: !m.suspicious,
         id: &m.id,
         path: outcome.path.display().to_string(),
         created_at: &m.created_at,
@@ -56,6 +61,9 @@ pub fn json<'a>(outcome: &'a CreateOutcome, pruned: Option<&'a PruneReport>) -> 
                 bytes: s.files.iter().fold(0u64, |t, f| t.saturating_add(f.bytes)),
             })
             .collect(),
+        suspicious: m.suspicious,
+        suspicious_reasons: &m.suspicious_reasons,
+        accepted_shrink: &m.accepted_shrink,
         prune: pruned,
     }
 }
@@ -78,4 +86,22 @@ pub fn summary(outcome: &CreateOutcome) -> String {
         reused,
         files.count()
     )
+}
+
+/// The stderr lines of a suspicious bundle: why, and what to do.
+pub fn suspicious(outcome: &CreateOutcome, pruning_skipped: bool) -> String {
+    let m = &outcome.manifest;
+    let mut text = String::new();
+    for reason in &m.suspicious_reasons {
+        text.push_str(&format!("warning: {}\n", super::escape(reason)));
+    }
+    let skipped = match pruning_skipped {
+        true => "; nothing was pruned",
+        false => "",
+    };
+    text.push_str(&format!(
+        "error: bundle {} is suspicious: a store that had data is gone or much smaller; it was published as evidence{skipped}, and prune keeps each store's last healthy bundle. Check the application's data; if the shrink was intended, run `bundle create --accept-shrink`",
+        super::escape(&m.id)
+    ));
+    text
 }

@@ -16,6 +16,8 @@ pub struct ListedJson<'a> {
     stores: Vec<&'a str>,
     label: Option<&'a str>,
     reason: Option<&'a str>,
+    suspicious: bool,
+    suspicious_reasons: &'a [String],
 }
 
 /// The `--json` rows.
@@ -30,6 +32,8 @@ pub fn json(bundles: &[ListedBundle]) -> Vec<ListedJson<'_>> {
             stores: b.manifest.stores.iter().map(|s| s.name.as_str()).collect(),
             label: b.manifest.label.as_deref(),
             reason: b.manifest.reason.as_deref(),
+            suspicious: b.manifest.suspicious,
+            suspicious_reasons: &b.manifest.suspicious_reasons,
         })
         .collect()
 }
@@ -44,6 +48,12 @@ pub fn render(rows: &[ListedJson<'_>]) -> String {
         let mut stores = escape(&r.stores.join(","));
         if let Some(label) = r.label {
             stores.push_str(&format!("  \"{}\"", escape(label)));
+        }
+        if r.suspicious {
+            stores.push_str(&format!(
+                "  SUSPICIOUS: {}",
+                escape(&r.suspicious_reasons.join("; "))
+            ));
         }
         text.push_str(&format!(
             "{:<22} {:<22} {:>10}  {}\n",

@@ -65,13 +65,78 @@ pub fn warn(text: &str) {
     eprintln!("warning: {}", escape(text));
 }
 
-/// Prints an error and its causes on stderr, one per line.
-pub fn error(err: &(dyn std::error::Error + 'static)) {
+/// Prints an error and its causes on stderr, one per line; with `--json`
+/// also its [`ErrorJson`] document on stdout.
+pub fn error(err: &bundle::Error, json_too: bool) {
+    let causes = causes(err);
+    if json_too {
+        json(&ErrorJson::new(
+            err.exit_code() as i32,
+            err.kind(),
+            err.to_string(),
+            causes.clone(),
+        ));
+    }
     eprintln!("error: {}", escape(&err.to_string()));
+    for cause in causes {
+        eprintln!("  caused by: {}", escape(&cause));
+    }
+}
+
+/// The messages of `err`'s causes, outermost first.
+fn causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
     let mut source = err.source();
     while let Some(s) = source {
-        eprintln!("  caused by: {}", escape(&s.to_string()));
+        out.push(s.to_string());
         source = s.source();
+    }
+    out
+}
+
+/// Prints what an interrupting signal left (one line on stderr; with
+/// `--json` also an error document of kind `interrupted` on stdout).
+pub fn interrupted(signal: &str, exit_code: i32, said: &str, json_too: bool) {
+    let message = format!("interrupted by {signal}: {said}");
+    if json_too {
+        json(&ErrorJson::new(
+            exit_code,
+            "interrupted",
+            message.clone(),
+            Vec::new(),
+        ));
+    }
+    eprintln!("{}", escape(&message));
+}
+
+/// The `--json` document of every failure:
+/// `{"ok": false, "exit_code": N, "error": {"kind", "message", "causes"}}`.
+#[derive(Serialize)]
+pub struct ErrorJson {
+    ok: bool,
+    exit_code: i32,
+    error: ErrorBody,
+}
+
+/// The `error` object of [`ErrorJson`].
+#[derive(Serialize)]
+struct ErrorBody {
+    kind: &'static str,
+    message: String,
+    causes: Vec<String>,
+}
+
+impl ErrorJson {
+    fn new(exit_code: i32, kind: &'static str, message: String, causes: Vec<String>) -> ErrorJson {
+        ErrorJson {
+            ok: false,
+            exit_code,
+            error: ErrorBody {
+                kind,
+                message,
+                causes,
+            },
+        }
     }
 }
 

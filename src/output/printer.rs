@@ -1,8 +1,8 @@
 //! Where output goes, decided once per run: under `--json` stdout holds
-//! exactly one JSON document and nothing else; under `--quiet` the human
-//! summary is dropped (warnings and errors still go to stderr); progress
-//! bars are drawn only on a terminal and never with `--json`, `--quiet` or
-//! `--no-progress`.
+//! exactly one JSON document and nothing else; `--quiet` only silences the
+//! chatter on stderr (summaries, notes, progress), never the result on
+//! stdout, which scripts read; progress bars are drawn only on a terminal
+//! and never with `--json`, `--quiet` or `--no-progress`.
 
 use serde::Serialize;
 
@@ -36,23 +36,12 @@ impl Printer {
         Bar::new(self.json || self.quiet || self.no_progress)
     }
 
-    /// The command's result: `value` as JSON with `--json`, else the human
-    /// text unless `--quiet`.
+    /// The command's result on stdout: `value` as JSON with `--json`, else
+    /// the human text (under `--quiet` too: it is the data asked for).
     pub fn result<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
-        self.result_or_needed(value, false, human);
-    }
-
-    /// Like [`Printer::result`], but the human text is printed even under
-    /// `--quiet` when `needed` (it says something the user must act on).
-    pub fn result_or_needed<T: Serialize>(
-        &self,
-        value: &T,
-        needed: bool,
-        human: impl FnOnce() -> String,
-    ) {
         if self.json {
             super::json(value);
-        } else if !self.quiet || needed {
+        } else {
             super::stdout(&human());
         }
     }

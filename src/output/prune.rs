@@ -11,7 +11,16 @@ pub fn render(report: &bundle::prune::PruneReport) -> String {
         "deleted"
     };
     for kept in &report.kept {
-        let reasons: Vec<&str> = kept.reasons.iter().map(|r| r.as_str()).collect();
+        let reasons: Vec<String> = kept
+            .reasons
+            .iter()
+            .map(|r| match r {
+                bundle::retention::Reason::LastHealthy => {
+                    format!("last-healthy: {}", kept.last_healthy.join(", "))
+                }
+                r => r.as_str().to_string(),
+            })
+            .collect();
         text.push_str(&format!(
             "keep     {}  ({})\n",
             escape(&kept.id),

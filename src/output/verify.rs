@@ -4,8 +4,8 @@ use bundle::verify::VerifyReport;
 
 use super::{escape, escape_path, human_bytes};
 
-/// The problems, then (when none) the `ok` line unless `quiet`.
-pub fn render(report: &VerifyReport, quiet: bool) -> String {
+/// The problems, the damaged stores, then (when no problem) the `ok` line.
+pub fn render(report: &VerifyReport) -> String {
     let mut text = String::new();
     for p in &report.problems {
         let place = match (&p.store, &p.path) {
@@ -21,7 +21,13 @@ pub fn render(report: &VerifyReport, quiet: bool) -> String {
             escape(d)
         ));
     }
-    if report.ok && !quiet {
+    for reason in &report.suspicious_reasons {
+        text.push_str(&format!(
+            "suspicious: {}; the bundle is whole, but a store was gone or much smaller when it was made\n",
+            escape(reason)
+        ));
+    }
+    if report.ok {
         text.push_str(&format!(
             "ok: {} verified ({} files, {})\n",
             escape_path(&report.bundle),

@@ -424,6 +424,10 @@ fn apply_confined(
         }
         report.safety_snapshot = Some(outcome.path);
     }
+    // Registered before the journal exists and withdrawn once it is gone, so
+    // an interruption in between always says how to finish.
+    let under_way =
+        live.then(|| crate::interrupt::restore(&opts.bundle, report.safety_snapshot.as_deref()));
     if live {
         journal::write(
             destination,
@@ -467,6 +471,7 @@ fn apply_confined(
     if live {
         journal::remove(destination)?;
     }
+    drop(under_way);
     report.ok = true;
     report.outcome = Outcome::Applied;
     Ok(report)
@@ -624,6 +629,7 @@ fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<V
                         kind: record.kind,
                         path: target_path.clone(),
                         key: None,
+                        shrink_alarm: None,
                     },
                     target_path,
                 }
@@ -842,6 +848,7 @@ pub fn drill(
             e,
         )
     })?;
+    let _scratch = crate::interrupt::scratch(scratch.path(), "the drill's scratch folder");
     let report = restore(
         &RestoreOptions {
             bundle: bundle.to_path_buf(),

@@ -136,3 +136,138 @@ fn replace_over_a_dir_store_with_a_corrupt_database_inside() {
     );
     ws.run(&["verify", snapshot.to_str().unwrap()]).code(0);
 }
+
+/// The demo config with a retention policy that keeps only the newest two.
+fn nightly(ws: &Workspace) {
+    ws.write(
+        "bundle.toml",
+        &format!("{DEMO_CONFIG}[retention]\nkeep_last = 2\n"),
+    );
+}
+
+#[test]
+fn a_week_of_nightly_bundles_of_a_wiped_store_never_rotates_the_good_one_out() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    nightly(&ws);
+    let good = ws.create(&["--prune"]);
+    let good_id = good.file_name().unwrap().to_str().unwrap().to_string();
+    // The bad day nobody noticed: the JSONL folder is wiped, the database gutted.
+    std::fs::remove_dir_all(ws.path("data/kb")).unwrap();
+    ws.sqlite(
+        "data/memory.db",
+        "DELETE FROM notes; DELETE FROM projects; DELETE FROM notes_fts;",
+    );
+    for night in 0..7 {
+        let run = ws.run(&["--json", "create", "--prune"]);
+        run.code(1);
+        let doc = run.json();
+        assert_eq!(doc["ok"], false, "night {night}: {doc}");
+        assert_eq!(doc["suspicious"], true);
+        let reasons = doc["suspicious_reasons"].to_string();
+        assert!(
+            reasons.contains("store \\\"kb\\\" had 3 lines"),
+            "{reasons}"
+        );
+        assert!(reasons.contains("is now absent"), "{reasons}");
+        assert!(reasons.contains("store \\\"memory\\\" lost"), "{reasons}");
+        assert!(
+            reasons.contains(&good_id),
+            "compared with the good bundle: {reasons}"
+        );
+        // The bundle is published as evidence, and says so itself.
+        let bundle = Path::new(doc["path"].as_str().unwrap()).to_path_buf();
+        assert_eq!(ws.manifest(&bundle)["suspicious"], true);
+    }
+    let human = ws.run(&["create"]);
+    human.code(1);
+    assert!(human.stderr.contains("is suspicious"), "{}", human.stderr);
+    assert!(human.stderr.contains("--accept-shrink"), "{}", human.stderr);
+    assert!(
+        human.stdout.contains('\t'),
+        "the id and path are still printed"
+    );
+
+    // A prune keeps only the newest two, and the good bundle for its stores.
+    let pruned = ws.run(&["--json", "prune", "--apply"]);
+    pruned.code(0);
+    let report = pruned.json();
+    let kept = report["kept"].as_array().unwrap();
+    let good_kept = kept
+        .iter()
+        .find(|k| k["id"] == good_id.as_str())
+        .unwrap_or_else(|| panic!("the good bundle is kept: {report}"));
+    assert!(good_kept["reasons"].to_string().contains("last-healthy"));
+    assert_eq!(
+        good_kept["last_healthy"],
+        serde_json::json!(["kb", "memory", "vectors"])
+    );
+    assert_eq!(kept.len(), 3, "{report}");
+    assert!(good.join("kb").is_dir(), "the data is still there");
+    let human = ws.run(&["prune"]);
+    assert!(
+        human.stdout.contains("last-healthy: kb, memory, vectors"),
+        "{}",
+        human.stdout
+    );
+
+    // list and verify show it.
+    let list = ws.run(&["list"]);
+    assert!(list.stdout.contains("SUSPICIOUS"), "{}", list.stdout);
+    let newest = kept[0]["id"].as_str().unwrap();
+    let verify = ws.run(&["verify", newest]);
+    verify.code(0);
+    assert!(
+        verify.stdout.contains("suspicious: store"),
+        "{}",
+        verify.stdout
+    );
+
+    // The shrink was intended after all: accept it; the next night is normal,
+    // and the old good bundle may now rotate out.
+    let accepted = ws.run(&["--json", "create", "--accept-shrink"]);
+    accepted.code(0);
+    let doc = accepted.json();
+    assert_eq!(doc["suspicious"], false);
+    assert!(doc["accepted_shrink"].to_string().contains("kb"), "{doc}");
+    ws.run(&["create", "--prune"]).code(0);
+    assert!(
+        !good.exists(),
+        "rotated out once a newer healthy bundle exists"
+    );
+}
+
+#[test]
+fn shrink_alarm_is_a_fraction_per_store_and_a_label_acknowledges() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    // Losing 2 of 3 lines (67%) is under this store's own alarm of 0.8.
+    ws.write(
+        "bundle.toml",
+        &DEMO_CONFIG.replace("key = \"id\"\n", "key = \"id\"\nshrink_alarm = 0.8\n"),
+    );
+    ws.create(&[]);
+    std::fs::remove_file(ws.path("data/kb/2026/a.jsonl")).unwrap();
+    ws.run(&["create"]).code(0);
+    // The top-level alarm applies to the others: 0 means any loss.
+    ws.write("bundle.toml", &format!("shrink_alarm = 0.0\n{DEMO_CONFIG}"));
+    ws.write("data/vectors/seg-1/data_level0.bin", "short");
+    let run = ws.run(&["create"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("store \"vectors\" lost"),
+        "{}",
+        run.stderr
+    );
+    // A labelled create is a deliberate one: the shrink is recorded as accepted.
+    let labelled = ws.run(&["--json", "create", "--label", "trimmed the index"]);
+    labelled.code(0);
+    assert!(labelled.json()["accepted_shrink"]
+        .to_string()
+        .contains("vectors"));
+    // Not a fraction: a config error with the key's name.
+    ws.write("bundle.toml", &format!("shrink_alarm = 2\n{DEMO_CONFIG}"));
+    let bad = ws.run(&["create"]);
+    bad.code(2);
+    assert!(bad.stderr.contains("shrink_alarm = 2"), "{}", bad.stderr);
+}

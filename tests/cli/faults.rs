@@ -57,7 +57,7 @@ impl Rng {
 
 /// Builds stores big enough that create and restore take a noticeable time:
 /// a WAL database with blobs, JSONL files and a folder of segments.
-fn big_stores(ws: &Workspace, variant: &str) {
+pub fn big_stores(ws: &Workspace, variant: &str) {
     let db = ws.path("data/memory.db");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let conn = Connection::open(&db).unwrap();
@@ -126,7 +126,7 @@ fn duration_of(ws: &Workspace, args: &[&str]) -> Duration {
 }
 
 /// Visible bundle folders of the destination.
-fn visible_bundles(dest: &Path) -> Vec<PathBuf> {
+pub fn visible_bundles(dest: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dest)
         .map(|d| {
             d.map(|e| e.unwrap().path())
@@ -139,7 +139,7 @@ fn visible_bundles(dest: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn hidden_leftovers(dest: &Path, prefix: &str) -> usize {
+pub fn hidden_leftovers(dest: &Path, prefix: &str) -> usize {
     std::fs::read_dir(dest)
         .map(|d| {
             d.filter(|e| {

@@ -87,7 +87,11 @@ fn a_failing_pre_hook_aborts_before_anything_is_written_and_post_still_runs() {
         "hook output goes to stderr: {}",
         run.stderr
     );
-    assert!(run.stdout.is_empty(), "stdout stays clean: {}", run.stdout);
+    // stdout holds only the JSON error document, never the hook's output.
+    let doc = run.json();
+    assert_eq!(doc["error"]["kind"], "hook", "{doc}");
+    assert_eq!(doc["exit_code"], 1);
+    assert!(!run.stdout.contains("stopping the app"), "{}", run.stdout);
     assert_eq!(bundles(&ws), 0);
     assert!(!ws.path("backups").exists(), "not even the destination");
     assert_eq!(log(&ws), ["post id= path= status=failed"]);

@@ -231,7 +231,7 @@ fn cron_lines_are_tagged_replaced_by_name_and_keep_the_users_own_lines() {
     let cfg = config.to_str().unwrap();
     let line = |when: &str, name: &str| {
         format!(
-            "{when} '{}' '--config' '{cfg}' 'create' '--prune' '--quiet' # bundle-schedule:{name}",
+            "{when} '{}' '--config' '{cfg}' 'create' '--prune' '--quiet' >/dev/null # bundle-schedule:{name}",
             program()
         )
     };

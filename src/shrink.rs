@@ -1,0 +1,110 @@
+//! Suspicious bundles: a store that had data and is now absent, empty, or
+//! much smaller than when it was last healthy.
+//!
+//! A nightly create of a wiped store would otherwise be a "good" bundle, and
+//! a week of them would rotate every bundle that still had the data out of
+//! retention. So create compares each store with the newest bundle in which
+//! it was last healthy and records why the new bundle looks wrong; prune
+//! never deletes a store's last healthy bundle.
+//!
+//! A store is *healthy* in a bundle when it was captured (`ok`, or found
+//! `absent` or `empty`) in a bundle that is not suspicious (a shrink accepted
+//! with `--accept-shrink` is the new baseline) and is not a pre-restore
+//! safety snapshot (those capture whatever is live, unchecked). Size is the kind's own measure: rows for
+//! sqlite (a `VACUUM` shrinks bytes, not rows), lines for jsonl, bytes for dir.
+
+use crate::bundle::BundleId;
+use crate::config::StoreKind;
+use crate::manifest::{Manifest, StoreRecord, StoreStatus};
+
+/// The size of a store in its kind's own measure, and that measure's name.
+pub fn size(record: &StoreRecord) -> (u64, &'static str) {
+    match record.kind {
+        StoreKind::Sqlite => (
+            record
+                .files
+                .iter()
+                .filter_map(|f| f.sqlite.as_ref())
+                .flat_map(|facts| facts.tables.values())
+                .sum(),
+            "rows",
+        ),
+        StoreKind::Jsonl => (
+            record
+                .files
+                .iter()
+                .filter_map(|f| f.jsonl.as_ref())
+                .map(|facts| facts.lines)
+                .sum(),
+            "lines",
+        ),
+        StoreKind::Dir => (record.files.iter().map(|f| f.bytes).sum(), "bytes"),
+    }
+}
+
+/// Whether store `name` is healthy in `manifest` (see the module docs).
+pub fn healthy_in(manifest: &Manifest, name: &str) -> bool {
+    !manifest.suspicious
+        && manifest.reason.is_none()
+        && manifest.stores.iter().any(|s| {
+            s.name == name
+                && matches!(
+                    s.status,
+                    StoreStatus::Ok | StoreStatus::Absent | StoreStatus::Empty
+                )
+        })
+}
+
+/// Why the stores of a new bundle look wiped or gutted: each store is
+/// compared with the newest of `history` (any order) in which it was healthy;
+/// `alarm(name)` is the fraction of loss that counts as suspicious.
+pub fn reasons(
+    stores: &[StoreRecord],
+    history: &[Manifest],
+    alarm: impl Fn(&str) -> f64,
+) -> Vec<String> {
+    let mut newest_first: Vec<&Manifest> = history.iter().collect();
+    // Bundles of the same second order by their id's suffix (`-2` < `-10`).
+    newest_first
+        .sort_by_cached_key(|m| std::cmp::Reverse((m.created_at.clone(), BundleId::parse(&m.id))));
+    let mut out = Vec::new();
+    for store in stores {
+        let Some(base) = newest_first.iter().find(|m| healthy_in(m, &store.name)) else {
+            continue;
+        };
+        let Some(was) = base.stores.iter().find(|s| s.name == store.name) else {
+            continue;
+        };
+        let (before, unit) = size(was);
+        if before == 0 {
+            continue;
+        }
+        let since = format!("since bundle {}", base.id);
+        let now = match store.status {
+            StoreStatus::Absent => "is now absent",
+            StoreStatus::Empty => "is now empty",
+            StoreStatus::Ok => "",
+            // A failed store already fails the create; damaged ones only
+            // occur in safety snapshots.
+            StoreStatus::Failed | StoreStatus::Damaged => continue,
+        };
+        if !now.is_empty() {
+            out.push(format!(
+                "store \"{}\" had {before} {unit} in bundle {} and {now}",
+                store.name, base.id
+            ));
+            continue;
+        }
+        let (after, _) = size(store);
+        let lost = before.saturating_sub(after);
+        let fraction = alarm(&store.name);
+        if lost > 0 && lost as f64 > fraction * before as f64 {
+            out.push(format!(
+                "store \"{}\" lost {:.0}% of its {unit} ({before} -> {after}) {since}, more than shrink_alarm = {fraction}",
+                store.name,
+                lost as f64 * 100.0 / before as f64
+            ));
+        }
+    }
+    out
+}
