@@ -10,19 +10,20 @@ Exit codes:
   1  verification failed, or the operation failed its own checks
   2  usage or configuration error
   3  refused by a safety check
-  4  I/O or other runtime error";
+  4  I/O or other runtime error
+  130, 143  interrupted by SIGINT, SIGTERM (what was being built is removed)";
 
 /// Back up an application's SQLite, JSONL and directory stores into one verified bundle.
 #[derive(Debug, Parser)]
 #[command(name = "bundle", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Config file [default: ./bundle.toml when it exists]
+    /// Config file [default: $BUNDLE_CONFIG, else the nearest bundle.toml here or in a parent folder]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Print exactly one JSON document on stdout
     #[arg(long, global = true)]
     pub json: bool,
-    /// Print no progress or summary (warnings and errors still go to stderr)
+    /// Silence progress and summaries on stderr (results on stdout, warnings and errors stay)
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Draw no progress bars
@@ -57,6 +58,18 @@ pub enum Command {
     /// Run `create --prune` on a timer (systemd user timer, else cron)
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `bundle man | man -l -`
+    Man,
+}
+
+/// `bundle completions <SHELL>`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `bundle prune`.
@@ -93,7 +106,7 @@ pub enum ScheduleCommand {
 /// `bundle schedule install`.
 #[derive(Debug, Args)]
 pub struct ScheduleInstallArgs {
-    /// Name of this schedule (one per config) [default: default]
+    /// Name of this schedule (one per config)
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub name: String,
     /// Run every day at this time (local time, 24-hour)
@@ -115,7 +128,7 @@ pub struct ScheduleInstallArgs {
 /// `bundle schedule remove`.
 #[derive(Debug, Args)]
 pub struct ScheduleNameArgs {
-    /// Name of the schedule [default: default]
+    /// Name of the schedule
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub name: String,
 }

@@ -171,9 +171,10 @@ impl Config {
 
     /// Parses config text; relative paths resolve against `base`.
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config> {
+        // toml's own message keeps the line, column and a snippet.
         let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
-            reason: e.message().to_string(),
+            reason: e.to_string().trim_end().to_string(),
         })?;
         let invalid = |reason: String| Error::Config {
             path: path.to_path_buf(),

@@ -91,7 +91,7 @@ pub enum Error {
     },
 
     /// Not enough free space for what is about to be written.
-    #[error("not enough free space on the file system of {}: {needed} bytes needed, {available} available; free some space or choose another destination", path.display())]
+    #[error("not enough free space on the file system of {}: {} needed, {} available ({needed} and {available} bytes); free some space or choose another destination", path.display(), indicatif::HumanBytes(*needed), indicatif::HumanBytes(*available))]
     NoSpace {
         /// A path on the file system concerned.
         path: PathBuf,

@@ -58,5 +58,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Drill(args) => commands::drill::run(cli, args, printer),
         Command::Prune(args) => commands::prune::run(cli, args, printer),
         Command::Schedule(cmd) => commands::schedule::run(cli, cmd, printer),
+        Command::Completions(args) => commands::docs::completions(args.shell),
+        Command::Man => commands::docs::man(),
     }
 }

@@ -230,7 +230,12 @@ pub enum Backend {
     },
     /// The user's crontab.
     Cron,
+    /// Neither answers: nothing can be scheduled here.
+    Unavailable,
 }
+
+/// What install, remove and status say when there is no scheduler.
+pub const NO_SCHEDULER: &str = "neither systemd user services (`systemctl --user`) nor cron (the `crontab` command) is available on this machine, so bundle cannot schedule anything here; run `bundle --config <config> create --prune --quiet` from the scheduler you have";
 
 /// Picks systemd when `systemctl --user` answers, else cron.
 pub fn detect_backend() -> Result<Backend> {
@@ -243,7 +248,16 @@ pub fn detect_backend() -> Result<Backend> {
         .map(|s| s.success())
         .unwrap_or(false);
     if !answers {
-        return Ok(Backend::Cron);
+        let cron = Command::new("crontab")
+            .arg("-l")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        return Ok(match cron {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Backend::Unavailable,
+            _ => Backend::Cron,
+        });
     }
     let config_home = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
@@ -294,6 +308,7 @@ pub fn install(schedule: &Schedule, backend: &Backend, print_only: bool) -> Resu
         changed: !print_only,
     };
     match backend {
+        Backend::Unavailable => return Err(Error::Refused(NO_SCHEDULER.into())),
         Backend::Systemd { unit_dir } => {
             let unit = unit_name(&schedule.name);
             let (service, timer) = schedule.systemd_units();
@@ -338,6 +353,7 @@ pub fn install(schedule: &Schedule, backend: &Backend, print_only: bool) -> Resu
 pub fn remove(name: &str, backend: &Backend) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     match backend {
+        Backend::Unavailable => return Err(Error::Refused(NO_SCHEDULER.into())),
         Backend::Systemd { unit_dir } => {
             let unit = unit_name(name);
             let timer = unit_dir.join(format!("{unit}.timer"));
@@ -395,6 +411,7 @@ pub fn status(backend: &Backend) -> Result<Vec<ScheduleStatus>> {
     match backend {
         Backend::Systemd { unit_dir } => systemd_status(unit_dir),
         Backend::Cron => cron_status(),
+        Backend::Unavailable => Ok(Vec::new()),
     }
 }
 
@@ -610,12 +627,17 @@ fn read_crontab() -> Result<String> {
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("no crontab") {
+    // Every cron says "no crontab" by exiting 1 with nothing on stdout, in
+    // its own words (and language) on stderr: the status decides, not the
+    // text. A real failure (not allowed to use cron, say) shows when the
+    // crontab is written.
+    if out.status.code() == Some(1) && out.stdout.is_empty() {
         return Ok(String::new());
     }
+    let stderr = String::from_utf8_lossy(&out.stderr);
     Err(Error::Refused(format!(
-        "`crontab -l` failed: {}",
+        "`crontab -l` failed ({}): {}",
+        out.status,
         stderr.trim()
     )))
 }

@@ -69,18 +69,24 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
     } else {
         None
     };
-    printer.result(&output::create::json(&outcome, pruned.as_ref()), || {
-        output::create::render(&outcome)
-    });
+    let doc = output::create::json(&outcome, pruned.as_ref());
+    if suspicious {
+        for reason in &outcome.manifest.suspicious_reasons {
+            output::warn(reason);
+        }
+        let message = output::create::suspicious(&outcome, args.prune);
+        return Ok(
+            printer.failure(&doc, ExitCode::CheckFailed, "suspicious", &message, || {
+                output::create::render(&outcome)
+            }),
+        );
+    }
+    printer.result(&doc, || output::create::render(&outcome));
     printer.note(&output::create::summary(&outcome));
     if let Some(report) = &pruned {
         if !printer.json() {
             printer.note(output::prune::render(report).trim_end());
         }
-    }
-    if suspicious {
-        eprintln!("{}", output::create::suspicious(&outcome, args.prune));
-        return Ok(ExitCode::CheckFailed);
     }
     Ok(ExitCode::Success)
 }

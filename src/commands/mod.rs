@@ -3,6 +3,7 @@
 //! [`crate::output`]. Nothing here does the work itself.
 
 pub mod create;
+pub mod docs;
 pub mod drill;
 pub mod list;
 pub mod prune;
@@ -17,18 +18,35 @@ use bundle::{Error, Result};
 
 use crate::cli::{Cli, TargetArgs};
 
-/// The config file in use: `--config`, else `./bundle.toml` when present.
+/// The config file in use: `--config`, else `$BUNDLE_CONFIG`, else the
+/// nearest `bundle.toml` in the working folder or a parent folder (as cargo
+/// finds `Cargo.toml`).
 pub fn config_file(cli: &Cli) -> Option<PathBuf> {
-    cli.config.clone().or_else(|| {
-        let default = PathBuf::from("bundle.toml");
-        default.is_file().then_some(default)
-    })
+    if let Some(path) = &cli.config {
+        return Some(path.clone());
+    }
+    if let Some(path) = std::env::var_os("BUNDLE_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let here = std::env::current_dir().ok()?;
+    here.ancestors()
+        .map(|dir| dir.join(CONFIG_NAME))
+        .find(|candidate| candidate.is_file())
 }
 
-/// Loads the config file in use, else an empty config.
+/// The name of the config file looked for.
+const CONFIG_NAME: &str = "bundle.toml";
+
+/// Loads the config file in use (saying which on stderr), else an empty config.
 pub fn load_config(cli: &Cli) -> Result<Config> {
     match config_file(cli) {
-        Some(path) => Config::load(&path),
+        Some(path) => {
+            let config = Config::load(&path)?;
+            let shown = absolute(&path).unwrap_or(path);
+            crate::output::Printer::new(cli.json, cli.quiet, cli.no_progress)
+                .note(&format!("config: {}", crate::output::escape_path(&shown)));
+            Ok(config)
+        }
         None => Ok(Config::default()),
     }
 }
@@ -58,9 +76,16 @@ pub fn destination_of(config: &Config, dest_flag: Option<&PathBuf>) -> Result<Pa
     if let Some(dest) = dest_flag {
         return absolute(dest);
     }
+    if config.file.is_none() && config.destination.is_none() {
+        let here = std::env::current_dir().unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "no {CONFIG_NAME} in {} or its parent folders: pass --config PATH (or set BUNDLE_CONFIG=PATH), or give the destination with --dest DIR",
+            here.display()
+        )));
+    }
     config.destination.clone().ok_or_else(|| {
         Error::Usage(
-            "no destination for bundles: set `destination = \"backups\"` in bundle.toml (or point --config at one), or pass --dest DIR"
+            "no destination for bundles: set `destination = \"backups\"` in bundle.toml, or pass --dest DIR"
                 .into(),
         )
     })

@@ -30,22 +30,23 @@ pub fn run(cli: &Cli, args: &RestoreArgs, printer: Printer) -> Result<ExitCode> 
     let bar = printer.bar();
     let report = restore(&opts, &bar)?;
     drop(bar);
-    printer.result(&report, || output::restore::render(&report));
-    match report.outcome {
-        Outcome::Applied | Outcome::DryRun => Ok(ExitCode::Success),
-        Outcome::TokenMissing => {
-            eprintln!(
-                "error: --mode replace overwrites the live stores listed above; check the plan, then re-run with --confirm-token {}",
-                report.confirm_token
-            );
-            Ok(ExitCode::Refused)
+    let refused = match report.outcome {
+        Outcome::Applied | Outcome::DryRun => {
+            printer.result(&report, || output::restore::render(&report));
+            return Ok(ExitCode::Success);
         }
-        Outcome::TokenMismatch => {
-            eprintln!(
-                "error: the confirm token does not approve this plan (another bundle, mode, store selection or target); this plan's token is {}",
-                report.confirm_token
-            );
-            Ok(ExitCode::Refused)
-        }
-    }
+        Outcome::TokenMissing => format!(
+            "--mode replace overwrites the live stores listed above; check the plan, then re-run with --confirm-token {}",
+            report.confirm_token
+        ),
+        Outcome::TokenMismatch => format!(
+            "the confirm token does not approve this plan (another bundle, mode, store selection or target); this plan's token is {}",
+            report.confirm_token
+        ),
+    };
+    Ok(
+        printer.failure(&report, ExitCode::Refused, "refused", &refused, || {
+            output::restore::render(&report)
+        }),
+    )
 }

@@ -37,7 +37,9 @@ pub fn run(cli: &Cli, cmd: &ScheduleCommand, printer: Printer) -> Result<ExitCod
         }
         ScheduleCommand::Status => {
             let found = schedule::status(&backend)?;
-            if found.is_empty() {
+            if backend == schedule::Backend::Unavailable {
+                printer.notice(&format!("no scheduler: {}", schedule::NO_SCHEDULER));
+            } else if found.is_empty() {
                 printer.notice("no bundle schedules installed");
             }
             if printer.json() || !found.is_empty() {

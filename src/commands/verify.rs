@@ -15,10 +15,15 @@ pub fn run(cli: &Cli, args: &VerifyArgs, printer: Printer) -> Result<ExitCode> {
     let bar = printer.bar();
     let report = verify(&path, VerifyOptions { quick: args.quick }, &bar)?;
     drop(bar);
-    printer.result(&report, || output::verify::render(&report));
     if report.ok {
+        printer.result(&report, || output::verify::render(&report));
         return Ok(ExitCode::Success);
     }
-    eprintln!("{}", output::verify::failed(&report));
-    Ok(ExitCode::CheckFailed)
+    Ok(printer.failure(
+        &report,
+        ExitCode::CheckFailed,
+        "check_failed",
+        &output::verify::failed(&report),
+        || output::verify::render(&report),
+    ))
 }

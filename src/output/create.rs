@@ -88,20 +88,15 @@ pub fn summary(outcome: &CreateOutcome) -> String {
     )
 }
 
-/// The stderr lines of a suspicious bundle: why, and what to do.
+/// The error message of a suspicious bundle: what it means, what to do.
 pub fn suspicious(outcome: &CreateOutcome, pruning_skipped: bool) -> String {
     let m = &outcome.manifest;
-    let mut text = String::new();
-    for reason in &m.suspicious_reasons {
-        text.push_str(&format!("warning: {}\n", super::escape(reason)));
-    }
     let skipped = match pruning_skipped {
         true => "; nothing was pruned",
         false => "",
     };
-    text.push_str(&format!(
-        "error: bundle {} is suspicious: a store that had data is gone or much smaller; it was published as evidence{skipped}, and prune keeps each store's last healthy bundle. Check the application's data; if the shrink was intended, run `bundle create --accept-shrink`",
-        super::escape(&m.id)
-    ));
-    text
+    format!(
+        "bundle {} is suspicious: a store that had data is gone or much smaller; it was published as evidence{skipped}, and prune keeps each store's last healthy bundle. Check the application's data; if the shrink was intended, run `bundle create --accept-shrink`",
+        m.id
+    )
 }

@@ -77,7 +77,14 @@ pub fn error(err: &bundle::Error, json_too: bool) {
             causes.clone(),
         ));
     }
-    eprintln!("error: {}", escape(&err.to_string()));
+    // A multi-line message (toml's snippet) keeps its lines, each indented
+    // so none can pass for a line of its own.
+    let message = err.to_string();
+    let mut lines = message.lines();
+    eprintln!("error: {}", escape(lines.next().unwrap_or("")));
+    for line in lines {
+        eprintln!("  {}", escape(line));
+    }
     for cause in causes {
         eprintln!("  caused by: {}", escape(&cause));
     }

@@ -46,6 +46,37 @@ impl Printer {
         }
     }
 
+    /// A result that is a failure (a refused plan, a failed verification, a
+    /// suspicious bundle): with `--json` the result's document with `ok:
+    /// false`, `exit_code` and `error` added (the shape of every failure's
+    /// document, see docs/cli.md); else the human text on stdout and
+    /// `error: message` on stderr. Returns `code`.
+    pub fn failure<T: Serialize>(
+        &self,
+        value: &T,
+        code: bundle::ExitCode,
+        kind: &'static str,
+        message: &str,
+        human: impl FnOnce() -> String,
+    ) -> bundle::ExitCode {
+        if self.json {
+            let mut doc = serde_json::to_value(value).expect("output serializes");
+            if let Some(object) = doc.as_object_mut() {
+                object.insert("ok".into(), false.into());
+                object.insert("exit_code".into(), (code as i32).into());
+                object.insert(
+                    "error".into(),
+                    serde_json::json!({ "kind": kind, "message": message, "causes": [] }),
+                );
+            }
+            super::json(&doc);
+        } else {
+            super::stdout(&human());
+        }
+        eprintln!("error: {}", super::escape(message));
+        code
+    }
+
     /// A human summary line on stderr (never with `--json` or `--quiet`).
     pub fn note(&self, text: &str) {
         if !self.json && !self.quiet {

@@ -41,7 +41,7 @@ pub fn render(report: &VerifyReport) -> String {
 /// The stderr line of a failed verification.
 pub fn failed(report: &VerifyReport) -> String {
     format!(
-        "error: bundle {} failed verification: {} problem(s); do not restore from it",
+        "bundle {} failed verification: {} problem(s); do not restore from it",
         escape_path(&report.bundle),
         report.problems.len()
     )

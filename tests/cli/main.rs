@@ -19,6 +19,7 @@ mod restore;
 mod reuse;
 mod schedule;
 mod schema;
+mod scripting;
 mod signals;
 mod snapshots;
 mod verify;

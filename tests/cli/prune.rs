@@ -149,7 +149,10 @@ fn a_damaged_newest_bundle_is_reported_kept_and_does_not_push_out_good_ones() {
         "{report}"
     );
     assert_eq!(kept_ids(&report), [ids[1].clone()]);
-    assert_eq!(reasons(&report, &ids[1]), ["newest-good", "last-healthy", "last"]);
+    assert_eq!(
+        reasons(&report, &ids[1]),
+        ["newest-good", "last-healthy", "last"]
+    );
     assert_eq!(strings(&report["deleted"]), [ids[0].clone()]);
     assert!(
         ws.path("backups").join(&ids[2]).is_dir(),
@@ -272,7 +275,10 @@ fn young_safety_bundles_survive_and_expire_after_keep_safety_days() {
     now.code(0);
     let report = now.json();
     assert_eq!(reasons(&report, &safety_id), ["safety"]);
-    assert_eq!(reasons(&report, &newest_id), ["newest-good", "last-healthy"]);
+    assert_eq!(
+        reasons(&report, &newest_id),
+        ["newest-good", "last-healthy"]
+    );
 
     let later = ws.run(&[
         "--json",

@@ -96,6 +96,9 @@ fn the_free_space_preflight_refuses_before_writing() {
         "{}",
         run.stderr
     );
+    // In units people read (the exact bytes follow in parentheses).
+    assert!(run.stderr.contains("MiB needed"), "{}", run.stderr);
+    assert!(run.stderr.contains("1.00 MiB available"), "{}", run.stderr);
     let left = run.stdout.split("left:").nth(1).unwrap().trim().to_string();
     assert_eq!(left, ".bundle.lock", "nothing but the lock file");
 }

@@ -555,3 +555,55 @@ fn odd_paths_reach_cron_and_systemd_intact_and_newlines_are_refused() {
     );
     assert!(!s.unit_dir().join("bundle-bad.service").exists());
 }
+
+#[test]
+fn without_systemd_or_cron_schedule_says_so_plainly() {
+    let s = Setup::new(false);
+    std::fs::remove_file(s.standins.join("crontab")).unwrap();
+    let cfg = s.config();
+    let run = |args: &[&str]| -> Run {
+        s.ws.cmd()
+            .env("PATH", &s.standins)
+            .env("STANDIN_DIR", &s.standins)
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let status = run(&["schedule", "status"]);
+    status.code(0);
+    assert!(
+        status
+            .stderr
+            .contains("no scheduler: neither systemd user services"),
+        "{}",
+        status.stderr
+    );
+    let install = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "schedule",
+        "install",
+        "--at",
+        "02:30",
+    ]);
+    install.code(3);
+    assert!(install.stderr.contains("nor cron"), "{}", install.stderr);
+}
+
+#[test]
+fn a_missing_crontab_is_told_by_the_exit_status_not_the_words() {
+    let s = Setup::new(false);
+    // A cron that words "no crontab" its own way (another language, say).
+    s.ws.write(
+        "standins/crontab",
+        &CRONTAB.replace("no crontab for tester", "keine crontab für tester"),
+    );
+    let run = s.run(&["schedule", "status"]);
+    run.code(0);
+    assert!(
+        run.stderr.contains("no bundle schedules installed"),
+        "{}",
+        run.stderr
+    );
+}
