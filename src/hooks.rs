@@ -10,7 +10,9 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
 
 use crate::config::Hooks;
 use crate::error::{Error, Result};
@@ -129,32 +131,25 @@ fn run(
         .process_group(0)
         .spawn()
         .map_err(|e| format!("could not start its command with sh: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                return Err(match status.code() {
-                    Some(code) => format!("its command exited with status {code}"),
-                    None => "its command was killed by a signal".to_string(),
-                })
-            }
-            Ok(None) if Instant::now() >= deadline => {
-                let pid = rustix::process::Pid::from_child(&child);
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "its command did not finish within {}s and was killed (raise hook_timeout if it needs longer)",
-                    timeout.as_secs_f64()
-                ));
-            }
-            Ok(None) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(e) => return Err(format!("could not wait for its command: {e}")),
+    // Its own process group: a timeout or an interruption kills the whole
+    // command, children included.
+    let _running = crate::interrupt::process_group(child.id());
+    match child.wait_timeout(timeout) {
+        Ok(Some(status)) if status.success() => Ok(()),
+        Ok(Some(status)) => Err(match status.code() {
+            Some(code) => format!("its command exited with status {code}"),
+            None => "its command was killed by a signal".to_string(),
+        }),
+        Ok(None) => {
+            let pid = rustix::process::Pid::from_child(&child);
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "its command did not finish within {}s and was killed (raise hook_timeout if it needs longer)",
+                timeout.as_secs_f64()
+            ))
         }
+        Err(e) => Err(format!("could not wait for its command: {e}")),
     }
 }

@@ -22,6 +22,8 @@ enum Work {
         bundle: PathBuf,
         snapshot: Option<PathBuf>,
     },
+    /// A hook's command, in its own process group: killed.
+    ProcessGroup { pid: u32 },
 }
 
 /// Everything under way, by registration number.
@@ -69,6 +71,12 @@ pub fn restore(bundle: &Path, snapshot: Option<&Path>) -> Guard {
     })
 }
 
+/// Registers a running hook (the leader of its own process group), which an
+/// interruption kills with its children.
+pub fn process_group(pid: u32) -> Guard {
+    register(Work::ProcessGroup { pid })
+}
+
 /// Runs `publish` (the rename of a registered staging folder into place)
 /// so that an interruption cannot remove the folder while it moves; the
 /// registration is withdrawn with it.
@@ -102,6 +110,16 @@ fn clean(under_way: &[(u64, Work)]) -> String {
                     Ok(()) => format!("removed {what} {}", path.display()),
                     Err(e) => format!("could not remove {what} {} ({e})", path.display()),
                 });
+            }
+            Work::ProcessGroup { pid } => {
+                let group = i32::try_from(*pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw);
+                if let Some(group) = group {
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+                said.push(format!("stopped the running hook (process group {pid})"));
             }
             Work::Restore { bundle, snapshot } => {
                 let undo = match snapshot {

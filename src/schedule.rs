@@ -160,7 +160,11 @@ impl Schedule {
             When::At { hour, minute } => format!("{minute} {hour} * * *"),
             When::Every(d) => cron_interval(d)?,
         };
-        let command: Vec<String> = self.command().iter().map(|a| cron_quote(a)).collect();
+        let command = self
+            .command()
+            .iter()
+            .map(|a| cron_quote(a))
+            .collect::<Result<Vec<String>>>()?;
         // stdout (the new bundle's id and path) would make cron mail every
         // night; only errors on stderr should.
         Ok(format!(
@@ -552,18 +556,32 @@ fn cron_interval(every: Duration) -> Result<String> {
     })
 }
 
-/// Quotes an argument for `sh`.
-fn shell_quote(arg: &str) -> String {
-    format!("'{}'", arg.replace('\'', "'\\''"))
+/// Quotes an argument for `sh` (always quoted, so a crontab reads the same
+/// for every path). A NUL cannot be passed to a program at all.
+fn shell_quote(arg: &str) -> Result<String> {
+    let quoted = shlex::try_quote(arg)
+        .map_err(|e| Error::Usage(format!("cannot schedule the argument {arg:?}: {e}")))?;
+    Ok(match quoted {
+        std::borrow::Cow::Borrowed(plain) => format!("'{plain}'"),
+        std::borrow::Cow::Owned(quoted) => quoted,
+    })
 }
 
-/// Quotes an argument for the command of a crontab line: `sh` single
-/// quotes, and every `%` (which cron turns into a newline) escaped as `\%`.
-/// Cron only honours that escape when the `%` does not follow another
-/// backslash, so a `\` right before a `%` ends the quote (`'…\''\%…'`).
-fn cron_quote(arg: &str) -> String {
-    let quoted = shell_quote(arg).replace("\\%", "\\''%");
-    quoted.replace('%', "\\%")
+/// Quotes an argument for the command of a crontab line: each run between
+/// `%`s quoted for `sh`, joined by `\%` outside the quotes (cron turns an
+/// unescaped `%` into a newline and `\%` into `%`, which `sh` then reads
+/// literally).
+fn cron_quote(arg: &str) -> Result<String> {
+    if arg.contains(['\n', '\r']) {
+        return Err(Error::Usage(format!(
+            "cannot schedule {arg:?} with cron: a crontab line cannot hold a line break; move the config to a path without one"
+        )));
+    }
+    let pieces = arg
+        .split('%')
+        .map(shell_quote)
+        .collect::<Result<Vec<String>>>()?;
+    Ok(pieces.join("\\%"))
 }
 
 /// Quotes an argument for a systemd `ExecStart=` line: double quotes with C
@@ -710,8 +728,49 @@ mod tests {
         assert!(timer.contains("Unit=bundle-notes.service\n"));
         assert_eq!(
             nightly().cron_line().unwrap(),
-            "30 2 * * * '/opt/bin/bundle' '--config' '/home/me/100\\% notes/bundle.toml' 'create' '--prune' '--quiet' >/dev/null # bundle-schedule:notes"
+            "30 2 * * * '/opt/bin/bundle' '--config' '/home/me/100'\\%' notes/bundle.toml' 'create' '--prune' '--quiet' >/dev/null # bundle-schedule:notes"
         );
+    }
+
+    /// What cron does to a command before `sh` sees it: `\%` becomes `%`,
+    /// any other `%` ends the command (the rest is stdin).
+    fn as_cron_passes_it(command: &str) -> String {
+        let mut out = String::new();
+        let mut chars = command.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, chars.peek()) {
+                ('\\', Some('%')) => {
+                    out.push('%');
+                    chars.next();
+                }
+                ('%', _) => panic!("an unescaped % in {command}"),
+                (c, _) => out.push(c),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn cron_quoting_round_trips_through_cron_and_sh() {
+        let nasty = [
+            "/home/me/100% notes/bundle.toml",
+            "a\\%b",
+            "it's \"quoted\" $HOME `x` \\ %% \\%",
+            "ends with \\",
+            "tab\tand more",
+            "",
+        ];
+        for arg in nasty {
+            let command =
+                format!("printf '%s' {}", cron_quote(arg).unwrap()).replace("'%s'", "'\\%s'");
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(as_cron_passes_it(&command))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), arg, "{command}");
+        }
+        assert!(cron_quote("line\nbreak").is_err());
     }
 
     #[test]

@@ -263,19 +263,22 @@ pub fn harden(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Row counts of ordinary tables and the names of virtual tables.
+/// Row counts of ordinary tables (shadow tables of virtual ones included)
+/// and the names of virtual tables, as SQLite itself classifies them
+/// (`PRAGMA table_list`), never by reading their SQL text.
 pub fn inspect(conn: &Connection) -> rusqlite::Result<(BTreeMap<String, u64>, Vec<String>)> {
     let mut stmt = conn.prepare(
-        "SELECT name, coalesce(sql, '') FROM sqlite_schema \
-         WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        "SELECT name, type FROM pragma_table_list WHERE schema = 'main' \
+         AND type IN ('table', 'shadow', 'virtual') \
+         AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
     )?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut counts = BTreeMap::new();
     let mut virtual_tables = Vec::new();
-    for (name, sql) in rows {
-        if is_virtual(&sql) {
+    for (name, kind) in rows {
+        if kind == "virtual" {
             virtual_tables.push(name);
             continue;
         }
@@ -287,15 +290,6 @@ pub fn inspect(conn: &Connection) -> rusqlite::Result<(BTreeMap<String, u64>, Ve
         counts.insert(name, count.max(0) as u64);
     }
     Ok((counts, virtual_tables))
-}
-
-fn is_virtual(sql: &str) -> bool {
-    let words: Vec<String> = sql
-        .split_whitespace()
-        .take(3)
-        .map(str::to_ascii_uppercase)
-        .collect();
-    words == ["CREATE", "VIRTUAL", "TABLE"]
 }
 
 /// Quotes an SQL identifier with double quotes.
@@ -428,7 +422,8 @@ pub fn check_constraint_problems(path: &Path) -> rusqlite::Result<Vec<String>> {
         let mut stmt = mem.prepare(
             "SELECT name, sql FROM bundle.sqlite_schema WHERE type = 'table' \
              AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND sql LIKE '%check%' \
-             AND sql NOT LIKE 'create virtual%'",
+             AND name IN (SELECT name FROM pragma_table_list \
+                          WHERE schema = 'bundle' AND type = 'table')",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
@@ -512,17 +507,18 @@ fn describe_counts(counts: &BTreeMap<String, u64>) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// Percent-encodes a path for an SQLite `file:` URI.
+/// Bytes a `file:` URI path keeps as they are: RFC 3986 unreserved and `/`.
+const URI_PATH_KEEPS: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a path (any bytes) for an SQLite `file:` URI.
 pub fn uri_escape(path: &Path) -> String {
-    let mut out = String::new();
-    for &b in path.as_os_str().as_encoded_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::percent_encode(path.as_os_str().as_encoded_bytes(), URI_PATH_KEEPS)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -530,12 +526,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn virtual_tables_are_detected_by_their_sql() {
-        assert!(is_virtual(
-            "CREATE VIRTUAL TABLE notes_fts USING fts5(body)"
-        ));
-        assert!(is_virtual("create  virtual\ntable v using vec0(x)"));
-        assert!(!is_virtual("CREATE TABLE virtual_things(x)"));
+    fn virtual_tables_are_told_apart_by_sqlite_itself() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE notes_fts USING fts5(body);
+             CREATE TABLE \"CREATE VIRTUAL TABLE x\"(v);
+             CREATE TABLE virtual_things(x);
+             INSERT INTO virtual_things VALUES (1), (2);",
+        )
+        .unwrap();
+        let (counts, virtual_tables) = inspect(&conn).unwrap();
+        assert_eq!(virtual_tables, ["notes_fts"]);
+        assert_eq!(counts["virtual_things"], 2);
+        assert_eq!(counts["CREATE VIRTUAL TABLE x"], 0);
+        assert!(
+            counts.contains_key("notes_fts_data"),
+            "shadow tables are counted"
+        );
     }
 
     #[test]
