@@ -59,6 +59,10 @@ pub struct StoreSpec {
     /// This store's own [`Config::shrink_alarm`], when it differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shrink_alarm: Option<f64>,
+    /// For dir stores: glob patterns of paths left out of bundles (and left
+    /// alone by restore); see [`crate::store::exclude`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// The raw shape of `bundle.toml`.
@@ -239,6 +243,16 @@ impl Config {
             if let Some(alarm) = store.shrink_alarm {
                 check_fraction(&format!("store \"{}\": shrink_alarm", store.name), alarm)?;
             }
+            if !store.exclude.is_empty() {
+                if store.kind != StoreKind::Dir {
+                    return Err(format!(
+                        "store \"{}\": `exclude` applies only to dir stores",
+                        store.name
+                    ));
+                }
+                crate::store::exclude::Exclude::new(&store.exclude)
+                    .map_err(|e| format!("store \"{}\": {e}", store.name))?;
+            }
             if store.key.is_some() && store.kind != StoreKind::Jsonl {
                 return Err(format!(
                     "store \"{}\": `key` applies only to jsonl stores",
@@ -319,6 +333,7 @@ pub fn parse_store_flag(kind: StoreKind, value: &str) -> Result<StoreSpec> {
         path: absolute(Path::new(path))?,
         key: None,
         shrink_alarm: None,
+        exclude: Vec::new(),
     })
 }
 

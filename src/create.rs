@@ -473,6 +473,7 @@ fn capture_raw(
         single_file: plan.single_file,
         files,
         symlinks: plan.symlinks,
+        exclude: spec.exclude.clone(),
         error: Some(reason.to_string()),
     })
 }
@@ -533,6 +534,7 @@ fn failed_record(
         single_file: plan.single_file,
         files: Vec::new(),
         symlinks: Vec::new(),
+        exclude: spec.exclude.clone(),
         error: Some(reason),
     })
 }
@@ -561,6 +563,7 @@ fn captured_record(
         single_file: plan.single_file,
         files,
         symlinks: plan.symlinks,
+        exclude: spec.exclude.clone(),
         error: None,
     }
 }

@@ -133,6 +133,10 @@ pub struct StoreRecord {
     /// Symbolic links found in a `dir` store, recorded, never followed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub symlinks: Vec<SymlinkRecord>,
+    /// The `exclude` patterns the store was captured with: paths they match
+    /// are not in the bundle, and replace leaves them alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     /// For a `failed` store: why it could not be captured; for a `damaged`
     /// one, why its raw bytes were kept instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -630,6 +630,7 @@ fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<V
                         path: target_path.clone(),
                         key: None,
                         shrink_alarm: None,
+                        exclude: Vec::new(),
                     },
                     target_path,
                 }

@@ -1,5 +1,7 @@
 //! Directory stores (a vector index, say): the tree with relative paths.
 //!
+//! Paths matching the store's `exclude` patterns are neither captured nor,
+//! on replace, removed (see [`crate::store::exclude`]).
 //! SQLite files inside (found by their header) go through the backup API and
 //! their `-wal`/`-shm`/`-journal` sidecars are skipped; symlinks are recorded,
 //! never followed; a file that changes while copied is copied again, a few
@@ -16,6 +18,7 @@ use crate::format::sqlite;
 use crate::fsutil;
 use crate::manifest::{StoreRecord, SymlinkRecord};
 use crate::plan::{Mode, Step, Target};
+use crate::store::exclude::Exclude;
 use crate::store::steps as plan;
 use crate::store::{live_path, plan_removals};
 use crate::store::{manifest_path, CapturePlan, StoreHandler, Unit, UnitKind};
@@ -121,7 +124,13 @@ impl DirStore {
         }
         let mut steps = Vec::new();
         if target.mode == Mode::Replace {
-            steps.extend(plan_removals(&target.path, &wanted, &databases, |_| true)?);
+            // What the store was captured without is not the bundle's to remove.
+            let exclude = Exclude::new(&record.exclude)
+                .map_err(|e| Error::Refused(format!("store \"{}\": {e}", record.name)))?;
+            steps.extend(plan_removals(&target.path, &wanted, &databases, |e| {
+                let rel = e.path().strip_prefix(&target.path).unwrap_or(e.path());
+                !exclude.covers(rel, e.file_type().is_dir())
+            })?);
         }
         steps.extend(files);
         if target.mode == Mode::Replace {
@@ -139,11 +148,17 @@ impl DirStore {
 fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
     let root = &spec.path;
     let mut plan = CapturePlan::default();
-    for entry in walkdir::WalkDir::new(root)
+    let exclude = Exclude::new(&spec.exclude).map_err(Error::Usage)?;
+    let walker = walkdir::WalkDir::new(root)
         .follow_links(false)
         .min_depth(1)
         .sort_by_file_name()
-    {
+        .into_iter()
+        .filter_entry(|e| {
+            let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+            !exclude.matches(rel, e.file_type().is_dir())
+        });
+    for entry in walker {
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(root).to_path_buf();
             Error::io("could not walk", &path, e.into())

@@ -7,6 +7,7 @@
 //! it as a `sqlite` store does.
 
 pub mod dir;
+pub mod exclude;
 pub mod jsonl;
 pub mod raw;
 pub mod sqlite;

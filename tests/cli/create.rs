@@ -467,3 +467,55 @@ fn a_dir_store_that_keeps_changing_fails_with_advice() {
         .collect();
     assert_eq!(left.len(), 1, "only the lock file remains: {left:?}");
 }
+
+#[test]
+fn exclude_patterns_leave_paths_out_of_the_bundle_and_alone_on_replace() {
+    let ws = Workspace::new();
+    ws.write("data/vectors/keep.bin", "kept");
+    ws.write("data/vectors/a.tmp", "scratch");
+    ws.write("data/vectors/sub/b.tmp", "scratch");
+    ws.write("data/vectors/cache/blob", "cached");
+    ws.write("data/vectors/sub/cache/blob", "cached");
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"data/vectors\"\nexclude = [\"*.tmp\", \"cache/\"]\n",
+    );
+    let bundle = ws.create(&[]);
+    let manifest = ws.manifest(&bundle);
+    let store = &manifest["stores"][0];
+    assert_eq!(store["exclude"], serde_json::json!(["*.tmp", "cache/"]));
+    let paths: Vec<&str> = store["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["vectors/keep.bin"]);
+    // Replace puts keep.bin back and removes what is the store's, but leaves
+    // what the store was captured without.
+    ws.write("data/vectors/keep.bin", "changed");
+    ws.write("data/vectors/stray.bin", "not in the bundle");
+    ws.replace(&bundle, &[]);
+    let read = |rel: &str| std::fs::read_to_string(ws.path(rel)).ok();
+    assert_eq!(read("data/vectors/keep.bin").as_deref(), Some("kept"));
+    assert_eq!(read("data/vectors/stray.bin"), None);
+    assert_eq!(read("data/vectors/a.tmp").as_deref(), Some("scratch"));
+    assert_eq!(read("data/vectors/sub/b.tmp").as_deref(), Some("scratch"));
+    assert_eq!(read("data/vectors/cache/blob").as_deref(), Some("cached"));
+    assert_eq!(
+        read("data/vectors/sub/cache/blob").as_deref(),
+        Some("cached")
+    );
+    // A pattern that is not a glob, or on another kind, is a config error.
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"data/vectors\"\nexclude = [\"[\"]\n",
+    );
+    let bad = ws.run(&["create"]);
+    bad.code(2);
+    assert!(
+        bad.stderr.contains("exclude pattern \"[\""),
+        "{}",
+        bad.stderr
+    );
+}
