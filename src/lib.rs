@@ -26,6 +26,7 @@ pub mod rooted;
 pub mod sandbox;
 pub mod schedule;
 pub mod shrink;
+pub mod sparse;
 pub mod store;
 pub mod vcs;
 pub mod verify;

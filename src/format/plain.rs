@@ -3,13 +3,13 @@
 //! the source did not change while it was read.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::hash::{stream_hashed, StreamError};
 use crate::progress::Progress;
+use crate::sparse::SparseWriter;
 
 /// How often (in bytes written) a copy asks the kernel to start writeback.
 pub const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
@@ -30,18 +30,20 @@ pub struct CopiedFile {
 pub fn copy_hashed(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<CopiedFile> {
     let input = File::open(src).map_err(|e| Error::io("could not read", src, e))?;
     let before = stamp(&input, src)?;
+    let sparse = input.metadata().is_ok_and(|m| crate::sparse::has_holes(&m));
     let mut output = File::options()
         .write(true)
         .create_new(true)
         .open(dest)
         .map_err(|e| Error::io("could not create", dest, e))?;
     let mut written = 0u64;
+    let mut writer = SparseWriter::new(&mut output, sparse);
     let streamed = stream_hashed(&input, |chunk| {
-        output.write_all(chunk)?;
+        writer.write(chunk)?;
         written += chunk.len() as u64;
         progress.advance(chunk.len() as u64);
         if written % WRITEBACK_EVERY < chunk.len() as u64 {
-            crate::fsutil::start_writeback(&output);
+            crate::fsutil::start_writeback(writer.file());
         }
         Ok(())
     });
@@ -49,6 +51,9 @@ pub fn copy_hashed(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<C
         StreamError::Read(e) => Error::io("could not read", src, e),
         StreamError::Write(e) => Error::io("could not write", dest, e),
     })?;
+    writer
+        .finish()
+        .map_err(|e| Error::io("could not write", dest, e))?;
     crate::fsutil::start_writeback(&output);
     let after = stamp(&input, src)?;
     Ok(CopiedFile {

@@ -190,8 +190,10 @@ fn write_file(
 ) -> Result<()> {
     root.write_file(rel, owner, |out| {
         let input = std::fs::File::open(source)?;
-        let (_, actual) =
-            crate::hash::stream_hashed(input, |chunk| std::io::Write::write_all(out, chunk))?;
+        let sparse = crate::sparse::has_holes(&input.metadata()?);
+        let mut writer = crate::sparse::SparseWriter::new(out, sparse);
+        let (_, actual) = crate::hash::stream_hashed(input, |chunk| writer.write(chunk))?;
+        writer.finish()?;
         if actual != sha256 {
             return Err(std::io::Error::other(
                 "the bundle's file changed since it was verified",

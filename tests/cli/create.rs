@@ -519,3 +519,47 @@ fn exclude_patterns_leave_paths_out_of_the_bundle_and_alone_on_replace() {
         bad.stderr
     );
 }
+
+#[test]
+fn sparse_files_keep_their_holes_in_the_bundle_and_on_restore() {
+    use std::os::unix::fs::MetadataExt;
+    let ws = Workspace::new();
+    ws.write("data/vectors/small.bin", "x");
+    let sparse = ws.path("data/vectors/prealloc.bin");
+    {
+        let f = std::fs::File::create(&sparse).unwrap();
+        f.set_len(64 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"header", 0).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"middle", 40 << 20).unwrap();
+    }
+    let allocated = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+    if allocated(&sparse) >= 1 << 20 {
+        eprintln!("\n!!!!!!!! SKIPPED: this file system does not make sparse files !!!!!!!!\n");
+        return;
+    }
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"data/vectors\"\n",
+    );
+    let bundle = ws.create(&[]);
+    let copy = bundle.join("vectors/prealloc.bin");
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), 64 << 20);
+    assert!(
+        allocated(&copy) < 1 << 20,
+        "{} bytes allocated",
+        allocated(&copy)
+    );
+    ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+    std::fs::remove_file(&sparse).unwrap();
+    ws.replace(&bundle, &[]);
+    assert_eq!(std::fs::metadata(&sparse).unwrap().len(), 64 << 20);
+    assert!(
+        allocated(&sparse) < 1 << 20,
+        "{} bytes allocated",
+        allocated(&sparse)
+    );
+    let f = std::fs::File::open(&sparse).unwrap();
+    let mut buf = [0u8; 6];
+    std::os::unix::fs::FileExt::read_at(&f, &mut buf, 40 << 20).unwrap();
+    assert_eq!(&buf, b"middle");
+}
