@@ -144,6 +144,26 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// The bundle file this step reads, if any.
+    pub fn source(&self) -> Option<&Path> {
+        match self {
+            Step::SqliteReplace { source, .. }
+            | Step::SqliteMerge { source, .. }
+            | Step::Write { source, .. }
+            | Step::JsonlAppend { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Bytes of the bundle this step reads (the measure of restore progress).
+    pub fn source_bytes(&self) -> u64 {
+        self.source()
+            .and_then(|s| std::fs::symlink_metadata(s).ok())
+            .map_or(0, |m| m.len())
+    }
+}
+
 /// What a store's restore will change, by category.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {

@@ -170,7 +170,7 @@ impl Progress for Bar {
             Some(total) => {
                 self.bar.set_length(total);
                 ProgressStyle::with_template(
-                    "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    "{msg:32!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
                 )
             }
             None => ProgressStyle::with_template("{spinner} {msg:40!} {bytes} {bytes_per_sec}"),

@@ -12,15 +12,22 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::format::{jsonl_merge as identity, sqlite_merge, sqlite_replace};
 use crate::plan::{Counts, Step};
+use crate::progress::Progress;
 use crate::rooted::{Entry, Ownership, RootDir};
 
 /// Executes store `store`'s steps beneath `root` (the store's folder, or the
 /// folder of a single-file store); returns what was actually done. Every
 /// write resolves beneath `root` without following links.
-pub fn apply(store: &str, root: &RootDir, steps: &[Step]) -> Result<(Counts, Vec<String>)> {
+pub fn apply(
+    store: &str,
+    root: &RootDir,
+    steps: &[Step],
+    progress: &dyn Progress,
+) -> Result<(Counts, Vec<String>)> {
     let mut done = Counts::default();
     let mut notes = Vec::new();
     for step in steps {
+        let bytes = step.source_bytes();
         match step {
             Step::SqliteReplace {
                 source,
@@ -83,6 +90,7 @@ pub fn apply(store: &str, root: &RootDir, steps: &[Step]) -> Result<(Counts, Vec
             Step::Keep { .. } => done.kept += 1,
             Step::Conflict { .. } => done.conflicts += 1,
         }
+        progress.advance(bytes);
     }
     Ok((done, notes))
 }

@@ -443,8 +443,14 @@ fn apply_confined(
         )?;
     }
     // 7. Apply, then check; stores are independent, so they run in parallel.
-    progress.start("restoring", None);
-    let outcomes = apply_and_check(&report.stores, &report.confirm_token);
+    let total = report
+        .stores
+        .iter()
+        .flat_map(|s| &s.steps)
+        .map(Step::source_bytes)
+        .sum();
+    progress.start("restoring", Some(total));
+    let outcomes = apply_and_check(&report.stores, &report.confirm_token, progress);
     progress.finish();
     let mut problems = Vec::new();
     for (store, (done, notes, found)) in report.stores.iter_mut().zip(outcomes?) {
@@ -481,13 +487,17 @@ fn apply_confined(
 type Applied = (Counts, Vec<String>, Vec<String>);
 
 /// Applies every store's steps beneath its folder, then checks the result.
-fn apply_and_check(stores: &[StoreReport], token: &str) -> Result<Vec<Applied>> {
+fn apply_and_check(
+    stores: &[StoreReport],
+    token: &str,
+    progress: &dyn Progress,
+) -> Result<Vec<Applied>> {
     crate::parallel::map(stores, crate::parallel::default_jobs(), |store| {
         if store.steps.is_empty() {
             return Ok((Counts::default(), Vec::new(), Vec::new()));
         }
         let root = RootDir::open(&store.root, token)?;
-        let (done, notes) = apply::apply(&store.name, &root, &store.steps)?;
+        let (done, notes) = apply::apply(&store.name, &root, &store.steps, progress)?;
         Ok((done, notes, apply::check(&root, &store.steps)?))
     })
 }

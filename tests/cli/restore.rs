@@ -642,3 +642,50 @@ fn a_restore_that_changes_nothing_asks_no_token_and_takes_no_snapshot() {
         "the bundle and the lock only"
     );
 }
+
+/// Records every progress event.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<(String, Option<u64>, u64)>>);
+
+impl bundle::progress::Progress for Recorded {
+    fn start(&self, label: &str, total: Option<u64>) {
+        self.0.lock().unwrap().push((label.to_string(), total, 0));
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(last) = self.0.lock().unwrap().last_mut() {
+            last.2 += bytes;
+        }
+    }
+    fn finish(&self) {}
+}
+
+#[test]
+fn the_restore_write_phase_reports_a_total_and_reaches_it() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let files: u64 = ws.manifest(&bundle)["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["files"].as_array().unwrap())
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .sum();
+    let recorded = Recorded::default();
+    let opts = bundle::restore::RestoreOptions {
+        bundle: bundle.clone(),
+        mode: bundle::plan::Mode::Replace,
+        only: Vec::new(),
+        config: bundle::config::Config::default(),
+        into: Some(ws.path("scratch")),
+        dry_run: false,
+        confirm_token: None,
+        safety_snapshot: false,
+        force_topology_mismatch: true,
+    };
+    bundle::restore::restore(&opts, &recorded).unwrap();
+    let events = recorded.0.lock().unwrap();
+    let restoring = events.iter().find(|e| e.0 == "restoring").unwrap();
+    assert_eq!(restoring.1, Some(files), "{events:?}");
+    assert_eq!(restoring.2, files, "{events:?}");
+}
