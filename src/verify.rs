@@ -181,6 +181,16 @@ impl Checker<'_> {
     }
 
     fn check_header(&mut self, m: &Manifest) {
+        let safety = m.reason.as_deref() == Some(manifest::PRE_RESTORE);
+        for s in m.stores.iter().filter(|s| s.status == StoreStatus::Damaged) {
+            if !safety {
+                self.add(
+                    Some(&s.name),
+                    None,
+                    "status damaged outside a safety snapshot (only a pre-restore snapshot keeps raw bytes)",
+                );
+            }
+        }
         if BundleId::parse(&m.id).is_none() {
             self.add(
                 None,

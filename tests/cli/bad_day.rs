@@ -271,3 +271,26 @@ fn shrink_alarm_is_a_fraction_per_store_and_a_label_acknowledges() {
     bad.code(2);
     assert!(bad.stderr.contains("shrink_alarm = 2"), "{}", bad.stderr);
 }
+
+#[test]
+fn a_forged_damaged_store_outside_a_safety_snapshot_fails_verify() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    forge(&bundle, |m| {
+        let s = store(m, "memory");
+        s["status"] = "damaged".into();
+        s["error"] = "forged".into();
+    });
+    let run = ws.run(&["verify", bundle.to_str().unwrap()]);
+    run.code(1);
+    assert!(
+        run.stdout
+            .contains("status damaged outside a safety snapshot"),
+        "{}",
+        run.stdout
+    );
+    // And a restore refuses it before writing anything.
+    ws.run(&["restore", bundle.to_str().unwrap(), "--mode", "merge"])
+        .code(1);
+}
