@@ -1,6 +1,7 @@
 //! Capturing one source file (a [`Unit`]): reuse the previous bundle's copy
 //! when the source is provably unchanged, else copy it the way its format
-//! needs.
+//! needs. A safety snapshot's damaged store is captured raw
+//! ([`capture_raw`]).
 //!
 //! Reuse: a copy is reused only when the source's device, inode, size, mtime
 //! and ctime (and for a database, its `-wal`'s) equal what the previous
@@ -19,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::bundle::list;
+use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::format::{jsonl, plain, sqlite};
-use crate::manifest::{FileRecord, SourceStat};
+use crate::manifest::{FileRecord, SourceStat, StoreRecord};
 use crate::progress::Progress;
 use crate::store::{Unit, UnitKind};
 
@@ -95,6 +97,46 @@ pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
     record_ownership(&mut file, &meta);
     crate::fsutil::set_mode(&dest, bundle_mode(meta.mode()))?;
     Ok(UnitDone { file, warnings })
+}
+
+/// Captures one store as its raw bytes into a fresh folder of the bundle.
+pub fn capture_raw(
+    spec: &StoreSpec,
+    reason: &str,
+    ctx: &CaptureContext<'_>,
+    jobs: usize,
+) -> Result<StoreRecord> {
+    let folder = ctx.target(Path::new(&spec.name));
+    remove_store_folder(&folder)?;
+    let plan = crate::store::raw::plan_raw_capture(spec)?;
+    for f in &plan.folders {
+        crate::fsutil::create_dir_all(&ctx.target(f))?;
+    }
+    let units: Vec<&Unit> = plan.units.iter().collect();
+    let done = crate::parallel::map(&units, jobs, |u| capture_unit(u, ctx))?;
+    let mut files: Vec<FileRecord> = done.into_iter().map(|d| d.file).collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(StoreRecord {
+        name: spec.name.clone(),
+        kind: spec.kind,
+        source: spec.path.to_string_lossy().into_owned(),
+        status: crate::manifest::StoreStatus::Damaged,
+        single_file: plan.single_file,
+        files,
+        symlinks: plan.symlinks,
+        exclude: spec.exclude.clone(),
+        error: Some(reason.to_string()),
+    })
+}
+
+/// Removes a store's folder from the bundle being built, if it is there.
+pub fn remove_store_folder(folder: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(folder) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("could not remove", folder, e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The mode of a bundle copy: the source's permission bits without write

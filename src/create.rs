@@ -16,7 +16,7 @@ use crate::config::{Hooks, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hooks::{self, HookEnv, Operation};
-use crate::manifest::{self, FileRecord, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
+use crate::manifest::{self, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
 use crate::progress::Progress;
 use crate::store::{self, CapturePlan, Unit, UnitKind};
@@ -434,7 +434,7 @@ fn keep_raw(
         };
         let Some(failure) = failure else { continue };
         let reason = error_chain(&failure);
-        match capture_raw(spec, &reason, ctx, jobs) {
+        match unit::capture_raw(spec, &reason, ctx, jobs) {
             Ok(record) => {
                 plan.status = None;
                 damaged.insert(spec.name.clone(), record);
@@ -446,46 +446,6 @@ fn keep_raw(
         }
     }
     Ok(damaged)
-}
-
-/// Captures one store as its raw bytes into a fresh folder of the bundle.
-fn capture_raw(
-    spec: &StoreSpec,
-    reason: &str,
-    ctx: &CaptureContext<'_>,
-    jobs: usize,
-) -> Result<StoreRecord> {
-    let folder = ctx.target(Path::new(&spec.name));
-    remove_store_folder(&folder)?;
-    let plan = crate::store::raw::plan_raw_capture(spec)?;
-    for f in &plan.folders {
-        fsutil::create_dir_all(&ctx.target(f))?;
-    }
-    let units: Vec<&Unit> = plan.units.iter().collect();
-    let done = parallel::map(&units, jobs, |u| unit::capture_unit(u, ctx))?;
-    let mut files: Vec<FileRecord> = done.into_iter().map(|d| d.file).collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(StoreRecord {
-        name: spec.name.clone(),
-        kind: spec.kind,
-        source: spec.path.to_string_lossy().into_owned(),
-        status: manifest::StoreStatus::Damaged,
-        single_file: plan.single_file,
-        files,
-        symlinks: plan.symlinks,
-        exclude: spec.exclude.clone(),
-        error: Some(reason.to_string()),
-    })
-}
-
-/// Removes a store's folder from the bundle being built, if it is there.
-fn remove_store_folder(folder: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(folder) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io("could not remove", folder, e))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// When stores failed and none was captured there is nothing to keep as
@@ -525,7 +485,7 @@ fn failed_record(
     reason: String,
     ctx: &CaptureContext<'_>,
 ) -> Result<StoreRecord> {
-    remove_store_folder(&ctx.target(Path::new(&spec.name)))?;
+    unit::remove_store_folder(&ctx.target(Path::new(&spec.name)))?;
     Ok(StoreRecord {
         name: spec.name.clone(),
         kind: spec.kind,

@@ -103,6 +103,7 @@ pub fn clean_up() -> String {
 /// Cleans up `under_way`; the line saying what happened.
 fn clean(under_way: &[(u64, Work)]) -> String {
     let mut said = Vec::new();
+    let mut fences = Vec::new();
     for (_, work) in under_way {
         match work {
             Work::Scratch { path, what } => {
@@ -110,6 +111,11 @@ fn clean(under_way: &[(u64, Work)]) -> String {
                     Ok(()) => format!("removed {what} {}", path.display()),
                     Err(e) => format!("could not remove {what} {} ({e})", path.display()),
                 });
+                // Threads still copying must not build the folder again: a
+                // file in its place makes their writes fail until the exit.
+                if std::fs::File::create_new(path).is_ok() {
+                    fences.push(path);
+                }
             }
             Work::ProcessGroup { pid } => {
                 let group = i32::try_from(*pid)
@@ -135,6 +141,9 @@ fn clean(under_way: &[(u64, Work)]) -> String {
                 ));
             }
         }
+    }
+    for fence in fences {
+        let _ = std::fs::remove_file(fence);
     }
     if said.is_empty() {
         return "nothing was being written; everything was left as it was".into();

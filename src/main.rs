@@ -36,6 +36,9 @@ fn exit_on_signal(json: bool) {
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            // Held until the exit: the other threads print nothing more.
+            let _out = std::io::stdout().lock();
+            let _err = std::io::stderr().lock();
             let said = bundle::interrupt::clean_up();
             let name = if signal == SIGINT {
                 "SIGINT"

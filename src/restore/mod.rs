@@ -232,12 +232,7 @@ fn interrupted_restore(
 
 /// Plans and (unless dry-run or unconfirmed) applies a restore.
 pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
-    let destination = opts
-        .config
-        .destination
-        .clone()
-        .or_else(|| opts.bundle.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let destination = destination_of(opts);
     // A restore that may write to the live stores holds the destination lock
     // from the start: no create, prune or other restore runs meanwhile (so
     // nothing can delete the bundle between its verify and its use).
@@ -295,14 +290,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     // snapshot, no journal and no hooks (an interrupted one still finishes
     // the normal way, so that its journal goes).
     if opts.into.is_none() && leftover_tag.is_none() && !changes_anything(&report.stores) {
-        for store in &mut report.stores {
-            store
-                .notes
-                .push("nothing to change: live already holds what the bundle has".into());
-        }
-        report.ok = true;
-        report.outcome = Outcome::Applied;
-        return Ok(report);
+        return Ok(nothing_to_change(report));
     }
     // 5. Replace on live stores is gated by the token.
     if opts.mode == Mode::Replace && opts.into.is_none() {
@@ -315,14 +303,41 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         return apply_plan(opts, &selected, &destination, report, progress);
     }
     if let Some(tag) = &leftover_tag {
-        // Temp files of the interrupted run go before anything else is written.
-        for s in &selected {
-            if let Some(root) = s.open_root(tag)? {
-                root.remove_temps(tag)?;
-            }
-        }
+        remove_leftover_temps(&selected, tag)?;
     }
     apply_live(opts, &selected, &destination, report, progress)
+}
+
+/// The destination: the config's, else the folder holding the bundle.
+fn destination_of(opts: &RestoreOptions) -> PathBuf {
+    opts.config
+        .destination
+        .clone()
+        .or_else(|| opts.bundle.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The report of a restore with nothing to change: applied, with a note.
+fn nothing_to_change(mut report: RestoreReport) -> RestoreReport {
+    for store in &mut report.stores {
+        store
+            .notes
+            .push("nothing to change: live already holds what the bundle has".into());
+    }
+    report.ok = true;
+    report.outcome = Outcome::Applied;
+    report
+}
+
+/// Removes the temp files an interrupted run tagged `tag` left in the stores,
+/// before anything else is written.
+fn remove_leftover_temps(selected: &[Selected], tag: &str) -> Result<()> {
+    for s in selected {
+        if let Some(root) = s.open_root(tag)? {
+            root.remove_temps(tag)?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies to the live stores, with the restore hooks around the writing
@@ -412,35 +427,14 @@ fn apply_confined(
     let take_snapshot = live && opts.safety_snapshot && !report.resumed;
     check_restore_space(destination, selected, take_snapshot)?;
     if take_snapshot {
-        let stores = selected.iter().map(|s| s.spec.clone()).collect();
-        let outcome = safety_snapshot(destination, stores, &report.bundle_id, progress)
-            .map_err(|e| snapshot_failed(e, destination))?;
-        for (name, why) in outcome.manifest.damaged_stores() {
-            if let Some(store) = report.stores.iter_mut().find(|s| s.name == name) {
-                store.notes.push(format!(
-                    "the live store could not be captured normally ({why}); the safety snapshot keeps its exact bytes, recorded as damaged"
-                ));
-            }
-        }
-        report.safety_snapshot = Some(outcome.path);
+        take_safety_snapshot(destination, selected, &mut report, progress)?;
     }
     // Registered before the journal exists and withdrawn once it is gone, so
     // an interruption in between always says how to finish.
     let under_way =
         live.then(|| crate::interrupt::restore(&opts.bundle, report.safety_snapshot.as_deref()));
     if live {
-        journal::write(
-            destination,
-            &journal::Journal {
-                bundle: opts.bundle.clone(),
-                bundle_id: report.bundle_id.clone(),
-                mode: opts.mode.as_str().into(),
-                stores: sorted_names(selected),
-                token: report.confirm_token.clone(),
-                safety_snapshot: report.safety_snapshot.clone(),
-                started_at: crate::bundle::id::rfc3339(jiff::Timestamp::now()),
-            },
-        )?;
+        write_journal(opts, destination, selected, &report)?;
     }
     // 7. Apply, then check; stores are independent, so they run in parallel.
     let total = report
@@ -481,6 +475,49 @@ fn apply_confined(
     report.ok = true;
     report.outcome = Outcome::Applied;
     Ok(report)
+}
+
+/// Snapshots the live stores into the destination; a store that cannot be
+/// captured normally is kept raw, and its report says so.
+fn take_safety_snapshot(
+    destination: &Path,
+    selected: &[Selected],
+    report: &mut RestoreReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let stores = selected.iter().map(|s| s.spec.clone()).collect();
+    let outcome = safety_snapshot(destination, stores, &report.bundle_id, progress)
+        .map_err(|e| snapshot_failed(e, destination))?;
+    for (name, why) in outcome.manifest.damaged_stores() {
+        if let Some(store) = report.stores.iter_mut().find(|s| s.name == name) {
+            store.notes.push(format!(
+                "the live store could not be captured normally ({why}); the safety snapshot keeps its exact bytes, recorded as damaged"
+            ));
+        }
+    }
+    report.safety_snapshot = Some(outcome.path);
+    Ok(())
+}
+
+/// Writes the journal that lets an interrupted restore be finished or undone.
+fn write_journal(
+    opts: &RestoreOptions,
+    destination: &Path,
+    selected: &[Selected],
+    report: &RestoreReport,
+) -> Result<()> {
+    journal::write(
+        destination,
+        &journal::Journal {
+            bundle: opts.bundle.clone(),
+            bundle_id: report.bundle_id.clone(),
+            mode: opts.mode.as_str().into(),
+            stores: sorted_names(selected),
+            token: report.confirm_token.clone(),
+            safety_snapshot: report.safety_snapshot.clone(),
+            started_at: crate::bundle::id::rfc3339(jiff::Timestamp::now()),
+        },
+    )
 }
 
 /// Counts, notes and check problems of one applied store.
