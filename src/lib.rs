@@ -16,6 +16,7 @@ pub mod hash;
 pub mod hooks;
 pub mod interrupt;
 pub mod manifest;
+pub mod open_files;
 pub mod parallel;
 pub mod plan;
 pub mod progress;

@@ -257,7 +257,8 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         None => {
             let found = interrupted_restore(opts, &destination, &manifest, &selected)?;
             // 3. In use (with a pre_restore hook, checked again once it stopped the service).
-            if opts.config.hooks.pre_restore.is_none() {
+            // A dry run shows the plan anyway, with who holds what.
+            if opts.config.hooks.pre_restore.is_none() && !opts.dry_run {
                 refuse_in_use(&selected)?;
             }
             found
@@ -284,6 +285,15 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         stores,
     };
     if opts.dry_run {
+        if opts.into.is_none() {
+            for (name, why) in in_use(&selected)? {
+                if let Some(store) = report.stores.iter_mut().find(|s| s.name == name) {
+                    store
+                        .notes
+                        .push(format!("{why}; a restore now would be refused"));
+                }
+            }
+        }
         return Ok(report);
     }
     // A restore that would change nothing needs no token, no safety
@@ -608,18 +618,58 @@ fn plan_stores(
 
 /// Refuses when a live database of the selection is held by another process.
 fn refuse_in_use(selected: &[Selected]) -> Result<()> {
+    match in_use(selected)?.into_iter().next() {
+        Some((name, why)) => Err(Error::Refused(format!(
+            "store \"{name}\": {why}; stop the service using it (or stop it from a pre_restore hook) and try again"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The selected stores some other process is using, with who and what: any
+/// process holding one of their files open or mapped, and any SQLite lock.
+fn in_use(selected: &[Selected]) -> Result<Vec<(String, String)>> {
+    let mut found = Vec::new();
     for s in selected {
+        let single = s.record.single_file.is_some() || s.record.kind == StoreKind::Sqlite;
+        let mut watched = vec![s.target_path.clone()];
+        if single {
+            for suffix in crate::format::sqlite::SIDECARS {
+                let mut p = s.target_path.clone().into_os_string();
+                p.push(suffix);
+                watched.push(PathBuf::from(p));
+            }
+        }
+        let holder = watched
+            .iter()
+            .flat_map(|p| crate::open_files::holders(p))
+            .next();
+        if let Some(h) = holder {
+            found.push((
+                s.spec.name.clone(),
+                format!(
+                    "{} is open in process {} ({})",
+                    h.path.display(),
+                    h.pid,
+                    h.command
+                ),
+            ));
+            continue;
+        }
         for db in crate::store::handler(s.spec.kind).live_databases(&s.target_path)? {
             if crate::format::sqlite_replace::database_in_use(&db)? {
-                return Err(Error::Refused(format!(
-                    "store \"{}\": {} is in use by another process; stop the service using it (or stop it from a pre_restore hook) and try again",
-                    s.spec.name,
-                    db.display()
-                )));
+                found.push((
+                    s.spec.name.clone(),
+                    format!(
+                        "{} is in use by another process (it holds a lock)",
+                        db.display()
+                    ),
+                ));
+                break;
             }
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 /// The bundle stores `--store` selects (all of them without it), each once.

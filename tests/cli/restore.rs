@@ -689,3 +689,49 @@ fn the_restore_write_phase_reports_a_total_and_reaches_it() {
     assert_eq!(restoring.1, Some(files), "{events:?}");
     assert_eq!(restoring.2, files, "{events:?}");
 }
+
+#[test]
+fn a_store_any_process_holds_open_is_refused_naming_the_process() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let b = bundle.to_str().unwrap();
+    let held = ws.path("data/vectors/seg-1/data_level0.bin");
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .stdin(std::fs::File::open(&held).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let pid = holder.id().to_string();
+    let token = ws.replace_token(&bundle, &[]);
+    let run = ws.run(&["restore", b, "--mode", "replace", "--confirm-token", &token]);
+    // The dry run above still printed its plan (it got the token).
+    let plan = ws.run(&["--json", "restore", b, "--mode", "replace", "--dry-run"]);
+    let merge = ws.run(&["restore", b, "--mode", "merge"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    run.code(3);
+    assert!(
+        run.stderr
+            .contains(&format!("open in process {pid} (sleep)")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("store \"vectors\""), "{}", run.stderr);
+    merge.code(3);
+    plan.code(0);
+    assert!(
+        plan.stdout.contains("a restore now would be refused"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(&held).unwrap(),
+        "binary-ish segment bytes",
+        "nothing was written"
+    );
+    // Once the process is gone, the same restore goes through.
+    ws.run(&["restore", b, "--mode", "replace", "--confirm-token", &token])
+        .code(0);
+}
