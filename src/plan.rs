@@ -70,6 +70,8 @@ pub enum Step {
         facts: SqliteFacts,
         /// Bundle columns the live tables lack (`table.column`).
         missing_columns: Vec<String>,
+        /// Virtual tables whose missing rows merge cannot bring back.
+        left_out: Vec<String>,
     },
     /// Write the bundle's file at `target` (temp + fsync + rename).
     Write {

@@ -35,6 +35,12 @@ pub fn run(cli: &Cli, args: &RestoreArgs, printer: Printer) -> Result<ExitCode> 
             printer.result(&report, || output::restore::render(&report));
             return Ok(ExitCode::Success);
         }
+        Outcome::Incomplete => {
+            let message = output::restore::incomplete(&report);
+            return Ok(printer.failure(&report, ExitCode::CheckFailed, "incomplete", &message, || {
+                output::restore::render(&report)
+            }));
+        }
         Outcome::TokenMissing => format!(
             "--mode replace overwrites the live stores listed above; check the plan, then re-run with --confirm-token {}",
             report.confirm_token

@@ -23,6 +23,9 @@ pub struct Estimate {
     pub present: u64,
     /// `table.column` of bundle columns the live table lacks (not merged).
     pub missing_columns: Vec<String>,
+    /// Virtual tables whose bundle rows merge cannot bring back, and why
+    /// (a sqlite-vec `vec0` table, a standalone FTS table missing rows).
+    pub left_out: Vec<String>,
 }
 
 /// What a merge did.
@@ -182,7 +185,55 @@ pub fn estimate(target: &Path, bundle_copy: &Path, facts: &SqliteFacts) -> Resul
         est.missing += missing;
         est.present += total.saturating_sub(missing);
     }
+    est.left_out = virtual_left_out(&conn, facts);
     Ok(est)
+}
+
+/// The bundle's virtual tables whose rows live lacks and merge cannot copy
+/// (virtual tables are not merged row by row). An FTS table over external
+/// content is rebuilt from its merged content table, so nothing is lost;
+/// for any other, the bundle rowids missing live are counted (through the
+/// table, or its `_rowids` shadow table when the module is not built in,
+/// as for sqlite-vec); one that cannot be compared counts as left out.
+fn virtual_left_out(conn: &Connection, facts: &SqliteFacts) -> Vec<String> {
+    let mut out = Vec::new();
+    for vt in &facts.virtual_tables {
+        let sql: String = conn
+            .query_row(
+                "SELECT coalesce(sql, '') FROM bundle.sqlite_schema WHERE name = ?1",
+                [vt],
+                |r| r.get(0),
+            )
+            .unwrap_or_default();
+        let lower = sql.to_ascii_lowercase().replace(' ', "");
+        let external = lower.contains("content=") && !lower.contains("content=''");
+        if (lower.contains("fts5") || lower.contains("fts4")) && external {
+            continue;
+        }
+        let module = lower
+            .split("using")
+            .nth(1)
+            .map(|m| m.split('(').next().unwrap_or("").to_string())
+            .unwrap_or_default();
+        let q = quote_ident(vt);
+        let rowids = quote_ident(&format!("{vt}_rowids"));
+        let missing = [
+            format!("SELECT count(*) FROM bundle.{q} WHERE rowid NOT IN (SELECT rowid FROM main.{q})"),
+            format!("SELECT count(*) FROM bundle.{rowids} WHERE rowid NOT IN (SELECT rowid FROM main.{rowids})"),
+        ]
+        .iter()
+        .find_map(|query| conn.query_row(query, [], |r| r.get::<_, i64>(0)).ok());
+        match missing {
+            Some(0) => {}
+            Some(n) => out.push(format!(
+                "{vt} ({module}): {n} bundle row(s) live lacks; virtual tables are not merged row by row"
+            )),
+            None => out.push(format!(
+                "{vt} ({module}): its rows cannot be compared or merged here (the module is not available, or live lacks the table)"
+            )),
+        }
+    }
+    out
 }
 
 fn count_missing(conn: &Connection, plan: &TablePlan) -> rusqlite::Result<u64> {

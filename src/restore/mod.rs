@@ -74,6 +74,10 @@ pub struct StoreReport {
     pub counts: Counts,
     /// Things worth knowing (conflicts, missing columns, rebuilt indexes).
     pub notes: Vec<String>,
+    /// What a merge does not (or did not) bring back, and why: files that
+    /// differ live, bundle rows blocked by live keys, columns live lacks,
+    /// virtual-table rows. Non-empty makes the restore `incomplete` (exit 1).
+    pub left_out: Vec<String>,
     /// The steps (with `--json`).
     pub steps: Vec<Step>,
 }
@@ -90,6 +94,9 @@ pub enum Outcome {
     TokenMissing,
     /// The token given approves another plan: nothing changed.
     TokenMismatch,
+    /// A merge was applied but could not bring back everything the bundle
+    /// holds and live lacks; each store's `left_out` says what and why.
+    Incomplete,
 }
 
 /// Everything a restore reports.
@@ -300,7 +307,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     // snapshot, no journal and no hooks (an interrupted one still finishes
     // the normal way, so that its journal goes).
     if opts.into.is_none() && leftover_tag.is_none() && !changes_anything(&report.stores) {
-        return Ok(nothing_to_change(report));
+        return Ok(judge_merge(nothing_to_change(report)));
     }
     // 5. Replace on live stores is gated by the token.
     if opts.mode == Mode::Replace && opts.into.is_none() {
@@ -458,6 +465,13 @@ fn apply_confined(
     progress.finish();
     let mut problems = Vec::new();
     for (store, (done, notes, found)) in report.stores.iter_mut().zip(outcomes?) {
+        let planned = store.counts.conflicts;
+        if done.conflicts > planned {
+            store.left_out.push(format!(
+                "{} bundle row(s) blocked by other unique keys live; the live rows were kept",
+                done.conflicts - planned
+            ));
+        }
         store.counts = done;
         store.notes.extend(notes);
         for p in found {
@@ -484,7 +498,7 @@ fn apply_confined(
     drop(under_way);
     report.ok = true;
     report.outcome = Outcome::Applied;
-    Ok(report)
+    Ok(judge_merge(report))
 }
 
 /// Snapshots the live stores into the destination; a store that cannot be
@@ -598,6 +612,7 @@ fn plan_stores(
         let mut counts = Counts::default();
         steps.iter().for_each(|st| counts.add(st));
         let notes = plan_notes(&steps, skip, s.record.status);
+        let left_out = left_out_of(&steps);
         stores.push(StoreReport {
             name: s.spec.name.clone(),
             kind: s.spec.kind,
@@ -610,10 +625,50 @@ fn plan_stores(
             },
             counts,
             notes,
+            left_out,
             steps,
         });
     }
     Ok(stores)
+}
+
+/// What a plan leaves out of the live store (merge never pretends).
+fn left_out_of(steps: &[Step]) -> Vec<String> {
+    let mut out = Vec::new();
+    for step in steps {
+        match step {
+            Step::Conflict { target, reason } => {
+                out.push(format!("{}: {reason}", target.display()))
+            }
+            Step::SqliteMerge {
+                target,
+                missing_columns,
+                left_out,
+                ..
+            } => {
+                for column in missing_columns {
+                    out.push(format!(
+                        "{}: column {column}: the live table lacks it, so its values are not merged",
+                        target.display()
+                    ));
+                }
+                for vt in left_out {
+                    out.push(format!("{}: {vt}", target.display()));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A merge that leaves something out is not ok: the outcome says so.
+fn judge_merge(mut report: RestoreReport) -> RestoreReport {
+    if report.mode == Mode::Merge && report.stores.iter().any(|s| !s.left_out.is_empty()) {
+        report.ok = false;
+        report.outcome = Outcome::Incomplete;
+    }
+    report
 }
 
 /// Refuses when a live database of the selection is held by another process.

@@ -76,13 +76,16 @@ impl DirStore {
             folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
             let source = target.source(file)?;
             files.push(match &file.sqlite {
-                // Merge treats every file alike: missing ones are copied,
-                // differing ones are conflicts left live.
-                Some(facts) if target.mode == Mode::Replace => {
-                    databases.insert(live.clone());
+                // Databases go through the SQLite path: replaced whole, or
+                // merged row by row (their bytes differ from any live copy
+                // even when their rows do not).
+                Some(facts) => {
+                    if target.mode == Mode::Replace {
+                        databases.insert(live.clone());
+                    }
                     plan::sqlite_file(source, file, facts, live, target)?
                 }
-                _ => plan::plain_file(source, file, live, target)?,
+                None => plan::plain_file(source, file, live, target)?,
             });
         }
         // Links as store-relative bytes → target bytes.

@@ -59,6 +59,7 @@ pub fn sqlite_file(
         present: estimate.present,
         facts: facts.clone(),
         missing_columns: estimate.missing_columns,
+        left_out: estimate.left_out,
     })
 }
 

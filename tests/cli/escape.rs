@@ -173,7 +173,8 @@ fn forged_symlink_chains_of_any_length_never_lead_a_write_outside_the_store() {
                     "chain {n} ({what}) wrote outside"
                 );
                 if !with_file && (what == "merge" || what == "replace") {
-                    run.code(0);
+                    // A merge that leaves the escaping link out says so (exit 1).
+                    run.code(if what == "merge" { 1 } else { 0 });
                     // The escaping link is never created; the harmless ones are.
                     let last = ws.path(&format!("data/vectors/l{n}"));
                     assert!(
@@ -255,10 +256,12 @@ fn symlinks_planted_in_live_stores_at_every_depth_are_never_followed() {
     for (store, rel) in plants {
         let link = plant(&ws, store, rel);
         let merge = ws.run(&["--json", "restore", b, "--mode", "merge"]);
-        merge.code(0);
-        // Nothing to merge (each bundle file is kept or a conflict): nothing applied.
+        // Nothing to merge (each bundle file is kept or a conflict): nothing
+        // applied, and what the link hides is reported left out (exit 1).
+        merge.code(1);
         let merged = merge.json();
         assert!(merged["safety_snapshot"].is_null(), "{merged}");
+        assert_eq!(merged["error"]["kind"], "incomplete", "{merged}");
         assert_eq!(
             tree_digest(&ws.path("canary"), &[]),
             canary,

@@ -735,3 +735,52 @@ fn a_store_any_process_holds_open_is_refused_naming_the_process() {
     ws.run(&["restore", b, "--mode", "replace", "--confirm-token", &token])
         .code(0);
 }
+
+#[test]
+fn a_merge_that_cannot_bring_everything_back_says_what_it_left_out() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    let b = bundle.to_str().unwrap();
+    // A dir file that differs live, and full-text rows live lost (a
+    // standalone FTS table is not merged row by row).
+    ws.write("data/vectors/seg-1/data_level0.bin", "rewritten live");
+    ws.sqlite("data/memory.db", "DELETE FROM notes_fts;");
+    let run = ws.run(&["--json", "restore", b, "--mode", "merge"]);
+    run.code(1);
+    let doc = run.json();
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["outcome"], "incomplete");
+    assert_eq!(doc["error"]["kind"], "incomplete");
+    let store = |name: &str| {
+        doc["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let vectors = store("vectors")["left_out"].to_string();
+    assert!(vectors.contains("data_level0.bin"), "{vectors}");
+    let memory = store("memory")["left_out"].to_string();
+    assert!(
+        memory.contains("notes_fts (fts5): 3 bundle row(s) live lacks"),
+        "{memory}"
+    );
+    assert!(store("kb")["left_out"].as_array().unwrap().is_empty());
+    // The live data was kept.
+    assert_eq!(
+        std::fs::read_to_string(ws.path("data/vectors/seg-1/data_level0.bin")).unwrap(),
+        "rewritten live"
+    );
+    // The human output lists them too, and says what to do.
+    let human = ws.run(&["restore", b, "--mode", "merge"]);
+    human.code(1);
+    assert!(human.stdout.contains("left out: "), "{}", human.stdout);
+    assert!(human.stderr.contains("--mode replace"), "{}", human.stderr);
+    // A dry run shows the same before anything is written.
+    let plan = ws.run(&["--json", "restore", b, "--mode", "merge", "--dry-run"]);
+    plan.code(0);
+    assert!(plan.stdout.contains("data_level0.bin"), "{}", plan.stdout);
+}
