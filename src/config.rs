@@ -63,6 +63,10 @@ pub struct StoreSpec {
     /// alone by restore); see [`crate::store::exclude`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// A shell command that proves a restored copy opens (`{path}`: the
+    /// copy's folder or file); run by `drill` and after `restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
 /// The raw shape of `bundle.toml`.
@@ -334,6 +338,7 @@ pub fn parse_store_flag(kind: StoreKind, value: &str) -> Result<StoreSpec> {
         key: None,
         shrink_alarm: None,
         exclude: Vec::new(),
+        check: None,
     })
 }
 

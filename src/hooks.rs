@@ -153,3 +153,24 @@ fn run(
         Err(e) => Err(format!("could not wait for its command: {e}")),
     }
 }
+
+/// How long a store's `check` command may run.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs a store's `check` command on its restored copy at `path`: `{path}`
+/// in the command stands for that path (passed as `$BUNDLE_PATH`, quoted, so
+/// any name is safe). `Err` says how it failed.
+pub fn run_store_check(command: &str, path: &std::path::Path) -> std::result::Result<(), String> {
+    let command = command.replace("{path}", "\"$BUNDLE_PATH\"");
+    let env = HookEnv {
+        id: None,
+        path: Some(path.to_path_buf()),
+        destination: PathBuf::new(),
+    };
+    run(&command, &env, true, CHECK_TIMEOUT).map_err(|e| {
+        format!(
+            "its check command failed: {}",
+            e.replace("its command ", "")
+        )
+    })
+}

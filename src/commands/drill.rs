@@ -14,8 +14,21 @@ pub fn run(cli: &Cli, args: &DrillArgs, printer: Printer) -> Result<ExitCode> {
     let destination = destination_of(&config, args.dest.as_ref()).ok();
     let path = bundle::bundle::resolve(&args.bundle, destination.as_deref())?;
     let bar = printer.bar();
-    let report = drill(&absolute(&path)?, None, &bar)?;
+    let report = drill(&absolute(&path)?, None, &config.stores, &bar)?;
     drop(bar);
+    if !report.ok {
+        let message = format!(
+            "bundle {} restored, but a store's check failed: do not count on it until you know why",
+            report.bundle_id
+        );
+        return Ok(printer.failure(
+            &report,
+            ExitCode::CheckFailed,
+            "check_failed",
+            &message,
+            || output::drill::render(&report),
+        ));
+    }
     printer.result(&report, || output::drill::render(&report));
     Ok(ExitCode::Success)
 }

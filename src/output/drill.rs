@@ -15,13 +15,18 @@ pub fn render(report: &DrillReport) -> String {
             s.counts.written,
             s.counts.kept
         ));
+        if let Some(check) = &s.check {
+            text.push_str(&format!("    check: {}\n", escape(check)));
+        }
     }
     if let Some(sandbox) = report.sandbox {
         text.push_str(&format!("sandbox: {}\n", sandbox.describe()));
     }
-    text.push_str(&format!(
-        "ok: bundle {} restores cleanly and matches its manifest\n",
-        escape(&report.bundle_id)
-    ));
+    if report.ok {
+        text.push_str(&format!(
+            "ok: bundle {} restores cleanly and matches its manifest\n",
+            escape(&report.bundle_id)
+        ));
+    }
     text
 }

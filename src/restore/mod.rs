@@ -12,6 +12,9 @@
 //!    The `post_restore` hook runs afterwards, whatever the outcome.
 
 pub mod apply;
+pub mod drill;
+
+pub use drill::{drill, DrillReport};
 
 pub use crate::bundle::journal;
 pub use crate::manifest::PRE_RESTORE;
@@ -78,6 +81,10 @@ pub struct StoreReport {
     /// differ live, bundle rows blocked by live keys, columns live lacks,
     /// virtual-table rows. Non-empty makes the restore `incomplete` (exit 1).
     pub left_out: Vec<String>,
+    /// What the store's `check` command said of the restored store (`ok`,
+    /// or how it failed); absent when none is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
     /// The steps (with `--json`).
     pub steps: Vec<Step>,
 }
@@ -493,12 +500,43 @@ fn apply_confined(
         });
     }
     if live {
+        run_store_checks(selected, &mut report)?;
         journal::remove(destination)?;
     }
     drop(under_way);
     report.ok = true;
     report.outcome = Outcome::Applied;
     Ok(judge_merge(report))
+}
+
+/// Runs each restored store's own `check` command; a failure stops the
+/// restore with its journal kept and says how to undo.
+fn run_store_checks(selected: &[Selected], report: &mut RestoreReport) -> Result<()> {
+    for s in selected {
+        let Some(command) = s.spec.check.as_deref() else {
+            continue;
+        };
+        let outcome = crate::hooks::run_store_check(command, &s.target_path);
+        if let Some(store) = report.stores.iter_mut().find(|r| r.name == s.spec.name) {
+            store.check = Some(outcome.clone().map_or_else(|e| e, |()| "ok".into()));
+        }
+        if let Err(why) = outcome {
+            let undo = match &report.safety_snapshot {
+                Some(snapshot) => format!(
+                    "undo it with `bundle restore {} --mode replace`",
+                    snapshot.display()
+                ),
+                None => "there is no safety snapshot to undo it with".into(),
+            };
+            return Err(Error::CheckFailed {
+                store: s.spec.name.clone(),
+                reason: format!(
+                    "restored, but {why}; the restore journal is kept: {undo}, or fix the cause and run the same restore again"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Snapshots the live stores into the destination; a store that cannot be
@@ -626,6 +664,7 @@ fn plan_stores(
             counts,
             notes,
             left_out,
+            check: None,
             steps,
         });
     }
@@ -783,6 +822,7 @@ fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<V
                         key: None,
                         shrink_alarm: None,
                         exclude: Vec::new(),
+                        check: None,
                     },
                     target_path,
                 }
@@ -963,64 +1003,4 @@ fn check_space(
         }
     }
     Ok(())
-}
-
-/// What a drill found.
-#[derive(Debug, Clone, Serialize)]
-pub struct DrillReport {
-    /// Whether the bundle restored cleanly and every check passed.
-    pub ok: bool,
-    /// The bundle folder.
-    #[serde(serialize_with = "crate::fsutil::lossy::path")]
-    pub bundle: PathBuf,
-    /// The bundle id.
-    pub bundle_id: String,
-    /// Whether the drill's writes were confined by the kernel.
-    pub sandbox: Option<crate::sandbox::Sandbox>,
-    /// Per store, what was restored.
-    pub stores: Vec<StoreReport>,
-}
-
-/// Restores every store of the bundle into a temp folder, checks the result
-/// against the manifest, and removes the folder.
-pub fn drill(
-    bundle: &Path,
-    scratch_parent: Option<&Path>,
-    progress: &dyn Progress,
-) -> Result<DrillReport> {
-    let scratch = match scratch_parent {
-        Some(p) => tempfile::Builder::new()
-            .prefix("bundle-drill-")
-            .tempdir_in(p),
-        None => tempfile::Builder::new().prefix("bundle-drill-").tempdir(),
-    }
-    .map_err(|e| {
-        Error::io(
-            "could not create a scratch folder in",
-            scratch_parent.unwrap_or(Path::new("/tmp")),
-            e,
-        )
-    })?;
-    let _scratch = crate::interrupt::scratch(scratch.path(), "the drill's scratch folder");
-    let report = restore(
-        &RestoreOptions {
-            bundle: bundle.to_path_buf(),
-            mode: Mode::Replace,
-            only: Vec::new(),
-            config: Config::default(),
-            into: Some(scratch.path().to_path_buf()),
-            dry_run: false,
-            confirm_token: None,
-            safety_snapshot: false,
-            force_topology_mismatch: true,
-        },
-        progress,
-    )?;
-    Ok(DrillReport {
-        ok: report.ok,
-        bundle: report.bundle,
-        bundle_id: report.bundle_id,
-        sandbox: report.sandbox,
-        stores: report.stores,
-    })
 }

@@ -73,3 +73,52 @@ fn chroma_directory_restored_by_replace_answers_as_before() {
     ws.replace(&bundle, &["--dir", "vectors=chroma"]);
     assert_eq!(helper(&python, "query", &store), before);
 }
+
+/// The Chroma `check` of docs/restore.md, with `python` for `python3`.
+fn chroma_check(python: &Path) -> String {
+    format!(
+        "check = '''ANONYMIZED_TELEMETRY=False {} -c '\nimport sys, chromadb\nclient = chromadb.PersistentClient(path=sys.argv[1])\nfor c in client.list_collections():\n    col = client.get_collection(getattr(c, \"name\", c))\n    if col.count(): col.query(query_embeddings=[col.peek(1)[\"embeddings\"][0]], n_results=1)\n' {{path}}'''\n",
+        python.display()
+    )
+}
+
+#[test]
+fn the_documented_chroma_check_opens_the_drilled_store_with_the_real_client() {
+    let Some(python) = python_with("chromadb") else {
+        return;
+    };
+    let ws = Workspace::new();
+    helper(&python, "make", &ws.path("chroma"));
+    ws.write(
+        "bundle.toml",
+        &format!(
+            "destination = \"b\"\n[[stores]]\nname = \"vectors\"\nkind = \"dir\"\npath = \"chroma\"\n{}",
+            chroma_check(&python)
+        ),
+    );
+    let bundle = ws.create(&[]);
+    let drill = ws.run(&["--json", "drill", bundle.to_str().unwrap()]);
+    drill.code(0);
+    assert_eq!(drill.json()["stores"][0]["check"], "ok", "{}", drill.stderr);
+    // A store the client cannot open fails the check: a bundle of a folder
+    // whose index metadata was emptied (one of the torn shapes seen live).
+    let torn = ws.path("chroma");
+    let pickle = walkdir::WalkDir::new(&torn)
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name() == "index_metadata.pickle")
+        .map(|e| e.into_path())
+        .expect("the client wrote index_metadata.pickle");
+    std::fs::write(&pickle, b"").unwrap();
+    let bad = ws.create(&[]);
+    let drill = ws.run(&["--json", "drill", bad.to_str().unwrap()]);
+    drill.code(1);
+    assert!(
+        drill.json()["stores"][0]["check"]
+            .as_str()
+            .unwrap()
+            .contains("its check command failed"),
+        "{}",
+        drill.stdout
+    );
+}

@@ -784,3 +784,56 @@ fn a_merge_that_cannot_bring_everything_back_says_what_it_left_out() {
     plan.code(0);
     assert!(plan.stdout.contains("data_level0.bin"), "{}", plan.stdout);
 }
+
+#[test]
+fn a_stores_own_check_runs_in_drill_and_after_restore() {
+    let ws = Workspace::new();
+    ws.write("data/my kb/a.jsonl", "{\"id\":1}\n{\"id\":2}\n");
+    let config = |check: &str| {
+        format!(
+            "destination = \"backups\"\n[[stores]]\nname = \"kb\"\nkind = \"jsonl\"\npath = \"data/my kb\"\ncheck = '{check}'\n"
+        )
+    };
+    // {path} is the restored copy, quoted: a name with a space is safe.
+    ws.write(
+        "bundle.toml",
+        &config("test \"$(wc -l < {path}/a.jsonl)\" -eq 2"),
+    );
+    let bundle = ws.create(&[]);
+    let b = bundle.to_str().unwrap();
+    let drill = ws.run(&["--json", "drill", b]);
+    drill.code(0);
+    assert_eq!(drill.json()["stores"][0]["check"], "ok", "{}", drill.stdout);
+    let human = ws.run(&["drill", b]);
+    assert!(human.stdout.contains("check: ok"), "{}", human.stdout);
+
+    // A check that fails: the drill is not ok (exit 1) and says how it failed.
+    ws.write("bundle.toml", &config("test -e {path}/missing.jsonl"));
+    let drill = ws.run(&["--json", "drill", b]);
+    drill.code(1);
+    let doc = drill.json();
+    assert_eq!(doc["ok"], false);
+    assert!(
+        doc["stores"][0]["check"]
+            .as_str()
+            .unwrap()
+            .contains("status 1"),
+        "{doc}"
+    );
+
+    // After a restore, a failing check stops it with the journal kept and
+    // says how to undo; once it passes, the same restore finishes.
+    ws.write("data/my kb/a.jsonl", "{\"id\":1}\n");
+    let run = ws.run(&["restore", b, "--mode", "merge"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("its check command failed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--mode replace"), "{}", run.stderr);
+    assert!(ws.path("backups/.restore-journal.json").exists());
+    ws.write("bundle.toml", &config("test -s {path}/a.jsonl"));
+    ws.run(&["restore", b, "--mode", "merge"]).code(0);
+    assert!(!ws.path("backups/.restore-journal.json").exists());
+}
