@@ -38,7 +38,9 @@ impl StoreHandler for DirStore {
                 spec.path.display()
             )));
         }
-        walk(spec)
+        let mut plan = walk(spec)?;
+        plan.warnings.extend(looks_like_a_vector_store(spec));
+        Ok(plan)
     }
 
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
@@ -145,6 +147,27 @@ impl DirStore {
         steps.extend(links);
         Ok(steps)
     }
+}
+
+/// A warning when a dir store is a Chroma or LanceDB store: their files only
+/// make sense together, and a copy under a live writer can tear them.
+fn looks_like_a_vector_store(spec: &StoreSpec) -> Option<String> {
+    let advice = "a dir capture under a live writer can tear it across files; stop the writer around create (a pre_create hook) and give the store a check (docs/restore.md#a-stores-own-read-check)";
+    if spec.path.join("chroma.sqlite3").is_file() {
+        return Some(format!(
+            "store \"{}\" looks like a Chroma persist directory: {advice}",
+            spec.name
+        ));
+    }
+    let lance = std::fs::read_dir(&spec.path).ok()?.flatten().any(|e| {
+        e.file_name().to_string_lossy().ends_with(".lance") && e.path().join("_versions").is_dir()
+    });
+    lance.then(|| {
+        format!(
+            "store \"{}\" looks like a LanceDB database: {advice}",
+            spec.name
+        )
+    })
 }
 
 /// Walks the tree into a plan: folders, symlinks, and one unit per regular file.

@@ -563,3 +563,36 @@ fn sparse_files_keep_their_holes_in_the_bundle_and_on_restore() {
     std::os::unix::fs::FileExt::read_at(&f, &mut buf, 40 << 20).unwrap();
     assert_eq!(&buf, b"middle");
 }
+
+#[test]
+fn a_dir_store_that_is_a_chroma_or_lancedb_store_is_warned_about() {
+    let ws = Workspace::new();
+    ws.sqlite("data/chroma/chroma.sqlite3", "CREATE TABLE t(x);");
+    ws.write("data/lance/notes.lance/_versions/1.manifest", "m");
+    ws.write("data/plain/a.bin", "a");
+    let run = ws.run(&[
+        "create",
+        "--dest",
+        "backups",
+        "--dir",
+        "c=data/chroma",
+        "--dir",
+        "l=data/lance",
+        "--dir",
+        "p=data/plain",
+    ]);
+    run.code(0);
+    assert!(
+        run.stderr
+            .contains("store \"c\" looks like a Chroma persist directory"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("store \"l\" looks like a LanceDB database"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("store \"p\" looks"), "{}", run.stderr);
+}
