@@ -22,5 +22,6 @@ mod schema;
 mod scripting;
 mod signals;
 mod snapshots;
+mod sqlite_vec;
 mod verify;
 mod writers;
