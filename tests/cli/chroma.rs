@@ -122,3 +122,45 @@ fn the_documented_chroma_check_opens_the_drilled_store_with_the_real_client() {
         drill.stdout
     );
 }
+
+#[test]
+fn replace_into_a_chroma_store_a_client_holds_open_is_refused_naming_it() {
+    let Some(python) = python_with("chromadb") else {
+        return;
+    };
+    let ws = Workspace::new();
+    let store = ws.path("chroma");
+    helper(&python, "make", &store);
+    let bundle = ws.create(&["--dest", "b", "--dir", "vectors=chroma"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chroma_helper.py");
+    let mut app = Command::new(&python)
+        .arg(script)
+        .arg("hold")
+        .arg(&store)
+        .env("ANONYMIZED_TELEMETRY", "False")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(app.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "open");
+    let args = ["--dest", "b", "--dir", "vectors=chroma"];
+    let token = ws.replace_token(&bundle, &args);
+    let mut run_args = vec!["restore", bundle.to_str().unwrap(), "--mode", "replace"];
+    run_args.extend(["--confirm-token", &token]);
+    run_args.extend(args);
+    let run = ws.run(&run_args);
+    let _ = app.kill();
+    let _ = app.wait();
+    run.code(3);
+    assert!(
+        run.stderr
+            .contains(&format!("is open in process {}", app.id())),
+        "{}",
+        run.stderr
+    );
+}

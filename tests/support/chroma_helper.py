@@ -57,5 +57,14 @@ def query(path):
                       "distances": [[round(d, 6) for d in row] for row in res["distances"]]}))
 
 
+def hold(path):
+    """A running app: the client keeps the store open until killed."""
+    import time
+    col = client(path).get_collection("notes", embedding_function=None)
+    col.count()
+    print("open", flush=True)
+    time.sleep(120)
+
+
 if __name__ == "__main__":
-    {"make": make, "mutate": mutate, "query": query}[sys.argv[1]](sys.argv[2])
+    {"make": make, "mutate": mutate, "query": query, "hold": hold}[sys.argv[1]](sys.argv[2])
