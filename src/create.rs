@@ -348,7 +348,17 @@ fn build(
         accepted_shrink,
     };
     write_manifest(ctx.bundle_root, &manifest)?;
-    fsync_tree(ctx.bundle_root, opts.jobs)?;
+    // A reused file is a hard link to data already durable in the previous
+    // bundle: only its directory entry is new, and the folders are fsynced.
+    let reused: std::collections::HashSet<PathBuf> = manifest
+        .stores
+        .iter()
+        .flat_map(|s| &s.files)
+        .filter(|f| f.reused)
+        .filter_map(|f| f.rel().ok())
+        .map(|rel| ctx.bundle_root.join(rel))
+        .collect();
+    fsync_tree(ctx.bundle_root, opts.jobs, &reused)?;
     Ok((manifest, warnings))
 }
 
@@ -564,18 +574,23 @@ fn writes_the_bundle(e: &Error, staging: &Path) -> bool {
     }
 }
 
-/// fsyncs every file under `root` (in parallel: the copies were written
-/// without waiting for the disk, so writeback overlapped the capture), then
-/// every folder, deepest first, so the files and their entries are durable
-/// before the rename commits the bundle.
-fn fsync_tree(root: &Path, jobs: usize) -> Result<()> {
+/// fsyncs every file under `root` except those `durable` already (hard
+/// links to a previous bundle's synced copies), in parallel (the copies were
+/// written without waiting for the disk, so writeback overlapped the
+/// capture), then every folder, deepest first, so the files and their
+/// entries are durable before the rename commits the bundle.
+fn fsync_tree(
+    root: &Path,
+    jobs: usize,
+    durable: &std::collections::HashSet<PathBuf>,
+) -> Result<()> {
     let mut files = Vec::new();
     let mut folders = Vec::new();
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
         let entry = entry.map_err(|e| Error::io("could not walk", root, e.into()))?;
         if entry.file_type().is_dir() {
             folders.push(entry.into_path());
-        } else if entry.file_type().is_file() {
+        } else if entry.file_type().is_file() && !durable.contains(entry.path()) {
             files.push(entry.into_path());
         }
     }
