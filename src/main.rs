@@ -15,7 +15,10 @@ use cli::{Cli, Command};
 use output::Printer;
 
 fn main() -> ProcessExit {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return bad_arguments(e),
+    };
     exit_on_signal(cli.json);
     let code = match run(&cli) {
         Ok(code) => code,
@@ -25,6 +28,20 @@ fn main() -> ProcessExit {
         }
     };
     ProcessExit::from(code as u8)
+}
+
+/// A command line clap refuses: its own message (help and version are not
+/// failures); with `--json` anywhere in it, also the usage error document.
+fn bad_arguments(e: clap::Error) -> ProcessExit {
+    use clap::error::ErrorKind;
+    let failure = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if failure && std::env::args_os().any(|a| a == "--json") {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("invalid arguments");
+        output::usage_json(first.trim_start_matches("error: "));
+    }
+    let _ = e.print();
+    ProcessExit::from(if failure { ExitCode::Usage as u8 } else { 0 })
 }
 
 /// On SIGINT or SIGTERM: remove what this process was building, say in one

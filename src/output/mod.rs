@@ -101,6 +101,16 @@ fn causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
     out
 }
 
+/// The `--json` document of a command line that could not be parsed.
+pub fn usage_json(message: &str) {
+    json(&ErrorJson::new(
+        bundle::ExitCode::Usage as i32,
+        "usage",
+        message.to_string(),
+        Vec::new(),
+    ));
+}
+
 /// Prints what an interrupting signal left (one line on stderr; with
 /// `--json` also an error document of kind `interrupted` on stdout).
 pub fn interrupted(signal: &str, exit_code: i32, said: &str, json_too: bool) {

@@ -53,7 +53,10 @@ fn quiet_silences_stderr_chatter_but_never_the_data_lines() {
     let line = run.stdout.trim_end();
     let (id, path) = line.split_once('\t').expect("id<TAB>path on stdout");
     assert!(path.ends_with(id), "{line}");
-    assert_eq!(run.stderr, "", "no summary, no config line");
+    // Warnings stay; the summary and the config line are chatter.
+    assert!(!run.stderr.contains("created bundle"), "{}", run.stderr);
+    assert!(!run.stderr.contains("config: "), "{}", run.stderr);
+    assert!(run.stderr.lines().all(|l| l.starts_with("warning: ")), "{}", run.stderr);
     let verify = ws.run(&["-q", "verify", path]);
     verify.code(0);
     assert!(verify.stdout.starts_with("ok: "), "{}", verify.stdout);
@@ -131,4 +134,23 @@ fn completions_and_the_man_page_come_from_the_real_flags() {
     assert!(man.stdout.starts_with(".ie"), "{}", &man.stdout[..40]);
     assert!(man.stdout.contains(".TH bundle 1"), "roff with a title");
     ws.run(&["completions", "tcsh"]).code(2);
+}
+
+#[test]
+fn a_command_line_clap_refuses_still_gives_a_json_document() {
+    let ws = Workspace::new();
+    let run = ws.run(&["--json", "create", "--bogus"]);
+    run.code(2);
+    let doc = run.json();
+    assert_eq!(doc["error"]["kind"], "usage");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--bogus"),
+        "{doc}"
+    );
+    assert!(run.stderr.contains("Usage:"), "{}", run.stderr);
+    // Help is not a failure.
+    ws.run(&["--json", "create", "--help"]).code(0);
 }
