@@ -182,6 +182,10 @@ fn delete_bundle(destination: &Path, id: &str) -> Result<()> {
     std::fs::rename(&from, &hidden)
         .map_err(|e| Error::io("could not move aside for deletion", &from, e))?;
     fsutil::fsync_path(destination)?;
+    let _deleting = crate::interrupt::scratch(
+        &hidden,
+        "the rest of the bundle being deleted (what is left of it, the next prune or create removes)",
+    );
     remove_tree(&hidden)
 }
 

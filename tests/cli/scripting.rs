@@ -56,7 +56,11 @@ fn quiet_silences_stderr_chatter_but_never_the_data_lines() {
     // Warnings stay; the summary and the config line are chatter.
     assert!(!run.stderr.contains("created bundle"), "{}", run.stderr);
     assert!(!run.stderr.contains("config: "), "{}", run.stderr);
-    assert!(run.stderr.lines().all(|l| l.starts_with("warning: ")), "{}", run.stderr);
+    assert!(
+        run.stderr.lines().all(|l| l.starts_with("warning: ")),
+        "{}",
+        run.stderr
+    );
     let verify = ws.run(&["-q", "verify", path]);
     verify.code(0);
     assert!(verify.stdout.starts_with("ok: "), "{}", verify.stdout);
