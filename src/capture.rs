@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::bundle::list;
+use crate::bundle::ListedBundle;
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::format::{jsonl, plain, sqlite};
@@ -257,24 +257,23 @@ fn key(text: &str, hex: Option<&str>) -> String {
 }
 
 impl Previous {
-    /// The newest bundle in `destination` that passes the quick check, if any.
-    pub fn find(destination: &std::path::Path) -> Option<Previous> {
-        let listing = list(destination).ok()?;
-        let good = listing
-            .bundles
-            .into_iter()
+    /// The newest of `bundles` (a destination's listing, oldest first) that
+    /// passes the quick check, if any.
+    pub fn newest_good(bundles: &[ListedBundle]) -> Option<Previous> {
+        let good = bundles
+            .iter()
             .rev()
             .find(|b| crate::bundle::files_present(&b.path, &b.manifest).is_none())?;
         let files = good
             .manifest
             .stores
-            .into_iter()
-            .flat_map(|s| s.files)
+            .iter()
+            .flat_map(|s| &s.files)
             .filter(|f| f.source_stat.is_some())
-            .map(|f| (key(&f.path, f.path_hex.as_deref()), f))
+            .map(|f| (key(&f.path, f.path_hex.as_deref()), f.clone()))
             .collect();
         Some(Previous {
-            bundle: good.path,
+            bundle: good.path.clone(),
             files,
         })
     }

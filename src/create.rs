@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::bundle::locate::error_chain;
-use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId};
+use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId, ListedBundle};
 use crate::capture::{self as unit, CaptureContext, Previous, UnitDone};
 use crate::config::{Hooks, StoreSpec};
 use crate::error::{Error, Result};
@@ -145,8 +145,13 @@ fn capture_bundle(
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
     let plans = walk_stores(&stores, safety.is_some())?;
+    // Read once: the previous good bundle to reuse from, and the history a
+    // new bundle is judged against.
+    let history = crate::bundle::list(&opts.destination)
+        .map(|l| l.bundles)
+        .unwrap_or_default();
     let previous = if opts.reuse {
-        Previous::find(&opts.destination)
+        Previous::newest_good(&history)
     } else {
         None
     };
@@ -178,7 +183,7 @@ fn capture_bundle(
         progress,
         previous: previous.as_ref(),
     };
-    let built = build(opts, safety, &id, now, &stores, plans, &ctx);
+    let built = build(opts, safety, &id, now, &stores, plans, &ctx, &history);
     let (manifest, warnings) = match built {
         Ok(v) => v,
         Err(e) => {
@@ -282,6 +287,7 @@ fn build(
     stores: &[StoreSpec],
     plans: Vec<CapturePlan>,
     ctx: &CaptureContext<'_>,
+    history: &[ListedBundle],
 ) -> Result<(Manifest, Vec<String>)> {
     for folder in plans.iter().flat_map(|p| &p.folders) {
         fsutil::create_dir_all(&ctx.target(folder))?;
@@ -322,7 +328,7 @@ fn build(
     // A safety snapshot records whatever is live; only creates are judged.
     let shrunk = match safety {
         Some(_) => Vec::new(),
-        None => shrink_reasons(opts, &records),
+        None => shrink_reasons(opts, &records, history),
     };
     let (suspicious_reasons, accepted_shrink) = match opts.accept_shrink {
         true => (Vec::new(), shrunk),
@@ -364,10 +370,12 @@ fn build(
 
 /// Why the new bundle's stores look wiped or gutted next to the bundles
 /// already in the destination.
-fn shrink_reasons(opts: &CreateOptions, records: &[StoreRecord]) -> Vec<String> {
-    let history: Vec<Manifest> = crate::bundle::list(&opts.destination)
-        .map(|l| l.bundles.into_iter().map(|b| b.manifest).collect())
-        .unwrap_or_default();
+fn shrink_reasons(
+    opts: &CreateOptions,
+    records: &[StoreRecord],
+    history: &[ListedBundle],
+) -> Vec<String> {
+    let history: Vec<&Manifest> = history.iter().map(|b| &b.manifest).collect();
     crate::shrink::reasons(records, &history, |name| {
         opts.stores
             .iter()

@@ -19,12 +19,17 @@ pub struct Holder {
     pub path: PathBuf,
 }
 
-/// The other processes holding open (or mapping) `target` or, when it is a
-/// folder, anything beneath it; empty where `/proc` is not there.
-pub fn holders(target: &Path) -> Vec<Holder> {
-    let Ok(target) = std::fs::canonicalize(target) else {
+/// The other processes holding open (or mapping) one of `targets` or, for
+/// a folder, anything beneath it; empty where `/proc` is not there. One
+/// pass over `/proc` whatever the number of targets.
+pub fn holders(targets: &[PathBuf]) -> Vec<Holder> {
+    let targets: Vec<PathBuf> = targets
+        .iter()
+        .filter_map(|t| std::fs::canonicalize(t).ok())
+        .collect();
+    if targets.is_empty() {
         return Vec::new();
-    };
+    }
     let me = std::process::id();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -42,7 +47,7 @@ pub fn holders(target: &Path) -> Vec<Holder> {
             continue;
         }
         let dir = entry.path();
-        if let Some(path) = open_under(&dir, &target) {
+        if let Some(path) = open_under(&dir, &targets) {
             let command = std::fs::read_to_string(dir.join("comm"))
                 .map(|c| c.trim_end().to_string())
                 .unwrap_or_else(|_| "?".into());
@@ -53,9 +58,10 @@ pub fn holders(target: &Path) -> Vec<Holder> {
     found
 }
 
-/// The first file beneath `target` that the process at `/proc/<pid>` has open or mapped.
-fn open_under(proc_dir: &Path, target: &Path) -> Option<PathBuf> {
-    let inside = |p: &Path| p == target || p.starts_with(target);
+/// The first file at or beneath one of `targets` that the process at
+/// `/proc/<pid>` has open or mapped.
+fn open_under(proc_dir: &Path, targets: &[PathBuf]) -> Option<PathBuf> {
+    let inside = |p: &Path| targets.iter().any(|t| p.starts_with(t));
     if let Ok(fds) = std::fs::read_dir(proc_dir.join("fd")) {
         for fd in fds.flatten() {
             if let Ok(link) = std::fs::read_link(fd.path()) {
@@ -89,7 +95,7 @@ mod tests {
         // The child may not have exec'd yet; its fd is there from the fork.
         let mut found = Vec::new();
         for _ in 0..100 {
-            found = holders(dir.path());
+            found = holders(&[dir.path().to_path_buf()]);
             if found.iter().any(|h| h.command == "sleep") {
                 break;
             }
@@ -100,6 +106,6 @@ mod tests {
         let holder = found.iter().find(|h| h.pid == child.id()).expect("found");
         assert_eq!(holder.command, "sleep");
         assert_eq!(holder.path, std::fs::canonicalize(&file).unwrap());
-        assert!(holders(&dir.path().join("missing")).is_empty());
+        assert!(holders(&[dir.path().join("missing")]).is_empty());
     }
 }

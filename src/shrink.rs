@@ -60,10 +60,10 @@ pub fn healthy_in(manifest: &Manifest, name: &str) -> bool {
 /// `alarm(name)` is the fraction of loss that counts as suspicious.
 pub fn reasons(
     stores: &[StoreRecord],
-    history: &[Manifest],
+    history: &[&Manifest],
     alarm: impl Fn(&str) -> f64,
 ) -> Vec<String> {
-    let mut newest_first: Vec<&Manifest> = history.iter().collect();
+    let mut newest_first: Vec<&Manifest> = history.to_vec();
     // Bundles of the same second order by their id's suffix (`-2` < `-10`).
     newest_first
         .sort_by_cached_key(|m| std::cmp::Reverse((m.created_at.clone(), BundleId::parse(&m.id))));

@@ -710,7 +710,7 @@ fn judge_merge(mut report: RestoreReport) -> RestoreReport {
     report
 }
 
-/// Refuses when a live database of the selection is held by another process.
+/// Refuses when another process is using a store of the selection.
 fn refuse_in_use(selected: &[Selected]) -> Result<()> {
     match in_use(selected)?.into_iter().next() {
         Some((name, why)) => Err(Error::Refused(format!(
@@ -734,11 +734,7 @@ fn in_use(selected: &[Selected]) -> Result<Vec<(String, String)>> {
                 watched.push(PathBuf::from(p));
             }
         }
-        let holder = watched
-            .iter()
-            .flat_map(|p| crate::open_files::holders(p))
-            .next();
-        if let Some(h) = holder {
+        if let Some(h) = crate::open_files::holders(&watched).into_iter().next() {
             found.push((
                 s.spec.name.clone(),
                 format!(
@@ -924,33 +920,16 @@ fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String>
                 .into(),
         );
     }
+    // Conflicts and columns live lacks are listed once, in `left_out`.
     for step in steps {
-        match step {
-            Step::Conflict { target, reason } => {
-                notes.push(format!("conflict: {}: {reason}", target.display()))
+        if let Step::SqliteMerge { target, facts, .. } = step {
+            if !facts.virtual_tables.is_empty() {
+                notes.push(format!(
+                    "{}: virtual tables are not merged row by row (full-text indexes are rebuilt): {}",
+                    target.display(),
+                    facts.virtual_tables.join(", ")
+                ));
             }
-            Step::SqliteMerge {
-                target,
-                missing_columns,
-                facts,
-                ..
-            } => {
-                if !missing_columns.is_empty() {
-                    notes.push(format!(
-                        "{}: bundle columns the live tables lack are not merged: {}",
-                        target.display(),
-                        missing_columns.join(", ")
-                    ));
-                }
-                if !facts.virtual_tables.is_empty() {
-                    notes.push(format!(
-                        "{}: virtual tables are not merged row by row (full-text indexes are rebuilt): {}",
-                        target.display(),
-                        facts.virtual_tables.join(", ")
-                    ));
-                }
-            }
-            _ => {}
         }
     }
     notes
