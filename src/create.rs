@@ -131,15 +131,7 @@ fn capture_bundle(
     safety: Option<&Safety>,
     progress: &dyn Progress,
 ) -> Result<CreateOutcome> {
-    fsutil::create_private_dir_all(&opts.destination)?;
-    let _lock = match safety {
-        Some(_) => None,
-        None => Some(DestinationLock::acquire(&opts.destination)?),
-    };
-    if safety.is_none() {
-        crate::bundle::journal::refuse_if_interrupted(&opts.destination)?;
-    }
-    let removed_leftovers = staging::remove_leftovers(&opts.destination)?;
+    let (_lock, removed_leftovers) = prepare_destination(&opts.destination, safety)?;
 
     // Walk every store first (no copying), so space is known before writing.
     let mut stores = opts.stores.clone();
@@ -147,14 +139,11 @@ fn capture_bundle(
     let plans = walk_stores(&stores, safety.is_some())?;
     // Read once: the previous good bundle to reuse from, and the history a
     // new bundle is judged against.
-    let history = crate::bundle::list(&opts.destination)
-        .map(|l| l.bundles)
-        .unwrap_or_default();
-    let previous = if opts.reuse {
-        Previous::newest_good(&history)
-    } else {
-        None
-    };
+    let history = crate::bundle::list(&opts.destination).map_or_else(|_| Vec::new(), |l| l.bundles);
+    let previous = opts
+        .reuse
+        .then(|| Previous::newest_good(&history))
+        .flatten();
     check_space(
         &opts.destination,
         &plans,
@@ -166,8 +155,8 @@ fn capture_bundle(
     let id = free_id(&opts.destination, BundleId::at(now));
     let staging_dir = staging::staging_path(&opts.destination, &id.to_string());
     // The bundle folder is its owner's alone; its files keep their sources'
-    // permission bits without write.
-    // Registered before it exists, so an interruption never misses it.
+    // permission bits without write. It is registered before it exists, so
+    // an interruption never misses it.
     let staged = crate::interrupt::scratch(
         &staging_dir,
         match safety {
@@ -209,6 +198,24 @@ fn capture_bundle(
         warnings,
         removed_leftovers,
     })
+}
+
+/// Makes the destination and takes its lock (a safety snapshot runs under
+/// its restore's lock and despite its journal), then removes the leftovers
+/// of crashed runs; returns the lock and what was removed.
+fn prepare_destination(
+    destination: &Path,
+    safety: Option<&Safety>,
+) -> Result<(Option<DestinationLock>, Vec<String>)> {
+    fsutil::create_private_dir_all(destination)?;
+    let lock = match safety {
+        Some(_) => None,
+        None => Some(DestinationLock::acquire(destination)?),
+    };
+    if safety.is_none() {
+        crate::bundle::journal::refuse_if_interrupted(destination)?;
+    }
+    Ok((lock, staging::remove_leftovers(destination)?))
 }
 
 /// Walks every store into its capture plan. A store that cannot be walked
@@ -325,15 +332,7 @@ fn build(
         };
         records.push(record);
     }
-    // A safety snapshot records whatever is live; only creates are judged.
-    let shrunk = match safety {
-        Some(_) => Vec::new(),
-        None => shrink_reasons(opts, &records, history),
-    };
-    let (suspicious_reasons, accepted_shrink) = match opts.accept_shrink {
-        true => (Vec::new(), shrunk),
-        false => (shrunk, Vec::new()),
-    };
+    let (suspicious_reasons, accepted_shrink) = judge_shrink(opts, safety, &records, history);
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         id: id.to_string(),
@@ -366,6 +365,24 @@ fn build(
         .collect();
     fsync_tree(ctx.bundle_root, opts.jobs, &reused)?;
     Ok((manifest, warnings))
+}
+
+/// The new bundle's (suspicious, accepted) shrink reasons. A safety
+/// snapshot records whatever is live: only creates are judged.
+fn judge_shrink(
+    opts: &CreateOptions,
+    safety: Option<&Safety>,
+    records: &[StoreRecord],
+    history: &[ListedBundle],
+) -> (Vec<String>, Vec<String>) {
+    let shrunk = match safety {
+        Some(_) => Vec::new(),
+        None => shrink_reasons(opts, records, history),
+    };
+    match opts.accept_shrink {
+        true => (Vec::new(), shrunk),
+        false => (shrunk, Vec::new()),
+    }
 }
 
 /// Why the new bundle's stores look wiped or gutted next to the bundles

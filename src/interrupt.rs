@@ -107,15 +107,14 @@ fn clean(under_way: &[(u64, Work)]) -> String {
     for (_, work) in under_way {
         match work {
             Work::Scratch { path, what } => {
-                said.push(match remove_hard(path) {
+                let removed = remove_and_fence(path);
+                if removed.is_ok() {
+                    fences.push(path);
+                }
+                said.push(match removed {
                     Ok(()) => format!("removed {what} {}", path.display()),
                     Err(e) => format!("could not remove {what} {} ({e})", path.display()),
                 });
-                // Threads still copying must not build the folder again: a
-                // file in its place makes their writes fail until the exit.
-                if std::fs::File::create_new(path).is_ok() {
-                    fences.push(path);
-                }
             }
             Work::ProcessGroup { pid } => {
                 let group = i32::try_from(*pid)
@@ -142,6 +141,10 @@ fn clean(under_way: &[(u64, Work)]) -> String {
             }
         }
     }
+    if !fences.is_empty() {
+        // Let threads caught mid-copy run into the fences and give up first.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     for fence in fences {
         let _ = std::fs::remove_file(fence);
     }
@@ -151,16 +154,23 @@ fn clean(under_way: &[(u64, Work)]) -> String {
     said.join("; ")
 }
 
-/// Removes a folder whose files other threads may still be adding.
-fn remove_hard(path: &Path) -> std::io::Result<()> {
+/// Removes a folder other threads may still be adding to, and leaves an
+/// empty file in its place (removed again right before the exit): threads
+/// still copying cannot build the folder again, their writes fail. A thread
+/// may recreate the folder between the removal and the fence, so both are
+/// repeated until the fence stands.
+fn remove_and_fence(path: &Path) -> std::io::Result<()> {
     let mut last = Ok(());
-    for _ in 0..20 {
+    for _ in 0..50 {
         last = match std::fs::remove_dir_all(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             other => other,
         };
         if last.is_ok() {
-            return Ok(());
+            match std::fs::File::create_new(path) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Err(e),
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

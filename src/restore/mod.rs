@@ -300,13 +300,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     };
     if opts.dry_run {
         if opts.into.is_none() {
-            for (name, why) in in_use(&selected)? {
-                if let Some(store) = report.stores.iter_mut().find(|s| s.name == name) {
-                    store
-                        .notes
-                        .push(format!("{why}; a restore now would be refused"));
-                }
-            }
+            note_in_use(&selected, &mut report)?;
         }
         return Ok(report);
     }
@@ -708,6 +702,18 @@ fn judge_merge(mut report: RestoreReport) -> RestoreReport {
         report.outcome = Outcome::Incomplete;
     }
     report
+}
+
+/// A dry run's note on each store another process is using.
+fn note_in_use(selected: &[Selected], report: &mut RestoreReport) -> Result<()> {
+    for (name, why) in in_use(selected)? {
+        if let Some(store) = report.stores.iter_mut().find(|s| s.name == name) {
+            store
+                .notes
+                .push(format!("{why}; a restore now would be refused"));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses when another process is using a store of the selection.

@@ -57,7 +57,16 @@ fn ctrl_c_during_create_removes_its_staging_folder_and_exits_130() {
         }
         run.code(130);
         hit += 1;
-        assert!(!staging_exists(&dest), "the staging folder is gone");
+        let left: Vec<_> = std::fs::read_dir(&dest)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            !staging_exists(&dest),
+            "the staging folder is gone: {left:?}; {}",
+            run.stderr
+        );
         let said: Vec<&str> = run
             .stderr
             .lines()
