@@ -126,6 +126,7 @@ pub fn capture_raw(
         symlinks: plan.symlinks,
         exclude: spec.exclude.clone(),
         error: Some(reason.to_string()),
+        chroma: None,
     })
 }
 

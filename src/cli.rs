@@ -197,6 +197,9 @@ pub struct TargetArgs {
     /// A directory store, NAME=PATH (repeatable)
     #[arg(long, value_name = "NAME=PATH")]
     pub dir: Vec<String>,
+    /// A Chroma persist directory, NAME=PATH (repeatable)
+    #[arg(long, value_name = "NAME=PATH")]
+    pub chroma: Vec<String>,
 }
 
 /// `bundle create`.

@@ -22,8 +22,11 @@ pub enum StoreKind {
     Sqlite,
     /// One `.jsonl` file, or a folder of them (recursive).
     Jsonl,
-    /// A directory tree (e.g. a Chroma persist directory).
+    /// A directory tree, copied file by file.
     Dir,
+    /// A Chroma persist directory: its database and each vector segment
+    /// captured as a set that must agree with itself (see `format::chroma`).
+    Chroma,
 }
 
 impl StoreKind {
@@ -33,6 +36,7 @@ impl StoreKind {
             StoreKind::Sqlite => "sqlite",
             StoreKind::Jsonl => "jsonl",
             StoreKind::Dir => "dir",
+            StoreKind::Chroma => "chroma",
         }
     }
 }

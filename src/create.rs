@@ -304,6 +304,7 @@ fn build(
         mut failed,
     } = capture_all(opts, stores, &plans, ctx)?;
     let mut plans = plans;
+    let mut sets = capture_sets(opts, stores, &mut plans, ctx, &mut by_path, &mut failed)?;
     let mut damaged = match safety {
         Some(_) => keep_raw(stores, &mut plans, &mut failed, ctx, opts.jobs)?,
         None => BTreeMap::new(),
@@ -328,7 +329,11 @@ fn build(
         };
         let record = match failure {
             Some(reason) => failed_record(spec, plan, reason, ctx)?,
-            None => captured_record(spec, plan, &mut by_path, &mut warnings),
+            None => {
+                let mut record = captured_record(spec, plan, &mut by_path, &mut warnings);
+                record.chroma = sets.remove(&spec.name);
+                record
+            }
         };
         records.push(record);
     }
@@ -418,7 +423,12 @@ fn capture_all(
     plans: &[CapturePlan],
     ctx: &CaptureContext<'_>,
 ) -> Result<Captured> {
-    let mut units: Vec<&Unit> = plans.iter().flat_map(|p| &p.units).collect();
+    // Sets are captured on their own afterwards (see `capture_sets`).
+    let mut units: Vec<&Unit> = plans
+        .iter()
+        .filter(|p| !p.as_set)
+        .flat_map(|p| &p.units)
+        .collect();
     units.sort_by_key(|u| std::cmp::Reverse(u.bytes));
     let total: u64 = units.iter().map(|u| u.bytes).sum();
     ctx.progress
@@ -448,6 +458,52 @@ fn capture_all(
         }
     }
     Ok(captured)
+}
+
+/// Captures each store whose files form a set (see [`crate::settle`]), one
+/// store at a time: its walk is replaced by the attempt that held, its files
+/// join `by_path`, and its facts are returned by store name.
+fn capture_sets(
+    opts: &CreateOptions,
+    stores: &[StoreSpec],
+    plans: &mut [CapturePlan],
+    ctx: &CaptureContext<'_>,
+    by_path: &mut HashMap<(String, Option<String>), UnitDone>,
+    failed: &mut BTreeMap<String, Error>,
+) -> Result<BTreeMap<String, manifest::ChromaFacts>> {
+    let mut facts = BTreeMap::new();
+    for (spec, plan) in stores.iter().zip(plans.iter_mut()) {
+        if !plan.as_set || plan.failure.is_some() || plan.status.is_some() {
+            continue;
+        }
+        ctx.progress.start(
+            &format!("capturing store \"{}\" as one set", spec.name),
+            None,
+        );
+        let captured = crate::settle::capture_chroma(spec, ctx, opts.jobs);
+        ctx.progress.finish();
+        match captured {
+            Ok(set) => {
+                for d in set.done {
+                    by_path.insert((d.file.path.clone(), d.file.path_hex.clone()), d);
+                }
+                let warnings = std::mem::take(&mut plan.warnings);
+                *plan = set.plan;
+                plan.warnings.splice(0..0, warnings);
+                facts.insert(spec.name.clone(), set.facts);
+            }
+            Err(e) if writes_the_bundle(&e, ctx.bundle_root) => {
+                return Err(Error::Snapshot {
+                    store: spec.name.clone(),
+                    source: Box::new(e),
+                })
+            }
+            Err(e) => {
+                failed.insert(spec.name.clone(), e);
+            }
+        }
+    }
+    Ok(facts)
 }
 
 /// For a safety snapshot: every store that could not be captured normally is
@@ -531,6 +587,7 @@ fn failed_record(
         symlinks: Vec::new(),
         exclude: spec.exclude.clone(),
         error: Some(reason),
+        chroma: None,
     })
 }
 
@@ -560,6 +617,7 @@ fn captured_record(
         symlinks: plan.symlinks,
         exclude: spec.exclude.clone(),
         error: None,
+        chroma: None,
     }
 }
 

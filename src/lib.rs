@@ -26,6 +26,7 @@ pub mod retention;
 pub mod rooted;
 pub mod sandbox;
 pub mod schedule;
+pub mod settle;
 pub mod shrink;
 pub mod sparse;
 pub mod store;

@@ -141,6 +141,10 @@ pub struct StoreRecord {
     /// one, why its raw bytes were kept instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a captured `chroma` store: its collections as the copy holds them
+    /// (see `format::chroma`), re-checked by verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chroma: Option<ChromaFacts>,
 }
 
 /// One captured file.
@@ -318,6 +322,34 @@ pub struct SqliteFacts {
     /// when it was made; absent in bundles made before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub foreign_key_violations: Option<u64>,
+}
+
+/// What a bundle records about one collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionFacts {
+    /// The collection's name.
+    pub name: String,
+    /// Its id (a UUID).
+    pub id: String,
+    /// Vector dimension; absent while nothing was ever added.
+    pub dimension: Option<u64>,
+    /// Embeddings the client's `count()` reports: its metadata segment, with
+    /// what its log adds or deletes beyond that segment's position applied.
+    pub embeddings: u64,
+    /// Ids in its persisted vector index (0 when none is persisted yet; the
+    /// client adds what the index lacks from its log when it opens).
+    pub index_elements: u64,
+    /// Log position up to which the persisted index is complete.
+    pub index_seq_id: Option<u64>,
+}
+
+/// A persist directory's facts: its collections, sorted by name then id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChromaFacts {
+    /// One entry per collection.
+    pub collections: Vec<CollectionFacts>,
 }
 
 /// Facts recorded about a JSONL copy.

@@ -11,7 +11,7 @@
 //! `absent` or `empty`) in a bundle that is not suspicious (a shrink accepted
 //! with `--accept-shrink` is the new baseline) and is not a pre-restore
 //! safety snapshot (those capture whatever is live, unchecked). Size is the kind's own measure: rows for
-//! sqlite (a `VACUUM` shrinks bytes, not rows), lines for jsonl, bytes for dir.
+//! sqlite (a `VACUUM` shrinks bytes, not rows), lines for jsonl, bytes for dir, embeddings for chroma.
 
 use crate::bundle::BundleId;
 use crate::config::StoreKind;
@@ -39,6 +39,15 @@ pub fn size(record: &StoreRecord) -> (u64, &'static str) {
             "lines",
         ),
         StoreKind::Dir => (record.files.iter().map(|f| f.bytes).sum(), "bytes"),
+        StoreKind::Chroma => (
+            record
+                .chroma
+                .iter()
+                .flat_map(|facts| &facts.collections)
+                .map(|c| c.embeddings)
+                .sum(),
+            "embeddings",
+        ),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::bundle::BundleId;
 use crate::config::{validate_store_name, StoreKind};
 use crate::error::{Error, Result};
 use crate::format::jsonl::{each_line, LineScan};
-use crate::format::sqlite;
+use crate::format::{chroma, sqlite};
 use crate::fsutil;
 use crate::hash::{self, finish_hex};
 use crate::manifest::{self, FileRecord, Manifest, StoreStatus, MANIFEST_FILE, MANIFEST_SUM_FILE};
@@ -128,6 +128,7 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
         checker.check_store(store);
     }
     checker.read_all();
+    checker.check_sets(&manifest);
     checker.check_unlisted();
     report.ok = report.problems.is_empty();
     Ok(report)
@@ -387,8 +388,70 @@ impl Checker<'_> {
                     self.add(Some(name), None, "a dir store cannot be a single file");
                 }
             }
+            StoreKind::Chroma => self.check_chroma_rules(store),
         }
         self.check_symlinks_kind(store);
+    }
+
+    /// A captured chroma store is a folder with its database and its facts.
+    fn check_chroma_rules(&mut self, store: &manifest::StoreRecord) {
+        let name = store.name.as_str();
+        if store.single_file.is_some() {
+            self.add(Some(name), None, "a chroma store cannot be a single file");
+        }
+        if store.status != StoreStatus::Ok {
+            return;
+        }
+        let database = format!("{name}/{}", chroma::DATABASE);
+        if !store
+            .files
+            .iter()
+            .any(|f| f.path == database && f.sqlite.is_some())
+        {
+            self.add(
+                Some(name),
+                None,
+                format!("a chroma store must hold {database} as a database"),
+            );
+        }
+        if store.chroma.is_none() {
+            self.add(
+                Some(name),
+                None,
+                "a chroma store records no collection facts",
+            );
+        }
+    }
+
+    /// Re-reads each intact chroma store as Chroma would (see
+    /// [`chroma::inspect`]) and compares it with what the manifest records.
+    fn check_sets(&mut self, manifest: &Manifest) {
+        for store in &manifest.stores {
+            let Some(recorded) = &store.chroma else {
+                continue;
+            };
+            let name = store.name.as_str();
+            let troubled = self
+                .report
+                .problems
+                .iter()
+                .any(|p| p.store.as_deref() == Some(name));
+            if store.status != StoreStatus::Ok || troubled {
+                continue;
+            }
+            match chroma::inspect(&self.root.join(name)) {
+                Err(e) => self.add(
+                    Some(name),
+                    None,
+                    format!("not a consistent Chroma store: {e}"),
+                ),
+                Ok(found) => {
+                    for d in chroma::differences(recorded, &found) {
+                        self.add(Some(name), None, d);
+                    }
+                }
+            }
+        }
     }
 
     /// Only dir stores record symlinks.

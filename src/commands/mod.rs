@@ -59,6 +59,7 @@ pub fn effective_config(cli: &Cli, targets: &TargetArgs) -> Result<Config> {
         (StoreKind::Sqlite, &targets.sqlite),
         (StoreKind::Jsonl, &targets.jsonl),
         (StoreKind::Dir, &targets.dir),
+        (StoreKind::Chroma, &targets.chroma),
     ] {
         for value in values {
             extra.push(parse_store_flag(kind, value)?);

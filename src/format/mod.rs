@@ -3,6 +3,7 @@
 //! it sits in. Below `store/` (which only says how a kind's source splits
 //! into files) and above the bottom layer (`fsutil`, `rooted`, `manifest`).
 
+pub mod chroma;
 pub mod jsonl;
 pub mod jsonl_merge;
 pub mod plain;

@@ -67,7 +67,7 @@ impl DirStore {
     /// bundle lacks (live symlinks included, so nothing is written through
     /// one); then files (SQLite ones through the SQLite path); symlinks last,
     /// each only when it resolves inside the store.
-    fn plan(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
+    pub fn plan(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
         let mut files = Vec::new();
         let mut wanted = BTreeSet::new();
         let mut databases = BTreeSet::new();
@@ -153,9 +153,9 @@ impl DirStore {
 /// make sense together, and a copy under a live writer can tear them.
 fn looks_like_a_vector_store(spec: &StoreSpec) -> Option<String> {
     let advice = "a dir capture under a live writer can tear it across files; stop the writer around create (a pre_create hook) and give the store a check (docs/restore.md#a-stores-own-read-check)";
-    if spec.path.join("chroma.sqlite3").is_file() {
+    if crate::format::chroma::looks_like(&spec.path) {
         return Some(format!(
-            "store \"{}\" looks like a Chroma persist directory: {advice}",
+            "store \"{}\" looks like a Chroma persist directory: use kind \"chroma\" (--chroma), which captures it as a consistent set and checks it",
             spec.name
         ));
     }
@@ -171,7 +171,7 @@ fn looks_like_a_vector_store(spec: &StoreSpec) -> Option<String> {
 }
 
 /// Walks the tree into a plan: folders, symlinks, and one unit per regular file.
-fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
+pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
     let root = &spec.path;
     let mut plan = CapturePlan::default();
     let exclude = Exclude::new(&spec.exclude).map_err(Error::Usage)?;

@@ -6,6 +6,7 @@
 //! `plain`, `jsonl`) are shared: a `dir` store captures the SQLite files inside
 //! it as a `sqlite` store does.
 
+pub mod chroma;
 pub mod dir;
 pub mod exclude;
 pub mod jsonl;
@@ -68,6 +69,9 @@ pub struct CapturePlan {
     pub warnings: Vec<String>,
     /// Why the store cannot be captured (its status is then `failed`).
     pub failure: Option<Box<Error>>,
+    /// Whether its files only make sense together, so they are captured and
+    /// re-checked as one set ([`crate::settle`]) instead of one by one.
+    pub as_set: bool,
 }
 
 impl CapturePlan {
@@ -157,6 +161,7 @@ pub fn handler(kind: StoreKind) -> &'static dyn StoreHandler {
         StoreKind::Sqlite => &sqlite::SqliteStore,
         StoreKind::Jsonl => &jsonl::JsonlStore,
         StoreKind::Dir => &dir::DirStore,
+        StoreKind::Chroma => &chroma::ChromaStore,
     }
 }
 

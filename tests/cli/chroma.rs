@@ -9,7 +9,8 @@ use std::process::Command;
 
 use crate::support::{copy_tree, python_with, Workspace};
 
-fn helper(python: &Path, action: &str, dir: &Path) -> String {
+/// Runs one action of `tests/support/chroma_helper.py` on `dir`; its stdout.
+pub fn helper(python: &Path, action: &str, dir: &Path) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chroma_helper.py");
     let out = Command::new(python)
         .arg(script)

@@ -5,6 +5,7 @@ mod support;
 
 mod bad_day;
 mod chroma;
+mod chroma_kind;
 mod create;
 mod escape;
 mod faults;

@@ -4,6 +4,9 @@ Usage:
   chroma_helper.py make DIR    # a collection "notes" with explicit embeddings
   chroma_helper.py mutate DIR  # deletes 40 notes and adds one
   chroma_helper.py query DIR   # prints the nearest neighbours of fixed vectors as JSON
+  chroma_helper.py grow DIR    # adds 30 notes (the index is persisted again)
+  chroma_helper.py write DIR   # a live writer: adds to "stress" until killed
+  chroma_helper.py check-stress DIR...  # per copy: count, and ten known ids found by query
 
 Embeddings are explicit (no model download). Used by the Rust integration tests.
 """
@@ -57,6 +60,42 @@ def query(path):
                       "distances": [[round(d, 6) for d in row] for row in res["distances"]]}))
 
 
+def grow(path):
+    col = client(path).get_collection("notes", embedding_function=None)
+    for start in range(COUNT, COUNT + 30, 10):
+        ids = [f"note-{i}" for i in range(start, start + 10)]
+        col.add(ids=ids, embeddings=[vector(i) for i in range(start, start + 10)],
+                documents=[f"note number {i}" for i in range(start, start + 10)])
+
+
+def write(path):
+    """A live writer: small batches, an index persisted every 10 adds."""
+    col = client(path).create_collection(
+        "stress",
+        embedding_function=None,
+        configuration={"hnsw": {"batch_size": 10, "sync_threshold": 10}},
+    )
+    n = 0
+    while True:
+        ids = [f"w-{i}" for i in range(n, n + 5)]
+        col.add(ids=ids, embeddings=[vector(i) for i in range(n, n + 5)],
+                documents=[f"written {i}" for i in range(n, n + 5)])
+        n += 5
+        if n == 50:
+            print("ready", flush=True)
+
+
+def check_stress(paths):
+    known = [f"w-{i}" for i in range(10)]
+    for path in paths:
+        col = client(path).get_collection("stress", embedding_function=None)
+        found = []
+        for i, id in enumerate(known):
+            res = col.query(query_embeddings=[vector(i)], n_results=1)
+            found.append(res["ids"][0][0] == id and res["documents"][0][0] == f"written {i}")
+        print(json.dumps({"path": path, "count": col.count(), "found": sum(found)}))
+
+
 def hold(path):
     """A running app: the client keeps the store open until killed."""
     import time
@@ -67,4 +106,8 @@ def hold(path):
 
 
 if __name__ == "__main__":
-    {"make": make, "mutate": mutate, "query": query, "hold": hold}[sys.argv[1]](sys.argv[2])
+    if sys.argv[1] == "check-stress":
+        check_stress(sys.argv[2:])
+    else:
+        {"make": make, "mutate": mutate, "query": query, "grow": grow, "write": write,
+         "hold": hold}[sys.argv[1]](sys.argv[2])
