@@ -299,44 +299,21 @@ fn build(
     for folder in plans.iter().flat_map(|p| &p.folders) {
         fsutil::create_dir_all(&ctx.target(folder))?;
     }
-    let Captured {
-        mut by_path,
-        mut failed,
-    } = capture_all(opts, stores, &plans, ctx)?;
+    let mut captured = capture_all(opts, stores, &plans, ctx)?;
     let mut plans = plans;
-    let mut sets = capture_sets(opts, stores, &mut plans, ctx, &mut by_path, &mut failed)?;
-    let mut damaged = match safety {
-        Some(_) => keep_raw(stores, &mut plans, &mut failed, ctx, opts.jobs)?,
-        None => BTreeMap::new(),
-    };
-    refuse_if_nothing_captured(stores, &mut plans, &mut failed)?;
-    let mut records = Vec::new();
-    let mut warnings = Vec::new();
-    for (spec, mut plan) in stores.iter().zip(plans) {
-        warnings.append(&mut plan.warnings);
-        if let Some(record) = damaged.remove(&spec.name) {
-            warnings.push(format!(
-                "store \"{}\" could not be captured normally ({}); its exact bytes are kept raw, recorded as damaged",
-                spec.name,
-                record.error.as_deref().unwrap_or("unknown error")
-            ));
-            records.push(record);
-            continue;
-        }
-        let failure = match plan.failure.as_deref() {
-            Some(e) => Some(error_chain(e)),
-            None => failed.remove(&spec.name).map(|e| error_chain(&e)),
-        };
-        let record = match failure {
-            Some(reason) => failed_record(spec, plan, reason, ctx)?,
-            None => {
-                let mut record = captured_record(spec, plan, &mut by_path, &mut warnings);
-                record.chroma = sets.remove(&spec.name);
-                record
-            }
-        };
-        records.push(record);
+    captured.sets = capture_sets(
+        opts,
+        stores,
+        &mut plans,
+        ctx,
+        &mut captured.by_path,
+        &mut captured.failed,
+    )?;
+    if safety.is_some() {
+        captured.damaged = keep_raw(stores, &mut plans, &mut captured.failed, ctx, opts.jobs)?;
     }
+    refuse_if_nothing_captured(stores, &mut plans, &mut captured.failed)?;
+    let (records, warnings) = store_records(stores, plans, captured, ctx)?;
     let (suspicious_reasons, accepted_shrink) = judge_shrink(opts, safety, &records, history);
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
@@ -370,6 +347,44 @@ fn build(
         .collect();
     fsync_tree(ctx.bundle_root, opts.jobs, &reused)?;
     Ok((manifest, warnings))
+}
+
+/// The manifest record of each store, in config order, and the warnings
+/// gathered on the way.
+fn store_records(
+    stores: &[StoreSpec],
+    plans: Vec<CapturePlan>,
+    mut captured: Captured,
+    ctx: &CaptureContext<'_>,
+) -> Result<(Vec<StoreRecord>, Vec<String>)> {
+    let mut records = Vec::new();
+    let mut warnings = Vec::new();
+    for (spec, mut plan) in stores.iter().zip(plans) {
+        warnings.append(&mut plan.warnings);
+        if let Some(record) = captured.damaged.remove(&spec.name) {
+            warnings.push(format!(
+                "store \"{}\" could not be captured normally ({}); its exact bytes are kept raw, recorded as damaged",
+                spec.name,
+                record.error.as_deref().unwrap_or("unknown error")
+            ));
+            records.push(record);
+            continue;
+        }
+        let failure = match plan.failure.as_deref() {
+            Some(e) => Some(error_chain(e)),
+            None => captured.failed.remove(&spec.name).map(|e| error_chain(&e)),
+        };
+        let record = match failure {
+            Some(reason) => failed_record(spec, plan, reason, ctx)?,
+            None => {
+                let mut record = captured_record(spec, plan, &mut captured.by_path, &mut warnings);
+                record.chroma = captured.sets.remove(&spec.name);
+                record
+            }
+        };
+        records.push(record);
+    }
+    Ok((records, warnings))
 }
 
 /// The new bundle's (suspicious, accepted) shrink reasons. A safety
@@ -412,6 +427,10 @@ fn shrink_reasons(
 struct Captured {
     by_path: HashMap<(String, Option<String>), UnitDone>,
     failed: BTreeMap<String, Error>,
+    /// Safety snapshots: the stores kept raw, by name.
+    damaged: BTreeMap<String, StoreRecord>,
+    /// The facts of each store captured as a set, by name.
+    sets: BTreeMap<String, manifest::ChromaFacts>,
 }
 
 /// Captures every unit, biggest first, `opts.jobs` at once. A file that
@@ -445,6 +464,8 @@ fn capture_all(
     let mut captured = Captured {
         by_path: HashMap::new(),
         failed: BTreeMap::new(),
+        damaged: BTreeMap::new(),
+        sets: BTreeMap::new(),
     };
     for outcome in done? {
         match outcome {

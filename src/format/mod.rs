@@ -4,6 +4,7 @@
 //! into files) and above the bottom layer (`fsutil`, `rooted`, `manifest`).
 
 pub mod chroma;
+pub mod hnsw;
 pub mod jsonl;
 pub mod jsonl_merge;
 pub mod plain;

@@ -70,15 +70,28 @@ pub fn drill(
         sandbox: report.sandbox,
         stores: report.stores,
     };
+    let manifest = crate::manifest::Manifest::read(&bundle.join(crate::manifest::MANIFEST_FILE))?;
     for store in &mut report.stores {
-        let Some(command) = stores
+        let command = stores
             .iter()
             .find(|s| s.name == store.name)
-            .and_then(|s| s.check.as_deref())
-        else {
+            .and_then(|s| s.check.as_deref());
+        let recorded = manifest
+            .stores
+            .iter()
+            .find(|s| s.name == store.name)
+            .and_then(|s| s.chroma.as_ref());
+        if command.is_none() && recorded.is_none() {
             continue;
+        }
+        let kind_check = match recorded {
+            Some(recorded) => crate::format::chroma::recheck(recorded, &store.target),
+            None => Ok(()),
         };
-        let outcome = crate::hooks::run_store_check(command, &store.target);
+        let outcome = kind_check.and_then(|()| match command {
+            Some(command) => crate::hooks::run_store_check(command, &store.target),
+            None => Ok(()),
+        });
         if outcome.is_err() {
             report.ok = false;
         }

@@ -503,14 +503,28 @@ fn apply_confined(
     Ok(judge_merge(report))
 }
 
-/// Runs each restored store's own `check` command; a failure stops the
-/// restore with its journal kept and says how to undo.
+/// Re-reads a restored chroma store as the client would and compares it
+/// with what the bundle records (`Ok` for other kinds).
+fn check_restored_kind(s: &Selected) -> std::result::Result<(), String> {
+    match &s.record.chroma {
+        Some(recorded) => crate::format::chroma::recheck(recorded, &s.target_path),
+        None => Ok(()),
+    }
+}
+
+/// Runs each restored store's built-in kind check, then its own `check`
+/// command; a failure stops the restore with its journal kept and says how
+/// to undo.
 fn run_store_checks(selected: &[Selected], report: &mut RestoreReport) -> Result<()> {
     for s in selected {
-        let Some(command) = s.spec.check.as_deref() else {
+        let command = s.spec.check.as_deref();
+        let outcome = check_restored_kind(s).and_then(|()| match command {
+            Some(command) => crate::hooks::run_store_check(command, &s.target_path),
+            None => Ok(()),
+        });
+        if command.is_none() && outcome.is_ok() {
             continue;
-        };
-        let outcome = crate::hooks::run_store_check(command, &s.target_path);
+        }
         if let Some(store) = report.stores.iter_mut().find(|r| r.name == s.spec.name) {
             store.check = Some(outcome.clone().map_or_else(|e| e, |()| "ok".into()));
         }

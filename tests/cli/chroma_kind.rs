@@ -69,7 +69,15 @@ fn a_chroma_store_records_its_collections_and_verify_rechecks_them() {
     assert_eq!(notes["embeddings"], 120, "{notes}");
     assert_eq!(notes["dimension"], 8, "{notes}");
     assert_eq!(notes["index_elements"], 120, "{notes}");
+    let errors: Vec<String> = crate::schema::schema("bundle-meta.schema.json")
+        .iter_errors(&m)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
     ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
+    let drill = ws.run(&["--json", "drill", bundle.to_str().unwrap()]);
+    drill.code(0);
+    assert_eq!(drill.json()["stores"][0]["check"], "ok", "{}", drill.stdout);
 
     // Deletions leave marked elements in the index: still consistent.
     helper(&python, "mutate", &live);
@@ -155,6 +163,22 @@ fn verify_rejects_the_two_torn_shapes_seen_under_a_live_writer() {
         run.stdout
     );
     ws.run(&["verify", good.to_str().unwrap()]).code(0);
+
+    // A forged database cannot send the checks outside the bundle.
+    let forged = ws.path("forged");
+    copy_tree(&good, &forged);
+    make_writable(&forged);
+    let db = rusqlite::Connection::open(forged.join("vectors/chroma.sqlite3")).unwrap();
+    db.execute(
+        "UPDATE segments SET id = '../../../../etc' WHERE scope = 'VECTOR'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    rehash(&forged);
+    let run = ws.run(&["verify", forged.to_str().unwrap()]);
+    run.code(1);
+    assert!(run.stdout.contains("is not a UUID"), "{}", run.stdout);
 }
 
 #[test]

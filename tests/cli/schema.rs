@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::support::{demo_stores, Workspace};
 
-fn schema(name: &str) -> jsonschema::Validator {
+/// The validator of schema file `name` in `schema/`.
+pub fn schema(name: &str) -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schema")
         .join(name);
