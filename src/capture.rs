@@ -127,6 +127,7 @@ pub fn capture_raw(
         exclude: spec.exclude.clone(),
         error: Some(reason.to_string()),
         chroma: None,
+        lancedb: None,
     })
 }
 

@@ -200,6 +200,9 @@ pub struct TargetArgs {
     /// A Chroma persist directory, NAME=PATH (repeatable)
     #[arg(long, value_name = "NAME=PATH")]
     pub chroma: Vec<String>,
+    /// A LanceDB database folder, NAME=PATH (repeatable)
+    #[arg(long, value_name = "NAME=PATH")]
+    pub lancedb: Vec<String>,
 }
 
 /// `bundle create`.

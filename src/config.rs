@@ -27,6 +27,9 @@ pub enum StoreKind {
     /// A Chroma persist directory: its database and each vector segment
     /// captured as a set that must agree with itself (see `format::chroma`).
     Chroma,
+    /// A LanceDB database folder: each `*.lance` table's newest committed
+    /// version, the files it needs and nothing newer (see `format::lance`).
+    Lancedb,
 }
 
 impl StoreKind {
@@ -37,6 +40,7 @@ impl StoreKind {
             StoreKind::Jsonl => "jsonl",
             StoreKind::Dir => "dir",
             StoreKind::Chroma => "chroma",
+            StoreKind::Lancedb => "lancedb",
         }
     }
 }

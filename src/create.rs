@@ -609,6 +609,7 @@ fn failed_record(
         exclude: spec.exclude.clone(),
         error: Some(reason),
         chroma: None,
+        lancedb: None,
     })
 }
 
@@ -639,6 +640,7 @@ fn captured_record(
         exclude: spec.exclude.clone(),
         error: None,
         chroma: None,
+        lancedb: plan.lancedb,
     }
 }
 

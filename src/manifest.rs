@@ -145,6 +145,10 @@ pub struct StoreRecord {
     /// (see `format::chroma`), re-checked by verify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chroma: Option<ChromaFacts>,
+    /// For a captured `lancedb` store: each table's version and rows
+    /// (see `format::lance`), re-checked by verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lancedb: Option<LanceFacts>,
 }
 
 /// One captured file.
@@ -350,6 +354,26 @@ pub struct CollectionFacts {
 pub struct ChromaFacts {
     /// One entry per collection.
     pub collections: Vec<CollectionFacts>,
+}
+
+/// What a bundle records about a LanceDB store: each table's captured version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanceFacts {
+    /// One entry per table, sorted by name.
+    pub tables: Vec<TableFacts>,
+}
+
+/// One LanceDB table as captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableFacts {
+    /// The table's name (its folder is `<name>.lance`).
+    pub name: String,
+    /// The committed version captured: the newest when the capture started.
+    pub version: u64,
+    /// Its rows, read from its manifest (physical rows less deleted ones).
+    pub rows: u64,
 }
 
 /// Facts recorded about a JSONL copy.

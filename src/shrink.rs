@@ -11,7 +11,7 @@
 //! `absent` or `empty`) in a bundle that is not suspicious (a shrink accepted
 //! with `--accept-shrink` is the new baseline) and is not a pre-restore
 //! safety snapshot (those capture whatever is live, unchecked). Size is the kind's own measure: rows for
-//! sqlite (a `VACUUM` shrinks bytes, not rows), lines for jsonl, bytes for dir, embeddings for chroma.
+//! sqlite (a `VACUUM` shrinks bytes, not rows), lines for jsonl, bytes for dir, embeddings for chroma, rows for lancedb.
 
 use crate::bundle::BundleId;
 use crate::config::StoreKind;
@@ -47,6 +47,15 @@ pub fn size(record: &StoreRecord) -> (u64, &'static str) {
                 .map(|c| c.embeddings)
                 .sum(),
             "embeddings",
+        ),
+        StoreKind::Lancedb => (
+            record
+                .lancedb
+                .iter()
+                .flat_map(|facts| &facts.tables)
+                .map(|t| t.rows)
+                .sum(),
+            "rows",
         ),
     }
 }

@@ -389,6 +389,14 @@ impl Checker<'_> {
                 }
             }
             StoreKind::Chroma => self.check_chroma_rules(store),
+            StoreKind::Lancedb => {
+                if store.single_file.is_some() {
+                    self.add(Some(name), None, "a lancedb store cannot be a single file");
+                }
+                if store.status == StoreStatus::Ok && store.lancedb.is_none() {
+                    self.add(Some(name), None, "a lancedb store records no table facts");
+                }
+            }
         }
         self.check_symlinks_kind(store);
     }
@@ -423,13 +431,11 @@ impl Checker<'_> {
         }
     }
 
-    /// Re-reads each intact chroma store as Chroma would (see
-    /// [`chroma::inspect`]) and compares it with what the manifest records.
+    /// Re-reads each intact chroma and lancedb store as its client would
+    /// (see [`chroma::inspect`], [`crate::format::lance::inspect`]) and
+    /// compares it with what the manifest records.
     fn check_sets(&mut self, manifest: &Manifest) {
         for store in &manifest.stores {
-            let Some(recorded) = &store.chroma else {
-                continue;
-            };
             let name = store.name.as_str();
             let troubled = self
                 .report
@@ -439,16 +445,24 @@ impl Checker<'_> {
             if store.status != StoreStatus::Ok || troubled {
                 continue;
             }
-            match chroma::inspect(&self.root.join(name)) {
-                Err(e) => self.add(
-                    Some(name),
-                    None,
-                    format!("not a consistent Chroma store: {e}"),
-                ),
-                Ok(found) => {
-                    for d in chroma::differences(recorded, &found) {
-                        self.add(Some(name), None, d);
+            let copy = self.root.join(name);
+            if let Some(recorded) = &store.chroma {
+                match chroma::inspect(&copy) {
+                    Err(e) => self.add(
+                        Some(name),
+                        None,
+                        format!("not a consistent Chroma store: {e}"),
+                    ),
+                    Ok(found) => {
+                        for d in chroma::differences(recorded, &found) {
+                            self.add(Some(name), None, d);
+                        }
                     }
+                }
+            }
+            if let Some(recorded) = &store.lancedb {
+                if let Err(e) = crate::format::lance::recheck(recorded, &copy, true) {
+                    self.add(Some(name), None, e);
                 }
             }
         }

@@ -60,6 +60,7 @@ pub fn effective_config(cli: &Cli, targets: &TargetArgs) -> Result<Config> {
         (StoreKind::Jsonl, &targets.jsonl),
         (StoreKind::Dir, &targets.dir),
         (StoreKind::Chroma, &targets.chroma),
+        (StoreKind::Lancedb, &targets.lancedb),
     ] {
         for value in values {
             extra.push(parse_store_flag(kind, value)?);

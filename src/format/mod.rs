@@ -7,6 +7,7 @@ pub mod chroma;
 pub mod hnsw;
 pub mod jsonl;
 pub mod jsonl_merge;
+pub mod lance;
 pub mod plain;
 pub mod sqlite;
 pub mod sqlite_merge;

@@ -76,16 +76,13 @@ pub fn drill(
             .iter()
             .find(|s| s.name == store.name)
             .and_then(|s| s.check.as_deref());
-        let recorded = manifest
-            .stores
-            .iter()
-            .find(|s| s.name == store.name)
-            .and_then(|s| s.chroma.as_ref());
-        if command.is_none() && recorded.is_none() {
+        let record = manifest.stores.iter().find(|s| s.name == store.name);
+        let rechecked = record.is_some_and(|r| r.chroma.is_some() || r.lancedb.is_some());
+        if command.is_none() && !rechecked {
             continue;
         }
-        let kind_check = match recorded {
-            Some(recorded) => crate::format::chroma::recheck(recorded, &store.target),
+        let kind_check = match record {
+            Some(record) => crate::store::recheck_restored(record, &store.target, &[]),
             None => Ok(()),
         };
         let outcome = kind_check.and_then(|()| match command {

@@ -503,25 +503,29 @@ fn apply_confined(
     Ok(judge_merge(report))
 }
 
-/// Re-reads a restored chroma store as the client would and compares it
-/// with what the bundle records (`Ok` for other kinds).
-fn check_restored_kind(s: &Selected) -> std::result::Result<(), String> {
-    match &s.record.chroma {
-        Some(recorded) => crate::format::chroma::recheck(recorded, &s.target_path),
-        None => Ok(()),
-    }
-}
-
 /// Runs each restored store's built-in kind check, then its own `check`
 /// command; a failure stops the restore with its journal kept and says how
 /// to undo.
 fn run_store_checks(selected: &[Selected], report: &mut RestoreReport) -> Result<()> {
     for s in selected {
         let command = s.spec.check.as_deref();
-        let outcome = check_restored_kind(s).and_then(|()| match command {
-            Some(command) => crate::hooks::run_store_check(command, &s.target_path),
-            None => Ok(()),
-        });
+        let left_out: Vec<PathBuf> = report
+            .stores
+            .iter()
+            .filter(|r| r.name == s.spec.name)
+            .flat_map(|r| &r.steps)
+            .filter_map(|step| match step {
+                Step::Conflict { target, .. } => Some(target.clone()),
+                _ => None,
+            })
+            .collect();
+        let outcome =
+            crate::store::recheck_restored(s.record, &s.target_path, &left_out).and_then(|()| {
+                match command {
+                    Some(command) => crate::hooks::run_store_check(command, &s.target_path),
+                    None => Ok(()),
+                }
+            });
         if command.is_none() && outcome.is_ok() {
             continue;
         }

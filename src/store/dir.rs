@@ -152,22 +152,17 @@ impl DirStore {
 /// A warning when a dir store is a Chroma or LanceDB store: their files only
 /// make sense together, and a copy under a live writer can tear them.
 fn looks_like_a_vector_store(spec: &StoreSpec) -> Option<String> {
-    let advice = "a dir capture under a live writer can tear it across files; stop the writer around create (a pre_create hook) and give the store a check (docs/restore.md#a-stores-own-read-check)";
-    if crate::format::chroma::looks_like(&spec.path) {
-        return Some(format!(
-            "store \"{}\" looks like a Chroma persist directory: use kind \"chroma\" (--chroma), which captures it as a consistent set and checks it",
-            spec.name
-        ));
-    }
-    let lance = std::fs::read_dir(&spec.path).ok()?.flatten().any(|e| {
-        e.file_name().to_string_lossy().ends_with(".lance") && e.path().join("_versions").is_dir()
-    });
-    lance.then(|| {
-        format!(
-            "store \"{}\" looks like a LanceDB database: {advice}",
-            spec.name
-        )
-    })
+    let (what, kind) = if crate::format::chroma::looks_like(&spec.path) {
+        ("a Chroma persist directory", "chroma")
+    } else if crate::format::lance::looks_like(&spec.path) {
+        ("a LanceDB database", "lancedb")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "store \"{}\" looks like {what}: a dir capture under a live writer can tear it across files; use kind \"{kind}\" (--{kind}), which captures it consistently and checks it",
+        spec.name
+    ))
 }
 
 /// Walks the tree into a plan: folders, symlinks, and one unit per regular file.

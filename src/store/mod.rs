@@ -10,6 +10,7 @@ pub mod chroma;
 pub mod dir;
 pub mod exclude;
 pub mod jsonl;
+pub mod lancedb;
 pub mod raw;
 pub mod sqlite;
 pub mod steps;
@@ -72,6 +73,8 @@ pub struct CapturePlan {
     /// Whether its files only make sense together, so they are captured and
     /// re-checked as one set ([`crate::settle`]) instead of one by one.
     pub as_set: bool,
+    /// For a LanceDB store: the versions the plan captures.
+    pub lancedb: Option<crate::manifest::LanceFacts>,
 }
 
 impl CapturePlan {
@@ -155,6 +158,31 @@ pub fn plan_removals(
     Ok(steps)
 }
 
+/// Re-reads a restored store at `path` as its client would and compares it
+/// with what the bundle records (chroma and lancedb stores; `Ok` for the
+/// others, whose files restore already checked one by one). `left_out`:
+/// the live paths a merge left as they were (a LanceDB table present on
+/// both sides), which are not compared.
+pub fn recheck_restored(
+    record: &StoreRecord,
+    path: &Path,
+    left_out: &[PathBuf],
+) -> std::result::Result<(), String> {
+    if let Some(recorded) = &record.chroma {
+        crate::format::chroma::recheck(recorded, path)?;
+    }
+    if let Some(recorded) = &record.lancedb {
+        let mut restored = recorded.clone();
+        restored
+            .tables
+            .retain(|t| !left_out.contains(&path.join(format!("{}.lance", t.name))));
+        let exact = left_out.is_empty();
+        crate::format::lance::recheck(&restored, path, exact)
+            .map_err(|e| format!("the restored LanceDB database differs from the bundle: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The handler for a kind.
 pub fn handler(kind: StoreKind) -> &'static dyn StoreHandler {
     match kind {
@@ -162,6 +190,7 @@ pub fn handler(kind: StoreKind) -> &'static dyn StoreHandler {
         StoreKind::Jsonl => &jsonl::JsonlStore,
         StoreKind::Dir => &dir::DirStore,
         StoreKind::Chroma => &chroma::ChromaStore,
+        StoreKind::Lancedb => &lancedb::LancedbStore,
     }
 }
 

@@ -18,7 +18,9 @@ pub fn plan_raw_capture(spec: &StoreSpec) -> Result<CapturePlan> {
     let mut plan = match spec.kind {
         // The normal walk reads the header, which may be what is damaged.
         StoreKind::Sqlite => single_file(spec)?,
-        StoreKind::Jsonl | StoreKind::Dir | StoreKind::Chroma => plan_capture(spec)?,
+        StoreKind::Jsonl | StoreKind::Dir | StoreKind::Chroma | StoreKind::Lancedb => {
+            plan_capture(spec)?
+        }
     };
     let mut sidecars = Vec::new();
     for unit in &mut plan.units {

@@ -12,6 +12,7 @@ mod faults;
 mod forged;
 mod hooks;
 mod hostile;
+mod lancedb;
 mod list;
 mod permissions;
 mod prune;
