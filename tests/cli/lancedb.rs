@@ -217,3 +217,55 @@ fn under_a_live_writer_every_bundle_holds_one_committed_version() {
         assert_eq!(line["found"], 10, "{line}");
     }
 }
+
+/// The LanceDB `check` exactly as docs/restore.md shows it, with `python`
+/// for `python3`.
+fn documented_check(python: &Path) -> String {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/restore.md"))
+            .unwrap();
+    let from = doc
+        .find("A LanceDB database")
+        .expect("docs/restore.md shows a LanceDB check");
+    let block = &doc[from..];
+    let start = block.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + block[start..].find("```").unwrap();
+    block[start..end].replacen("python3", &python.display().to_string(), 1)
+}
+
+#[test]
+fn the_documented_lancedb_check_opens_the_drilled_store_and_torn_copies_are_refused() {
+    let Some(python) = python_with("lancedb") else {
+        return;
+    };
+    let ws = Workspace::new();
+    helper(&python, &["make", ws.path("lance").to_str().unwrap()]);
+    ws.write(
+        "bundle.toml",
+        &format!(
+            "destination = \"b\"\n[[stores]]\nname = \"db\"\nkind = \"lancedb\"\npath = \"lance\"\n{}",
+            documented_check(&python)
+        ),
+    );
+    let bundle = ws.create(&[]);
+    let drill = ws.run(&["--json", "drill", bundle.to_str().unwrap()]);
+    drill.code(0);
+    assert_eq!(drill.json()["stores"][0]["check"], "ok", "{}", drill.stderr);
+
+    // A data file the version needs, left out of a forged bundle.
+    let torn = ws.path("torn");
+    copy_tree(&bundle, &torn);
+    let mut gone = String::new();
+    forge(&torn, |m| {
+        let files = store(m, "db")["files"].as_array_mut().unwrap();
+        let at = files
+            .iter()
+            .position(|f| f["path"].as_str().unwrap().contains("notes.lance/data/"))
+            .unwrap();
+        gone = files.remove(at)["path"].as_str().unwrap().to_string();
+    });
+    std::fs::remove_file(torn.join(&gone)).unwrap();
+    let run = ws.run(&["verify", torn.to_str().unwrap()]);
+    run.code(1);
+    assert!(run.stdout.contains("which is missing"), "{}", run.stdout);
+}
