@@ -331,3 +331,32 @@ fn under_a_live_writer_every_published_bundle_opens_with_the_client() {
         assert_eq!(line["found"], 10, "{line}");
     }
 }
+
+/// The kept torn bundles (fixtures/make_torn.py made them from a real store):
+/// verify rejects both, naming the tear, with no Python needed.
+#[test]
+fn verify_rejects_the_kept_torn_fixtures() {
+    let ws = Workspace::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/torn");
+    for (shape, says) in [
+        ("empty-id-map", "index_metadata.pickle is empty"),
+        ("index-torn-across-files", "does not map to an id"),
+    ] {
+        let bundle = std::fs::read_dir(fixtures.join(shape))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let copy = ws.path(&format!(
+            "{shape}/{}",
+            bundle.file_name().unwrap().to_str().unwrap()
+        ));
+        copy_tree(&bundle, &copy);
+        let run = ws.run(&["--json", "verify", copy.to_str().unwrap()]);
+        run.code(1);
+        assert!(run.stdout.contains(says), "{shape}: {}", run.stdout);
+        let drill = ws.run(&["drill", copy.to_str().unwrap()]);
+        assert_ne!(drill.code, 0, "{shape}: drill passed a torn bundle");
+    }
+}
