@@ -132,7 +132,7 @@ fn replace_into_a_chroma_store_a_client_holds_open_is_refused_naming_it() {
     let ws = Workspace::new();
     let store = ws.path("chroma");
     helper(&python, "make", &store);
-    let bundle = ws.create(&["--dest", "b", "--dir", "vectors=chroma"]);
+    let bundle = ws.create(&["--dest", "b", "--chroma", "vectors=chroma"]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chroma_helper.py");
     let mut app = Command::new(&python)
         .arg(script)
@@ -149,7 +149,7 @@ fn replace_into_a_chroma_store_a_client_holds_open_is_refused_naming_it() {
     )
     .unwrap();
     assert_eq!(line.trim(), "open");
-    let args = ["--dest", "b", "--dir", "vectors=chroma"];
+    let args = ["--dest", "b", "--chroma", "vectors=chroma"];
     let token = ws.replace_token(&bundle, &args);
     let mut run_args = vec!["restore", bundle.to_str().unwrap(), "--mode", "replace"];
     run_args.extend(["--confirm-token", &token]);
