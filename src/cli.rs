@@ -55,6 +55,12 @@ pub enum Command {
     /// Delete the bundles the retention policy no longer keeps (dry run unless --apply)
     #[command(after_help = EXIT_CODES)]
     Prune(PruneArgs),
+    /// Copy local bundles to a remote (default: every good one not yet complete there)
+    #[command(after_help = EXIT_CODES)]
+    Push(PushArgs),
+    /// Copy a remote bundle into the local destination
+    #[command(after_help = EXIT_CODES)]
+    Pull(PullArgs),
     /// Run `create --prune` on a timer (systemd user timer, else cron)
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -62,6 +68,39 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout: `bundle man | man -l -`
     Man,
+}
+
+/// `bundle push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Bundle folders, ids in the destination, or `latest` [default: every
+    /// good local bundle not yet complete on the remote, oldest first]
+    pub bundles: Vec<String>,
+    /// The `[[remotes]]` entry [default: the only one]
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+    /// Up to N files at once [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Folder holding the bundles (overrides the config's `destination`)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+}
+
+/// `bundle pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// A bundle id on the remote, or `latest`
+    pub bundle: String,
+    /// The `[[remotes]]` entry [default: the only one]
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+    /// Up to N files at once [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Folder holding the bundles (overrides the config's `destination`)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
 }
 
 /// `bundle completions <SHELL>`.
@@ -161,6 +200,10 @@ pub struct RestoreArgs {
     /// Print the plan (and the confirm token); change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Restore the bundle from this remote (BUNDLE: an id there, or `latest`):
+    /// pulled into a temporary folder in the destination, then restored as usual
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// The token printed by --dry-run that approves this exact replace plan
     #[arg(long, value_name = "TOKEN")]
     pub confirm_token: Option<String>,
@@ -245,6 +288,12 @@ pub struct VerifyArgs {
     /// Folder holding the bundles (for ids and `latest`)
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
+    /// Check the bundle on this remote instead (BUNDLE: an id there, or `latest`)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+    /// With --remote: also read every object back, decompress it and hash it
+    #[arg(long, requires = "remote")]
+    pub read_data: bool,
 }
 
 /// `bundle list`.
@@ -253,4 +302,7 @@ pub struct ListArgs {
     /// Folder holding the bundles
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
+    /// List this remote's bundles instead (and say which are also local)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }

@@ -12,6 +12,7 @@ use jiff::SpanRelativeTo;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::remote::spec::RemoteSpec;
 use crate::retention::Policy;
 
 /// The kind of a store: decides how it is captured and restored.
@@ -90,6 +91,8 @@ struct RawConfig {
     shrink_alarm: Option<f64>,
     retention: Option<Policy>,
     hooks: Option<RawHooks>,
+    #[serde(default)]
+    remotes: Vec<RemoteSpec>,
 }
 
 /// The raw `[hooks]` table.
@@ -152,6 +155,8 @@ pub struct Config {
     /// whose loss since the last healthy bundle makes a new bundle
     /// suspicious (see [`crate::shrink`]).
     pub shrink_alarm: f64,
+    /// Where bundles go offsite (`[[remotes]]`), by name.
+    pub remotes: Vec<RemoteSpec>,
 }
 
 /// The default [`Config::shrink_alarm`]: losing more than half is suspicious.
@@ -167,11 +172,26 @@ impl Default for Config {
             retention: Policy::default(),
             hooks: Hooks::default(),
             shrink_alarm: DEFAULT_SHRINK_ALARM,
+            remotes: Vec::new(),
         }
     }
 }
 
 impl Config {
+    /// The remote named `name`.
+    pub fn remote(&self, name: &str) -> Result<&RemoteSpec> {
+        self.remotes.iter().find(|r| r.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.remotes.iter().map(|r| r.name.as_str()).collect();
+            Error::Usage(match known.is_empty() {
+                true => format!("no remote named \"{name}\": the config has no [[remotes]]"),
+                false => format!(
+                    "no remote named \"{name}\"; the config has {}",
+                    known.join(", ")
+                ),
+            })
+        })
+    }
+
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
@@ -229,6 +249,7 @@ impl Config {
             retention,
             hooks,
             shrink_alarm: raw.shrink_alarm.unwrap_or(DEFAULT_SHRINK_ALARM),
+            remotes: raw.remotes,
         };
         config.validate().map_err(|reason| Error::Config {
             path: path.to_path_buf(),
@@ -246,6 +267,14 @@ impl Config {
     /// Checks names and uniqueness; returns a message on failure.
     fn validate(&self) -> std::result::Result<(), String> {
         check_fraction("shrink_alarm", self.shrink_alarm)?;
+        let mut remote_names = BTreeSet::new();
+        for remote in &self.remotes {
+            validate_store_name(&remote.name).map_err(|e| format!("remote: {e}"))?;
+            if !remote_names.insert(remote.name.as_str()) {
+                return Err(format!("remote name \"{}\" is used twice", remote.name));
+            }
+            remote.validate()?;
+        }
         let mut seen = BTreeSet::new();
         for store in &self.stores {
             validate_store_name(&store.name)?;

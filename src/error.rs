@@ -63,6 +63,15 @@ pub enum Error {
     },
 
     /// SQLite reported an error.
+    /// Talking to a remote failed (unreachable, a missing bucket, refused
+    /// credentials); never carries a secret.
+    #[error("remote \"{remote}\": {reason}")]
+    Remote {
+        /// The remote's name.
+        remote: String,
+        /// What failed.
+        reason: String,
+    },
     #[error("sqlite error on {}", path.display())]
     Sqlite {
         /// The database file involved.
@@ -173,6 +182,7 @@ impl Error {
             | Error::StoresFailed { .. } => ExitCode::CheckFailed,
             Error::NoSpace { .. } => ExitCode::Runtime,
             Error::Io { .. } | Error::Sqlite { .. } | Error::Manifest { .. } => ExitCode::Runtime,
+            Error::Remote { .. } => ExitCode::Runtime,
             Error::Hook { .. } => ExitCode::CheckFailed,
             Error::PostHookAlsoFailed { operation, .. } => operation.exit_code(),
             Error::Snapshot { source, .. } | Error::Context { source, .. } => source.exit_code(),
@@ -194,6 +204,7 @@ impl Error {
             Error::StoresFailed { .. } => "stores_failed",
             Error::NoSpace { .. } => "no_space",
             Error::Io { .. } => "io",
+            Error::Remote { .. } => "remote",
             Error::Sqlite { .. } => "sqlite",
             Error::Manifest { .. } => "manifest",
             Error::Hook { .. } => "hook",

@@ -21,6 +21,7 @@ pub mod parallel;
 pub mod plan;
 pub mod progress;
 pub mod prune;
+pub mod remote;
 pub mod restore;
 pub mod retention;
 pub mod rooted;

@@ -77,6 +77,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Restore(args) => commands::restore::run(cli, args, printer),
         Command::Drill(args) => commands::drill::run(cli, args, printer),
         Command::Prune(args) => commands::prune::run(cli, args, printer),
+        Command::Push(args) => commands::remote::push(cli, args, printer),
+        Command::Pull(args) => commands::remote::pull(cli, args, printer),
         Command::Schedule(cmd) => commands::schedule::run(cli, cmd, printer),
         Command::Completions(args) => commands::docs::completions(args.shell),
         Command::Man => commands::docs::man(),

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod drill;
 pub mod list;
 pub mod prune;
+pub mod remote;
 pub mod restore;
 pub mod schedule;
 pub mod verify;

@@ -11,7 +11,17 @@ use crate::output::{self, Printer};
 /// Plans, and unless dry-run or unconfirmed, applies a restore.
 pub fn run(cli: &Cli, args: &RestoreArgs, printer: Printer) -> Result<ExitCode> {
     let config = effective_config(cli, &args.targets)?;
-    let path = bundle::bundle::resolve(&args.bundle, config.destination.as_deref())?;
+    // A remote bundle is pulled into a temporary folder, removed afterwards.
+    let (path, _staged) = match &args.remote {
+        Some(name) => {
+            let (path, temp) = super::remote::stage(&config, name, &args.bundle, &printer)?;
+            (path, Some(temp))
+        }
+        None => (
+            bundle::bundle::resolve(&args.bundle, config.destination.as_deref())?,
+            None,
+        ),
+    };
     let mode = match args.mode {
         ModeArg::Merge => Mode::Merge,
         ModeArg::Replace => Mode::Replace,

@@ -10,10 +10,19 @@ use crate::output::{self, Printer};
 /// Verifies a bundle; exit 1 when any problem is found.
 pub fn run(cli: &Cli, args: &VerifyArgs, printer: Printer) -> Result<ExitCode> {
     let config = load_config(cli)?;
-    let destination = destination_of(&config, args.dest.as_ref()).ok();
-    let path = bundle::bundle::resolve(&args.bundle, destination.as_deref())?;
     let bar = printer.bar();
-    let report = verify(&path, VerifyOptions { quick: args.quick }, &bar)?;
+    let report = match &args.remote {
+        Some(name) => {
+            let remote = super::remote::open(&config, Some(name))?;
+            let id = bundle::remote::resolve_id(&remote, &args.bundle)?;
+            bundle::remote::check::verify(&remote, &id, args.read_data, &bar)?
+        }
+        None => {
+            let destination = destination_of(&config, args.dest.as_ref()).ok();
+            let path = bundle::bundle::resolve(&args.bundle, destination.as_deref())?;
+            verify(&path, VerifyOptions { quick: args.quick }, &bar)?
+        }
+    };
     drop(bar);
     if report.ok {
         printer.result(&report, || output::verify::render(&report));

@@ -65,3 +65,63 @@ pub fn render(rows: &[ListedJson<'_>]) -> String {
     }
     text
 }
+
+/// One `--json` row of `list --remote`: a local row's fields (`path` is
+/// `remote:id`), the bytes stored there, and whether the bundle is local too.
+#[derive(Serialize)]
+pub struct RemoteListedJson<'a> {
+    #[serde(flatten)]
+    row: ListedJson<'a>,
+    stored_bytes: u64,
+    local: bool,
+}
+
+/// The `--json` rows of a remote's listing.
+pub fn remote_json<'a>(
+    remote: &'a [bundle::remote::RemoteBundle],
+    local: &[ListedBundle],
+    name: &str,
+) -> Vec<RemoteListedJson<'a>> {
+    remote
+        .iter()
+        .map(|b| RemoteListedJson {
+            row: ListedJson {
+                id: &b.manifest.id,
+                path: format!("{name}:{}", b.manifest.id),
+                created_at: &b.manifest.created_at,
+                bytes: b.manifest.total_bytes(),
+                stores: b.manifest.stores.iter().map(|s| s.name.as_str()).collect(),
+                label: b.manifest.label.as_deref(),
+                reason: b.manifest.reason.as_deref(),
+                suspicious: b.manifest.suspicious,
+                suspicious_reasons: &b.manifest.suspicious_reasons,
+            },
+            stored_bytes: b.index.objects.iter().map(|o| o.bytes).sum(),
+            local: local.iter().any(|l| l.manifest.id == b.manifest.id),
+        })
+        .collect()
+}
+
+/// The table of a remote's bundles.
+pub fn render_remote(rows: &[RemoteListedJson<'_>]) -> String {
+    let mut text = format!(
+        "{:<22} {:<22} {:>10} {:>10}  {:<5}  {}\n",
+        "ID", "CREATED", "SIZE", "STORED", "LOCAL", "STORES"
+    );
+    for r in rows {
+        let mut stores = escape(&r.row.stores.join(","));
+        if let Some(label) = r.row.label {
+            stores.push_str(&format!("  \"{}\"", escape(label)));
+        }
+        text.push_str(&format!(
+            "{:<22} {:<22} {:>10} {:>10}  {:<5}  {}\n",
+            escape(r.row.id),
+            escape(r.row.created_at),
+            human_bytes(r.row.bytes),
+            human_bytes(r.stored_bytes),
+            if r.local { "yes" } else { "no" },
+            stores
+        ));
+    }
+    text
+}

@@ -8,6 +8,7 @@ pub mod drill;
 pub mod list;
 mod printer;
 pub mod prune;
+pub mod remote;
 pub mod restore;
 pub mod schedule;
 pub mod verify;

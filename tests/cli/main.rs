@@ -16,6 +16,7 @@ mod lancedb;
 mod list;
 mod permissions;
 mod prune;
+mod remote;
 mod resources;
 mod restore;
 mod reuse;

@@ -1,0 +1,113 @@
+//! `bundle push` and `bundle pull`, and the `--remote` forms of list,
+//! verify and restore.
+
+use std::path::PathBuf;
+
+use bundle::remote::{self, Remote};
+use bundle::{Error, ExitCode, Result};
+
+use super::{destination_of, load_config};
+use crate::cli::{Cli, PullArgs, PushArgs};
+use crate::output::{self, Printer};
+
+/// Files in flight at once when `--jobs` is not given.
+const DEFAULT_JOBS: usize = 4;
+
+/// Opens the remote `name` of the config (or its only one), printing its warnings.
+pub fn open(config: &bundle::config::Config, name: Option<&str>) -> Result<Remote> {
+    let spec = remote::choose(config, name)?;
+    for w in spec.warnings() {
+        output::warn(&w);
+    }
+    Remote::open(spec)
+}
+
+/// Pushes the named bundles, or every good local one the remote lacks.
+pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
+    let config = load_config(cli)?;
+    let destination = destination_of(&config, args.dest.as_ref())?;
+    let remote = open(&config, args.remote.as_deref())?;
+    let bundles: Vec<PathBuf> = if args.bundles.is_empty() {
+        let local = bundle::bundle::list(&destination)?.bundles;
+        let there = remote.list()?.bundles;
+        remote::push::pending(&local, &there)
+            .into_iter()
+            .map(|b| b.path.clone())
+            .collect()
+    } else {
+        args.bundles
+            .iter()
+            .map(|b| bundle::bundle::resolve(b, Some(&destination)))
+            .collect::<Result<_>>()?
+    };
+    let jobs = args.jobs.map_or(DEFAULT_JOBS, usize::from);
+    let bar = printer.bar();
+    let reports = remote::push::push(&remote, &bundles, jobs, &bar)?;
+    drop(bar);
+    let failed: Vec<&remote::push::Pushed> =
+        reports.iter().filter(|r| r.outcome == "failed").collect();
+    let render = || output::remote::render_push(&remote.spec.name, &reports);
+    if failed.is_empty() {
+        printer.result(&reports, render);
+        return Ok(ExitCode::Success);
+    }
+    let message = format!(
+        "{} of {} bundle(s) were not pushed: {}",
+        failed.len(),
+        reports.len(),
+        failed
+            .iter()
+            .map(|r| format!("{}: {}", r.id, r.error.as_deref().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok(printer.failure(
+        &reports,
+        ExitCode::CheckFailed,
+        "push_failed",
+        &message,
+        render,
+    ))
+}
+
+/// Pulls one remote bundle into the destination.
+pub fn pull(cli: &Cli, args: &PullArgs, printer: Printer) -> Result<ExitCode> {
+    let config = load_config(cli)?;
+    let destination = destination_of(&config, args.dest.as_ref())?;
+    let remote = open(&config, args.remote.as_deref())?;
+    let id = remote::resolve_id(&remote, &args.bundle)?;
+    let jobs = args.jobs.map_or(DEFAULT_JOBS, usize::from);
+    let bar = printer.bar();
+    let pulled = remote::pull::pull(&remote, &id, &destination, jobs, &bar)?;
+    drop(bar);
+    let doc = serde_json::json!({
+        "ok": true,
+        "remote": remote.spec.name,
+        "id": id,
+        "path": pulled.path.display().to_string(),
+        "already": pulled.already,
+    });
+    printer.result(&doc, || output::remote::render_pull(&id, &pulled));
+    Ok(ExitCode::Success)
+}
+
+/// The bundle a `--remote` restore uses: pulled into a temporary folder of
+/// the destination (removed with the guard).
+pub fn stage(
+    config: &bundle::config::Config,
+    name: &str,
+    arg: &str,
+    printer: &Printer,
+) -> Result<(PathBuf, tempfile::TempDir)> {
+    let destination = config.destination.clone().ok_or_else(|| {
+        Error::Usage(
+            "restore --remote needs a destination to pull into (the config's `destination`)".into(),
+        )
+    })?;
+    let remote = open(config, Some(name))?;
+    let id = remote::resolve_id(&remote, arg)?;
+    let bar = printer.bar();
+    let staged = remote::pull::stage_for_restore(&remote, &id, &destination, DEFAULT_JOBS, &bar)?;
+    drop(bar);
+    Ok(staged)
+}

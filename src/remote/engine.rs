@@ -1,0 +1,409 @@
+//! The object-storage engine behind a remote: the `object_store` crate (S3
+//! and S3-compatible servers, local folders), driven by a tokio runtime
+//! that lives and dies inside this module. Every method is synchronous, so
+//! the rest of the library stays synchronous.
+//!
+//! Objects are named relative to the remote's prefix. Uploads are
+//! compressed with zstd on the way and hashed twice (the plaintext, checked
+//! against the manifest by the caller; the stored bytes, for the remote
+//! index). Large objects go up in parts, `jobs` at a time; a failing upload
+//! aborts its own multipart upload. Transient errors are retried with
+//! backoff by the engine.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::remote::spec::RemoteSpec;
+
+/// Stored bytes at or above this go up in parts of this size.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// How much plaintext is read at a time.
+const READ_BYTES: usize = 1024 * 1024;
+
+/// An open remote.
+pub struct Engine {
+    runtime: tokio::runtime::Runtime,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// The remote's name, for messages.
+    pub name: String,
+}
+
+/// What an upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Plaintext bytes read.
+    pub plain_bytes: u64,
+    /// sha256 of the plaintext.
+    pub plain_sha256: String,
+    /// Bytes stored (compressed).
+    pub stored_bytes: u64,
+    /// sha256 of the stored bytes.
+    pub stored_sha256: String,
+}
+
+/// An object listed on the remote: its name below the prefix and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Name relative to the remote's prefix.
+    pub name: String,
+    /// Stored size.
+    pub bytes: u64,
+}
+
+impl Engine {
+    /// Opens the remote `spec` describes; credentials come from the
+    /// environment only.
+    pub fn open(spec: &RemoteSpec) -> Result<Engine> {
+        let fail = |reason: String| Error::Remote {
+            remote: spec.name.clone(),
+            reason,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("cannot start the network runtime: {e}")))?;
+        let (scheme, rest) = spec
+            .url
+            .split_once("://")
+            .ok_or_else(|| fail(format!("url {:?} is not a URL", spec.url)))?;
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = match scheme {
+            "s3" => {
+                check_credentials(&spec.name)?;
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(fail("the url names no bucket (s3://bucket/prefix)".into()));
+                }
+                let region = spec
+                    .region
+                    .clone()
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                    .unwrap_or_else(|| "us-east-1".into());
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_region(region)
+                    .with_retry(retry_config())
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_connect_timeout(Duration::from_secs(10))
+                            .with_timeout(Duration::from_secs(300)),
+                    );
+                if let Some(endpoint) = &spec.endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                let store = builder.build().map_err(|e| fail(engine_message(&e)))?;
+                (Arc::new(store), prefix.to_string())
+            }
+            "file" => {
+                let root = std::path::Path::new(rest);
+                if !root.is_absolute() {
+                    return Err(fail(
+                        "a file:// url needs an absolute path (file:///path)".into(),
+                    ));
+                }
+                crate::fsutil::create_private_dir_all(root)?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(root)
+                    .map_err(|e| fail(engine_message(&e)))?;
+                (Arc::new(store), String::new())
+            }
+            other => {
+                return Err(fail(format!(
+                    "URL scheme {other}:// is not supported by this build"
+                )))
+            }
+        };
+        let prefix = ObjectPath::parse(prefix.trim_matches('/'))
+            .map_err(|e| fail(format!("bad prefix in url: {e}")))?;
+        Ok(Engine {
+            runtime,
+            store,
+            prefix,
+            name: spec.name.clone(),
+        })
+    }
+
+    /// The full path of `rel` below the prefix.
+    fn path(&self, rel: &str) -> ObjectPath {
+        rel.split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.prefix.clone(), |p, part| p.child(part))
+    }
+
+    /// An error of this remote.
+    fn fail(&self, what: &str, e: &object_store::Error) -> Error {
+        Error::Remote {
+            remote: self.name.clone(),
+            reason: format!("{what}: {}", engine_message(e)),
+        }
+    }
+
+    /// Stores `bytes` as object `rel`.
+    pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.path(rel);
+        self.runtime
+            .block_on(self.store.put(&path, PutPayload::from(bytes)))
+            .map(|_| ())
+            .map_err(|e| self.fail(&format!("could not write {rel}"), &e))
+    }
+
+    /// The bytes of object `rel`, or `None` when there is no such object.
+    pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path(rel);
+        let got = self.runtime.block_on(async {
+            let result = self.store.get(&path).await?;
+            result.bytes().await
+        });
+        match got {
+            Ok(bytes) => Ok(Some(bytes.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.fail(&format!("could not read {rel}"), &e)),
+        }
+    }
+
+    /// Streams object `rel` into `sink`; the bytes read.
+    pub fn stream(
+        &self,
+        rel: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        let path = self.path(rel);
+        let mut total = 0u64;
+        let streamed: std::result::Result<(), StreamFailure> = self.runtime.block_on(async {
+            let result = self.store.get(&path).await.map_err(StreamFailure::Remote)?;
+            let mut chunks = result.into_stream();
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(StreamFailure::Remote)?;
+                total += chunk.len() as u64;
+                sink(&chunk).map_err(StreamFailure::Local)?;
+            }
+            Ok(())
+        });
+        match streamed {
+            Ok(()) => Ok(total),
+            Err(StreamFailure::Remote(e)) => Err(self.fail(&format!("could not read {rel}"), &e)),
+            Err(StreamFailure::Local(e)) => Err(Error::Remote {
+                remote: self.name.clone(),
+                reason: format!("{rel}: {e}"),
+            }),
+        }
+    }
+
+    /// The folders right below the prefix (one per bundle).
+    pub fn folders(&self) -> Result<Vec<String>> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let listed = self
+            .runtime
+            .block_on(self.store.list_with_delimiter(prefix))
+            .map_err(|e| self.fail("could not list", &e))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Every object below folder `dir`, with its size, names relative to the prefix.
+    pub fn list(&self, dir: &str) -> Result<Vec<Listed>> {
+        let path = self.path(dir);
+        let prefix_len = self.prefix.as_ref().len();
+        let listed: std::result::Result<Vec<_>, _> = self.runtime.block_on(async {
+            let mut out = Vec::new();
+            let mut stream = self.store.list(Some(&path));
+            while let Some(meta) = stream.next().await {
+                let meta = meta?;
+                let full = meta.location.as_ref();
+                let name = full[prefix_len..].trim_start_matches('/').to_string();
+                out.push(Listed {
+                    name,
+                    bytes: meta.size,
+                });
+            }
+            Ok(out)
+        });
+        listed.map_err(|e: object_store::Error| self.fail(&format!("could not list {dir}"), &e))
+    }
+
+    /// Copies object `from` to `to` on the server, without moving its bytes here.
+    pub fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let (from_path, to_path) = (self.path(from), self.path(to));
+        self.runtime
+            .block_on(self.store.copy(&from_path, &to_path))
+            .map_err(|e| self.fail(&format!("could not copy {from} to {to}"), &e))
+    }
+
+    /// Deletes object `rel` (no error when it is already gone).
+    pub fn delete(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel);
+        match self.runtime.block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.fail(&format!("could not delete {rel}"), &e)),
+        }
+    }
+
+    /// Compresses `source` with zstd `level` into object `rel`: one request
+    /// when small, else parts of [`PART_BYTES`], `jobs` in flight.
+    pub fn upload(
+        &self,
+        rel: &str,
+        mut source: impl Read,
+        level: i32,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<Uploaded> {
+        let path = self.path(rel);
+        let local = |e: std::io::Error| Error::Remote {
+            remote: self.name.clone(),
+            reason: format!("could not compress {rel}: {e}"),
+        };
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level).map_err(local)?;
+        let (mut plain, mut stored) = (Sha256::new(), Sha256::new());
+        let (mut plain_bytes, mut stored_bytes) = (0u64, 0u64);
+        let mut buf = vec![0u8; READ_BYTES];
+        let mut multipart: Option<WriteMultipart> = None;
+        let result: Result<()> = self.runtime.block_on(async {
+            loop {
+                let n = match source.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(local(e)),
+                };
+                plain.update(&buf[..n]);
+                plain_bytes += n as u64;
+                progress.advance(n as u64);
+                encoder.write_all(&buf[..n]).map_err(local)?;
+                if encoder.get_ref().len() >= PART_BYTES {
+                    let part = std::mem::take(encoder.get_mut());
+                    stored.update(&part);
+                    stored_bytes += part.len() as u64;
+                    let writer = match &mut multipart {
+                        Some(w) => w,
+                        None => {
+                            let upload =
+                                self.store.put_multipart(&path).await.map_err(|e| {
+                                    self.fail(&format!("could not start {rel}"), &e)
+                                })?;
+                            multipart
+                                .insert(WriteMultipart::new_with_chunk_size(upload, PART_BYTES))
+                        }
+                    };
+                    writer
+                        .wait_for_capacity(jobs.max(1))
+                        .await
+                        .map_err(|e| self.fail(&format!("could not upload {rel}"), &e))?;
+                    writer.write(&part);
+                }
+            }
+            Ok(())
+        });
+        let finished = result.and_then(|()| {
+            let rest = std::mem::take(encoder.get_mut());
+            let tail = encoder.finish().map_err(local)?;
+            let rest = [rest, tail].concat();
+            stored.update(&rest);
+            stored_bytes += rest.len() as u64;
+            self.runtime.block_on(async {
+                match multipart.take() {
+                    None => self
+                        .store
+                        .put(&path, PutPayload::from(rest))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| self.fail(&format!("could not write {rel}"), &e)),
+                    Some(mut writer) => {
+                        writer.write(&rest);
+                        writer
+                            .finish()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| self.fail(&format!("could not finish {rel}"), &e))
+                    }
+                }
+            })
+        });
+        if let Err(e) = finished {
+            // A failing upload leaves no multipart upload behind.
+            if let Some(writer) = multipart {
+                let _ = self.runtime.block_on(writer.abort());
+            }
+            return Err(e);
+        }
+        Ok(Uploaded {
+            plain_bytes,
+            plain_sha256: hex::encode(plain.finalize()),
+            stored_bytes,
+            stored_sha256: hex::encode(stored.finalize()),
+        })
+    }
+}
+
+/// Why a download stopped.
+enum StreamFailure {
+    Remote(object_store::Error),
+    Local(std::io::Error),
+}
+
+/// Retries of transient errors: backoff, at most `BUNDLE_REMOTE_RETRY_SECS`
+/// seconds in all (default 120).
+fn retry_config() -> object_store::RetryConfig {
+    let secs = std::env::var("BUNDLE_REMOTE_RETRY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    object_store::RetryConfig {
+        max_retries: 8,
+        retry_timeout: Duration::from_secs(secs),
+        ..object_store::RetryConfig::default()
+    }
+}
+
+/// Refuses to go on without credentials in the environment, naming what is
+/// missing (never printing a value).
+fn check_credentials(remote: &str) -> Result<()> {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let fail = |reason: &str| {
+        Err(Error::Usage(format!(
+            "remote \"{remote}\": {reason}; credentials come only from the environment (see docs/remotes.md)"
+        )))
+    };
+    if set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    {
+        return Ok(());
+    }
+    match (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY")) {
+        (true, true) => Ok(()),
+        (true, false) => fail("AWS_SECRET_ACCESS_KEY is not set"),
+        (false, true) => fail("AWS_ACCESS_KEY_ID is not set"),
+        (false, false) => fail("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+    }
+}
+
+/// The engine's message, one line.
+fn engine_message(e: &object_store::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text.replace('\n', " ")
+}

@@ -1,0 +1,204 @@
+//! Remotes: bundles kept offsite in object storage (S3 and compatible
+//! servers, or a folder), pushed from and pulled into a local destination.
+//! See docs/remotes.md for setup and failure modes, docs/format.md for the
+//! layout.
+//!
+//! A remote bundle is complete once its index is written (it is written
+//! last); one without it is invisible to `list`, `pull`, `restore` and
+//! `prune`, and the next push finishes it.
+
+pub mod check;
+pub mod engine;
+pub mod layout;
+pub mod pull;
+pub mod push;
+pub mod spec;
+
+use std::io::Write;
+
+use crate::bundle::BundleId;
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use engine::Engine;
+use layout::{RemoteIndex, INDEX, MANIFEST_OBJECT};
+use spec::RemoteSpec;
+
+/// An open remote.
+pub struct Remote {
+    /// The engine that talks to it.
+    pub engine: Engine,
+    /// How it is configured.
+    pub spec: RemoteSpec,
+}
+
+/// A complete bundle on a remote.
+#[derive(Debug, Clone)]
+pub struct RemoteBundle {
+    /// Its id.
+    pub id: BundleId,
+    /// Its index.
+    pub index: RemoteIndex,
+    /// Its manifest, read from the remote.
+    pub manifest: Manifest,
+    /// The manifest's exact bytes.
+    pub manifest_bytes: Vec<u8>,
+}
+
+/// What a remote holds: complete bundles oldest first, and bundle folders
+/// without an index (an unfinished push) or whose index or manifest cannot
+/// be read, with why.
+#[derive(Debug, Default)]
+pub struct RemoteListing {
+    /// Complete bundles, oldest first.
+    pub bundles: Vec<RemoteBundle>,
+    /// Other bundle-named folders, with why they are not bundles.
+    pub incomplete: Vec<(String, String)>,
+}
+
+impl Remote {
+    /// Opens remote `spec`.
+    pub fn open(spec: &RemoteSpec) -> Result<Remote> {
+        Ok(Remote {
+            engine: Engine::open(spec)?,
+            spec: spec.clone(),
+        })
+    }
+
+    /// An error about this remote.
+    pub fn error(&self, reason: impl Into<String>) -> Error {
+        Error::Remote {
+            remote: self.spec.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Lists the remote's bundles.
+    pub fn list(&self) -> Result<RemoteListing> {
+        let mut listing = RemoteListing::default();
+        let mut ids: Vec<BundleId> = self
+            .engine
+            .folders()?
+            .iter()
+            .filter_map(|f| BundleId::parse(f))
+            .collect();
+        ids.sort();
+        for id in ids {
+            match self.bundle(&id.to_string())? {
+                Ok(b) => listing.bundles.push(b),
+                Err(why) => listing.incomplete.push((id.to_string(), why)),
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Bundle `id` when it is complete; `Ok(Err(why))` when it is not.
+    pub fn bundle(&self, id: &str) -> Result<std::result::Result<RemoteBundle, String>> {
+        let Some(id_parsed) = BundleId::parse(id) else {
+            return Ok(Err(format!("{id:?} is not a bundle id")));
+        };
+        let Some(bytes) = self.engine.get(&format!("{id}/{INDEX}"))? else {
+            return Ok(Err(
+                "no index: an unfinished push (the next push finishes it)".into(),
+            ));
+        };
+        let index = match RemoteIndex::parse(&bytes) {
+            Ok(i) => i,
+            Err(why) => return Ok(Err(why)),
+        };
+        if index.bundle_id != id {
+            return Ok(Err(format!("its index names bundle {}", index.bundle_id)));
+        }
+        let manifest_bytes = match self.fetch_object(id, &index, MANIFEST_OBJECT)? {
+            Ok(b) => b,
+            Err(why) => return Ok(Err(why)),
+        };
+        let manifest = match Manifest::parse(&manifest_bytes) {
+            Ok(m) if m.id == id => m,
+            Ok(m) => return Ok(Err(format!("its manifest names bundle {}", m.id))),
+            Err(why) => return Ok(Err(format!("manifest: {why}"))),
+        };
+        Ok(Ok(RemoteBundle {
+            id: id_parsed,
+            index,
+            manifest,
+            manifest_bytes,
+        }))
+    }
+
+    /// The plaintext of a small object of bundle `id`, checked against the
+    /// index; `Ok(Err(why))` when it is missing or does not match.
+    pub fn fetch_object(
+        &self,
+        id: &str,
+        index: &RemoteIndex,
+        name: &str,
+    ) -> Result<std::result::Result<Vec<u8>, String>> {
+        let Some(entry) = index.object(name) else {
+            return Ok(Err(format!("the index lists no object {name}")));
+        };
+        let Some(stored) = self.engine.get(&format!("{id}/{name}"))? else {
+            return Ok(Err(format!("object {name} is missing")));
+        };
+        if stored.len() as u64 != entry.bytes || crate::hash::sha256_hex(&stored) != entry.sha256 {
+            return Ok(Err(format!(
+                "object {name} does not match its index (altered or truncated)"
+            )));
+        }
+        let mut plain = Vec::new();
+        let mut decoder = zstd::stream::write::Decoder::new(&mut plain)
+            .map_err(|e| self.error(format!("zstd: {e}")))?;
+        if decoder
+            .write_all(&stored)
+            .and_then(|()| decoder.flush())
+            .is_err()
+        {
+            return Ok(Err(format!("object {name} does not decompress")));
+        }
+        drop(decoder);
+        Ok(Ok(plain))
+    }
+}
+
+/// The remote `name` of `config`, or its only remote when no name is given.
+pub fn choose<'a>(config: &'a crate::config::Config, name: Option<&str>) -> Result<&'a RemoteSpec> {
+    match name {
+        Some(name) => config.remote(name),
+        None => match config.remotes.as_slice() {
+            [only] => Ok(only),
+            [] => Err(Error::Usage(
+                "no remote configured: add a [[remotes]] entry to bundle.toml (docs/remotes.md)"
+                    .into(),
+            )),
+            many => Err(Error::Usage(format!(
+                "several remotes are configured ({}); say which with --remote NAME",
+                many.iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
+    }
+}
+
+/// A `<BUNDLE>` argument on a remote: an id, or `latest` (the newest complete bundle).
+pub fn resolve_id(remote: &Remote, arg: &str) -> Result<String> {
+    if arg != "latest" {
+        return match BundleId::parse(arg) {
+            Some(_) => Ok(arg.to_string()),
+            None => Err(Error::Usage(format!(
+                "{arg:?} is not a bundle id (on a remote, give an id or `latest`)"
+            ))),
+        };
+    }
+    remote
+        .list()?
+        .bundles
+        .last()
+        .map(|b| b.id.to_string())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "remote \"{}\" holds no complete bundle",
+                remote.spec.name
+            ))
+        })
+}

@@ -1,0 +1,437 @@
+//! Remotes: push, list, verify, pull and restore against a real
+//! S3-protocol server (moto in server mode, started by the tests on
+//! 127.0.0.1, one bucket per test) and against `file://` remotes.
+//!
+//! The S3 tests skip loudly without moto; `.ci/run` installs it (in
+//! `.venv-s3`) and sets `BUNDLE_REQUIRE_MOTO=1`.
+
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::support::{count, demo_stores, Run, Workspace};
+
+/// The test process's S3 server: its port (it stops when this process exits).
+struct Server {
+    port: u16,
+    _child: Child,
+}
+
+static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+
+/// The shared S3 server, started on first use; `None` (after a loud
+/// message) when moto is not installed and not required.
+fn server() -> Option<u16> {
+    SERVER
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let python = std::env::var_os("BUNDLE_TEST_S3_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join(".venv-s3/bin/python"));
+            let has_moto = Command::new(&python)
+                .args(["-c", "import moto.server"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !has_moto {
+                if std::env::var_os("BUNDLE_REQUIRE_MOTO").is_some() {
+                    panic!("BUNDLE_REQUIRE_MOTO is set but {} cannot import moto", python.display());
+                }
+                eprintln!("\n!!!!!!!! SKIPPED: no Python with `moto[server]` (python3 -m venv .venv-s3 && .venv-s3/bin/pip install 'moto[server]', or set BUNDLE_TEST_S3_PYTHON) !!!!!!!!\n");
+                return None;
+            }
+            let mut child = Command::new(&python)
+                .arg(root.join("tests/support/s3_server.py"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let port = line.trim().parse().expect("the server prints its port");
+            Some(Server {
+                port,
+                _child: child,
+            })
+        })
+        .as_ref()
+        .map(|s| s.port)
+}
+
+/// Creates bucket `name` on the server (moto takes an unsigned request).
+fn make_bucket(port: u16, name: &str) {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+/// Test credentials: the server accepts any.
+const ENV: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "testing-key-id"),
+    ("AWS_SECRET_ACCESS_KEY", "testing-secret-do-not-print"),
+];
+
+/// Runs `bundle ARGS` with `env` added.
+fn run_with(ws: &Workspace, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = ws.cmd();
+    cmd.envs(env.iter().copied())
+        .env("BUNDLE_REMOTE_RETRY_SECS", "2");
+    cmd.args(args).output().unwrap().into()
+}
+
+/// The demo stores with a config whose remote "offsite" is `remote` (a TOML table body).
+fn setup(ws: &Workspace, remote: &str) {
+    demo_stores(ws);
+    let config = std::fs::read_to_string(ws.path("bundle.toml")).unwrap();
+    ws.write(
+        "bundle.toml",
+        &format!("{config}[[remotes]]\nname = \"offsite\"\n{remote}"),
+    );
+}
+
+/// An S3 remote on the test server, in a fresh bucket.
+fn s3_remote(port: u16, bucket: &str) -> String {
+    make_bucket(port, bucket);
+    format!(
+        "url = \"s3://{bucket}/bundles/laptop\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nencryption = \"none\"\n"
+    )
+}
+
+/// Every file under `dir` with its bytes, sorted.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
+            (rel, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn create_push_wipe_everything_and_restore_from_s3() {
+    let Some(port) = server() else { return };
+    let ws = Workspace::new();
+    setup(&ws, &s3_remote(port, "story"));
+    let bundle = ws.create(&[]);
+    let jsonl = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        tree(dir)
+            .into_iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect()
+    };
+    let before_kb = jsonl(&ws.path("data/kb"));
+    let push = run_with(&ws, &ENV, &["--json", "push"]);
+    push.code(0);
+    let doc = push.json();
+    assert_eq!(doc[0]["outcome"], "pushed", "{}", push.stdout);
+    assert!(doc[0]["bytes_stored"].as_u64().unwrap() > 0);
+    assert!(!push.stdout.contains("do-not-print") && !push.stderr.contains("do-not-print"));
+
+    let list = run_with(&ws, &ENV, &["--json", "list", "--remote", "offsite"]);
+    list.code(0);
+    assert_eq!(list.json()[0]["local"], true, "{}", list.stdout);
+    let id = list.json()[0]["id"].as_str().unwrap().to_string();
+    run_with(&ws, &ENV, &["verify", "--remote", "offsite", &id]).code(0);
+    run_with(
+        &ws,
+        &ENV,
+        &["verify", "--remote", "offsite", "latest", "--read-data"],
+    )
+    .code(0);
+
+    // The bad day: the local destination and every live store are gone.
+    crate::support::make_writable(&ws.path("backups"));
+    std::fs::remove_dir_all(ws.path("backups")).unwrap();
+    std::fs::remove_dir_all(ws.path("data")).unwrap();
+    std::fs::create_dir_all(ws.path("backups")).unwrap();
+    let dry = run_with(
+        &ws,
+        &ENV,
+        &[
+            "--json",
+            "restore",
+            "--remote",
+            "offsite",
+            &id,
+            "--mode",
+            "replace",
+            "--dry-run",
+        ],
+    );
+    dry.code(0);
+    let token = dry.json()["confirm_token"].as_str().unwrap().to_string();
+    run_with(
+        &ws,
+        &ENV,
+        &[
+            "restore",
+            "--remote",
+            "offsite",
+            &id,
+            "--mode",
+            "replace",
+            "--confirm-token",
+            &token,
+        ],
+    )
+    .code(0);
+    assert_eq!(count(&ws.path("data/memory.db"), "notes"), 3);
+    assert_eq!(jsonl(&ws.path("data/kb")), before_kb);
+    // The temporary pull is gone; nothing but the safety snapshot was added.
+    let left: Vec<String> = std::fs::read_dir(ws.path("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".remote-restore-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // pull gives back an ordinary local bundle that verifies.
+    let pull = run_with(&ws, &ENV, &["--json", "pull", &id]);
+    pull.code(0);
+    let pulled = PathBuf::from(pull.json()["path"].as_str().unwrap());
+    assert_eq!(pulled.file_name(), bundle.file_name());
+    ws.run(&["verify", pulled.to_str().unwrap()]).code(0);
+}
+
+#[test]
+fn an_unchanged_push_copies_on_the_server_and_moves_only_the_index() {
+    let Some(port) = server() else { return };
+    let ws = Workspace::new();
+    setup(&ws, &s3_remote(port, "unchanged"));
+    ws.create(&[]);
+    run_with(&ws, &ENV, &["push"]).code(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ws.create(&[]);
+    let push = run_with(&ws, &ENV, &["--json", "push"]);
+    push.code(0);
+    let doc = push.json();
+    assert_eq!(
+        doc.as_array().unwrap().len(),
+        1,
+        "only the new bundle: {}",
+        push.stdout
+    );
+    assert_eq!(doc[0]["uploaded"], 0, "{}", push.stdout);
+    assert!(doc[0]["copied"].as_u64().unwrap() >= 4, "{}", push.stdout);
+    run_with(
+        &ws,
+        &ENV,
+        &["verify", "--remote", "offsite", "latest", "--read-data"],
+    )
+    .code(0);
+    // Nothing left to push.
+    let again = run_with(&ws, &ENV, &["--json", "push"]);
+    again.code(0);
+    assert_eq!(
+        again.json().as_array().unwrap().len(),
+        0,
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn bad_remote_settings_fail_clearly_without_printing_secrets() {
+    let ws = Workspace::new();
+    setup(
+        &ws,
+        "url = \"s3://b/p\"\nendpoint = \"http://127.0.0.1:9\"\nencryption = \"none\"\n",
+    );
+    ws.create(&[]);
+    let run = run_with(&ws, &[("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")], &["push"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("AWS_ACCESS_KEY_ID is not set"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("s3cr3t-value"), "{}", run.stderr);
+    let run = run_with(&ws, &ENV, &["push", "--remote", "elsewhere"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("no remote named \"elsewhere\""),
+        "{}",
+        run.stderr
+    );
+    // Unreachable server: exit 4, the local bundle intact.
+    let run = run_with(&ws, &ENV, &["--json", "push"]);
+    run.code(4);
+    assert_eq!(run.json()["error"]["kind"], "remote", "{}", run.stdout);
+    assert!(!run.stdout.contains("do-not-print"), "{}", run.stdout);
+
+    for (body, says) in [
+        ("url = \"s3://b/p\"\n", "`encryption` must be written out"),
+        (
+            "url = \"s3://b/p\"\nencryption = \"aes\"\n",
+            "not supported",
+        ),
+        (
+            "url = \"gs://b/p\"\nencryption = \"none\"\n",
+            "gs:// is not supported",
+        ),
+    ] {
+        let ws = Workspace::new();
+        setup(&ws, body);
+        let run = run_with(&ws, &ENV, &["list"]);
+        run.code(2);
+        assert!(run.stderr.contains(says), "{body}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_missing_bucket_is_an_error_naming_the_remote() {
+    let Some(port) = server() else { return };
+    let ws = Workspace::new();
+    setup(
+        &ws,
+        &format!("url = \"s3://no-such-bucket/x\"\nendpoint = \"http://127.0.0.1:{port}\"\nencryption = \"none\"\n"),
+    );
+    ws.create(&[]);
+    let run = run_with(&ws, &ENV, &["push"]);
+    run.code(4);
+    assert!(run.stderr.contains("remote \"offsite\""), "{}", run.stderr);
+}
+
+/// A `file://` remote in the workspace.
+fn file_remote(ws: &Workspace) -> (String, PathBuf) {
+    let dir = ws.path("offsite");
+    (
+        format!(
+            "url = \"file://{}\"\nencryption = \"none\"\n",
+            dir.display()
+        ),
+        dir,
+    )
+}
+
+#[test]
+fn damaged_remote_objects_are_named_and_never_restored() {
+    let ws = Workspace::new();
+    let (remote, dir) = file_remote(&ws);
+    setup(&ws, &remote);
+    ws.create(&[]);
+    run_with(&ws, &[], &["push"]).code(0);
+    let id = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let id = id.to_str().unwrap().to_string();
+    run_with(
+        &ws,
+        &[],
+        &["verify", "--remote", "offsite", &id, "--read-data"],
+    )
+    .code(0);
+
+    // Same size, altered bytes: only --read-data can see it.
+    let object = dir.join(&id).join("f/0");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&object, &bytes).unwrap();
+    run_with(&ws, &[], &["verify", "--remote", "offsite", &id]).code(0);
+    let run = run_with(
+        &ws,
+        &[],
+        &["verify", "--remote", "offsite", &id, "--read-data"],
+    );
+    run.code(1);
+    assert!(run.stdout.contains("f/0"), "{}", run.stdout);
+    let live_before = tree(&ws.path("data"));
+    let run = run_with(
+        &ws,
+        &[],
+        &["restore", "--remote", "offsite", &id, "--mode", "merge"],
+    );
+    run.code(3);
+    assert!(run.stderr.contains("not intact"), "{}", run.stderr);
+    assert_eq!(tree(&ws.path("data")), live_before, "live data was touched");
+    crate::support::make_writable(&ws.path("backups"));
+    std::fs::remove_dir_all(ws.path("backups")).unwrap();
+    let run = run_with(&ws, &[], &["pull", &id]);
+    run.code(3);
+    let local: Vec<_> = std::fs::read_dir(ws.path("backups"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(
+        local
+            .iter()
+            .all(|e| !e.file_name().to_string_lossy().starts_with('2')),
+        "a partial bundle was left"
+    );
+
+    // Truncated, then deleted: the cheap verify names it.
+    std::fs::write(&object, &bytes[..10]).unwrap();
+    let run = run_with(&ws, &[], &["verify", "--remote", "offsite", &id]);
+    run.code(1);
+    assert!(run.stdout.contains("the index says"), "{}", run.stdout);
+    std::fs::remove_file(&object).unwrap();
+    let run = run_with(&ws, &[], &["verify", "--remote", "offsite", &id]);
+    run.code(1);
+    assert!(run.stdout.contains("object is missing"), "{}", run.stdout);
+}
+
+#[test]
+fn an_interrupted_push_is_finished_by_the_next_one() {
+    let ws = Workspace::new();
+    let (remote, dir) = file_remote(&ws);
+    setup(&ws, &remote);
+    ws.create(&[]);
+    run_with(&ws, &[], &["push"]).code(0);
+    let id = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let id = id.to_str().unwrap().to_string();
+    // As if killed before the end: no index, one object missing.
+    std::fs::remove_file(dir.join(&id).join("index.json")).unwrap();
+    std::fs::remove_file(dir.join(&id).join("f/1")).unwrap();
+    let run = run_with(&ws, &[], &["--json", "list", "--remote", "offsite"]);
+    run.code(0);
+    assert_eq!(
+        run.json().as_array().unwrap().len(),
+        0,
+        "an unfinished bundle is listed"
+    );
+    let push = run_with(&ws, &[], &["--json", "push"]);
+    push.code(0);
+    let doc = push.json();
+    assert_eq!(doc[0]["uploaded"], 1, "{}", push.stdout);
+    assert!(doc[0]["resumed"].as_u64().unwrap() >= 3, "{}", push.stdout);
+    run_with(
+        &ws,
+        &[],
+        &["verify", "--remote", "offsite", &id, "--read-data"],
+    )
+    .code(0);
+
+    // Another bundle under the same id on the remote is refused.
+    let forged = dir.join(&id).join("m");
+    let other = zstd::stream::encode_all(&b"{\"format_version\": 1}"[..], 3).unwrap();
+    std::fs::write(&forged, other).unwrap();
+    std::fs::remove_file(dir.join(&id).join("index.json")).unwrap();
+    let run = run_with(&ws, &[], &["push", &id]);
+    run.code(1);
+    assert!(run.stderr.contains("different manifest"), "{}", run.stderr);
+}
