@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::manifest::FileRecord;
 use crate::progress::Progress;
 use crate::remote::layout::{self, file_object, StoredObject, INDEX, MANIFEST_OBJECT, SUM_OBJECT};
-use crate::remote::Remote;
+use crate::remote::{Remote, RemoteBundle};
 use crate::verify::{Problem, VerifyReport};
 
 /// Checks remote bundle `id`.
@@ -51,30 +51,45 @@ pub fn verify(
     report.id = Some(bundle.manifest.id.clone());
     report.suspicious = bundle.manifest.suspicious;
     report.suspicious_reasons = bundle.manifest.suspicious_reasons.clone();
+    report.problems.extend(check_objects(remote, id, &bundle)?);
+    if read_data && report.problems.is_empty() {
+        read_all(remote, id, &bundle, &mut report, progress)?;
+    }
+    report.ok = report.problems.is_empty();
+    Ok(report)
+}
+
+/// The problems a listing and the small objects show: objects missing,
+/// of the wrong size, unlisted, or a checksum object that does not match.
+fn check_objects(remote: &Remote, id: &str, bundle: &RemoteBundle) -> Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut add = |name: &str, text: String| {
+        problems.push(Problem {
+            store: None,
+            path: Some(name.to_string()),
+            problem: text,
+        })
+    };
     let listed: BTreeMap<String, u64> = remote
         .engine
         .list(id)?
         .into_iter()
         .map(|o| (o.name, o.bytes))
         .collect();
-    let files: Vec<&FileRecord> = layout::files(&bundle.manifest).collect();
+    let files = layout::files(&bundle.manifest).count();
     let mut expected: Vec<String> = vec![MANIFEST_OBJECT.into(), SUM_OBJECT.into()];
-    expected.extend((0..files.len()).map(file_object));
+    expected.extend((0..files).map(file_object));
     for name in &expected {
         let Some(entry) = bundle.index.object(name) else {
-            report
-                .problems
-                .push(problem(Some(name), "not listed in the index".into()));
+            add(name, "not listed in the index".into());
             continue;
         };
         match listed.get(&format!("{id}/{name}")) {
-            None => report
-                .problems
-                .push(problem(Some(name), "object is missing".into())),
-            Some(&bytes) if bytes != entry.bytes => report.problems.push(problem(
-                Some(name),
+            None => add(name, "object is missing".into()),
+            Some(&bytes) if bytes != entry.bytes => add(
+                name,
                 format!("object is {bytes} bytes, the index says {}", entry.bytes),
-            )),
+            ),
             Some(_) => {}
         }
     }
@@ -84,40 +99,47 @@ pub fn verify(
         .chain([format!("{id}/{INDEX}")])
         .collect();
     for name in listed.keys().filter(|n| !known.contains(n)) {
-        report
-            .problems
-            .push(problem(Some(name), "object the index does not list".into()));
+        add(name, "object the index does not list".into());
     }
     if let Err(why) = remote.fetch_object(id, &bundle.index, SUM_OBJECT)? {
-        report.problems.push(problem(Some(SUM_OBJECT), why));
+        add(SUM_OBJECT, why);
     }
-    if read_data && report.problems.is_empty() {
-        let total = files.iter().map(|f| f.bytes).sum();
-        progress.start(
-            &format!("reading {id} from {}", remote.spec.name),
-            Some(total),
-        );
-        for (n, file) in files.iter().enumerate() {
-            let name = file_object(n);
-            let entry = bundle.index.object(&name).expect("checked above");
-            let outcome = read_object(remote, &format!("{id}/{name}"), file, Some(entry))?;
-            progress.advance(file.bytes);
-            match outcome {
-                Ok(_) => {
-                    report.files_checked += 1;
-                    report.bytes_checked += file.bytes;
-                }
-                Err(why) => report.problems.push(Problem {
-                    store: file.path.split('/').next().map(str::to_string),
-                    path: Some(file.path.clone()),
-                    problem: format!("object {name}: {why}"),
-                }),
+    Ok(problems)
+}
+
+/// Reads every file object back into `report` (`--read-data`).
+fn read_all(
+    remote: &Remote,
+    id: &str,
+    bundle: &RemoteBundle,
+    report: &mut VerifyReport,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let files: Vec<&FileRecord> = layout::files(&bundle.manifest).collect();
+    let total = files.iter().map(|f| f.bytes).sum();
+    progress.start(
+        &format!("reading {id} from {}", remote.spec.name),
+        Some(total),
+    );
+    for (n, file) in files.iter().enumerate() {
+        let name = file_object(n);
+        let entry = bundle.index.object(&name);
+        let outcome = read_object(remote, &format!("{id}/{name}"), file, entry)?;
+        progress.advance(file.bytes);
+        match outcome {
+            Ok(_) => {
+                report.files_checked += 1;
+                report.bytes_checked += file.bytes;
             }
+            Err(why) => report.problems.push(Problem {
+                store: file.path.split('/').next().map(str::to_string),
+                path: Some(file.path.clone()),
+                problem: format!("object {name}: {why}"),
+            }),
         }
-        progress.finish();
     }
-    report.ok = report.problems.is_empty();
-    Ok(report)
+    progress.finish();
+    Ok(())
 }
 
 /// Reads `object` back, decompressing it into `sink`: its stored entry

@@ -10,21 +10,20 @@
 //! aborts its own multipart upload. Transient errors are retried with
 //! backoff by the engine.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::remote::pack::{Packer, Uploaded};
 use crate::remote::spec::RemoteSpec;
 
-/// Stored bytes at or above this go up in parts of this size.
-pub const PART_BYTES: usize = 8 * 1024 * 1024;
+pub use crate::remote::pack::PART_BYTES;
 
 /// How much plaintext is read at a time.
 const READ_BYTES: usize = 1024 * 1024;
@@ -36,19 +35,6 @@ pub struct Engine {
     prefix: ObjectPath,
     /// The remote's name, for messages.
     pub name: String,
-}
-
-/// What an upload stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uploaded {
-    /// Plaintext bytes read.
-    pub plain_bytes: u64,
-    /// sha256 of the plaintext.
-    pub plain_sha256: String,
-    /// Bytes stored (compressed).
-    pub stored_bytes: u64,
-    /// sha256 of the stored bytes.
-    pub stored_sha256: String,
 }
 
 /// An object listed on the remote: its name below the prefix and its size.
@@ -268,85 +254,58 @@ impl Engine {
             remote: self.name.clone(),
             reason: format!("could not compress {rel}: {e}"),
         };
-        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level).map_err(local)?;
-        let (mut plain, mut stored) = (Sha256::new(), Sha256::new());
-        let (mut plain_bytes, mut stored_bytes) = (0u64, 0u64);
+        let mut packer = Packer::new(level).map_err(local)?;
         let mut buf = vec![0u8; READ_BYTES];
         let mut multipart: Option<WriteMultipart> = None;
-        let result: Result<()> = self.runtime.block_on(async {
+        let streamed: Result<()> = self.runtime.block_on(async {
             loop {
                 let n = match source.read(&mut buf) {
-                    Ok(0) => break,
+                    Ok(0) => return Ok(()),
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(local(e)),
                 };
-                plain.update(&buf[..n]);
-                plain_bytes += n as u64;
                 progress.advance(n as u64);
-                encoder.write_all(&buf[..n]).map_err(local)?;
-                if encoder.get_ref().len() >= PART_BYTES {
-                    let part = std::mem::take(encoder.get_mut());
-                    stored.update(&part);
-                    stored_bytes += part.len() as u64;
-                    let writer = match &mut multipart {
-                        Some(w) => w,
-                        None => {
-                            let upload =
-                                self.store.put_multipart(&path).await.map_err(|e| {
-                                    self.fail(&format!("could not start {rel}"), &e)
-                                })?;
-                            multipart
-                                .insert(WriteMultipart::new_with_chunk_size(upload, PART_BYTES))
-                        }
-                    };
-                    writer
-                        .wait_for_capacity(jobs.max(1))
-                        .await
-                        .map_err(|e| self.fail(&format!("could not upload {rel}"), &e))?;
-                    writer.write(&part);
+                let Some(part) = packer.feed(&buf[..n]).map_err(local)? else {
+                    continue;
+                };
+                if multipart.is_none() {
+                    let upload = self.store.put_multipart(&path).await;
+                    let upload =
+                        upload.map_err(|e| self.fail(&format!("could not start {rel}"), &e))?;
+                    multipart = Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES));
                 }
+                let writer = multipart.as_mut().expect("started above");
+                let room = writer.wait_for_capacity(jobs.max(1)).await;
+                room.map_err(|e| self.fail(&format!("could not upload {rel}"), &e))?;
+                writer.write(&part);
             }
-            Ok(())
         });
-        let finished = result.and_then(|()| {
-            let rest = std::mem::take(encoder.get_mut());
-            let tail = encoder.finish().map_err(local)?;
-            let rest = [rest, tail].concat();
-            stored.update(&rest);
-            stored_bytes += rest.len() as u64;
-            self.runtime.block_on(async {
+        let finished = streamed.and_then(|()| {
+            let (rest, uploaded) = packer.finish().map_err(local)?;
+            let done = self.runtime.block_on(async {
                 match multipart.take() {
                     None => self
                         .store
                         .put(&path, PutPayload::from(rest))
                         .await
-                        .map(|_| ())
-                        .map_err(|e| self.fail(&format!("could not write {rel}"), &e)),
+                        .map(|_| ()),
                     Some(mut writer) => {
                         writer.write(&rest);
-                        writer
-                            .finish()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| self.fail(&format!("could not finish {rel}"), &e))
+                        writer.finish().await.map(|_| ())
                     }
                 }
-            })
+            });
+            done.map_err(|e| self.fail(&format!("could not write {rel}"), &e))?;
+            Ok(uploaded)
         });
-        if let Err(e) = finished {
+        if finished.is_err() {
             // A failing upload leaves no multipart upload behind.
             if let Some(writer) = multipart {
                 let _ = self.runtime.block_on(writer.abort());
             }
-            return Err(e);
         }
-        Ok(Uploaded {
-            plain_bytes,
-            plain_sha256: hex::encode(plain.finalize()),
-            stored_bytes,
-            stored_sha256: hex::encode(stored.finalize()),
-        })
+        finished
     }
 }
 

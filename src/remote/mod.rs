@@ -10,6 +10,7 @@
 pub mod check;
 pub mod engine;
 pub mod layout;
+pub mod pack;
 pub mod pull;
 pub mod push;
 pub mod spec;

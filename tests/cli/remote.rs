@@ -435,3 +435,38 @@ fn an_interrupted_push_is_finished_by_the_next_one() {
     run.code(1);
     assert!(run.stderr.contains("different manifest"), "{}", run.stderr);
 }
+
+#[test]
+fn a_file_larger_than_a_part_goes_up_in_parts_and_comes_back_whole() {
+    let Some(port) = server() else { return };
+    let ws = Workspace::new();
+    setup(&ws, &s3_remote(port, "parts"));
+    // Incompressible, so that it stays above one 8 MiB part once compressed.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..9 * 1024 * 1024 + 77)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(ws.path("data/vectors/big.bin"), &big).unwrap();
+    ws.create(&[]);
+    let push = run_with(&ws, &ENV, &["--json", "push", "--jobs", "2"]);
+    push.code(0);
+    assert!(push.json()[0]["bytes_stored"].as_u64().unwrap() > 9 * 1024 * 1024);
+    run_with(
+        &ws,
+        &ENV,
+        &["verify", "--remote", "offsite", "latest", "--read-data"],
+    )
+    .code(0);
+    crate::support::make_writable(&ws.path("backups"));
+    std::fs::remove_dir_all(ws.path("backups")).unwrap();
+    let pull = run_with(&ws, &ENV, &["--json", "pull", "latest"]);
+    pull.code(0);
+    let pulled = PathBuf::from(pull.json()["path"].as_str().unwrap());
+    assert_eq!(std::fs::read(pulled.join("vectors/big.bin")).unwrap(), big);
+    ws.run(&["verify", pulled.to_str().unwrap()]).code(0);
+}
