@@ -120,6 +120,9 @@ pub struct PruneArgs {
     /// Delete; without it prune only reports what it would delete
     #[arg(long)]
     pub apply: bool,
+    /// Prune this remote instead (its `[remotes.retention]`, else `[retention]`)
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     /// Evaluate the policy at this time instead of the clock (RFC 3339)
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<String>,
@@ -265,6 +268,13 @@ pub struct CreateArgs {
     /// After a successful create, apply the config's [retention] policy (prune --apply)
     #[arg(long)]
     pub prune: bool,
+    /// Then push the new bundle to the remote (the only one, or --remote);
+    /// the local bundle stays either way
+    #[arg(long)]
+    pub push: bool,
+    /// With --push: the `[[remotes]]` entry
+    #[arg(long, value_name = "NAME", requires = "push")]
+    pub remote: Option<String>,
     /// Capture up to N files at once [default: the number of cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,

@@ -21,6 +21,11 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
                 .into(),
         ));
     }
+    // A remote that cannot be used fails before anything is created.
+    let remote = match args.push {
+        true => Some(super::remote::open(&config, args.remote.as_deref())?),
+        false => None,
+    };
     let opts = CreateOptions {
         destination,
         stores: config.select(&args.stores)?,
@@ -69,7 +74,33 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
     } else {
         None
     };
-    let doc = output::create::json(&outcome, pruned.as_ref());
+    let mut doc = output::create::json(&outcome, pruned.as_ref());
+    if let Some(remote) = &remote {
+        let bar = printer.bar();
+        let pushed = bundle::remote::push::push(remote, &[outcome.path.clone()], 4, &bar);
+        drop(bar);
+        let context = |e: Error| Error::Context {
+            context: format!(
+                "bundle {} was created (it stays local), but pushing it to remote \"{}\" failed",
+                outcome.manifest.id, remote.spec.name
+            ),
+            source: Box::new(e),
+        };
+        let pushed = pushed.map_err(context)?.remove(0);
+        if let Some(why) = &pushed.error {
+            return Err(context(Error::Remote {
+                remote: remote.spec.name.clone(),
+                reason: why.clone(),
+            }));
+        }
+        if !printer.json() {
+            printer.note(
+                output::remote::render_push(&remote.spec.name, std::slice::from_ref(&pushed))
+                    .trim_end(),
+            );
+        }
+        doc.push = Some(pushed);
+    }
     if suspicious {
         for reason in &outcome.manifest.suspicious_reasons {
             output::warn(reason);

@@ -10,7 +10,6 @@ use crate::output::{self, Printer};
 /// Applies the retention policy (dry run unless `--apply`).
 pub fn run(cli: &Cli, args: &PruneArgs, printer: Printer) -> Result<ExitCode> {
     let config = load_config(cli)?;
-    let destination = destination_of(&config, args.dest.as_ref())?;
     let now = match &args.now {
         None => jiff::Timestamp::now(),
         Some(text) => text.parse().map_err(|e| {
@@ -19,12 +18,19 @@ pub fn run(cli: &Cli, args: &PruneArgs, printer: Printer) -> Result<ExitCode> {
             ))
         })?,
     };
-    let report = prune(&PruneOptions {
-        destination,
-        policy: config.retention.or_flags(&args.policy),
-        now,
-        apply: args.apply,
-    })?;
+    let report = match &args.remote {
+        Some(name) => {
+            let remote = super::remote::open(&config, Some(name))?;
+            let base = remote.spec.retention.as_ref().unwrap_or(&config.retention);
+            bundle::remote::prune(&remote, &base.or_flags(&args.policy), now, args.apply)?
+        }
+        None => prune(&PruneOptions {
+            destination: destination_of(&config, args.dest.as_ref())?,
+            policy: config.retention.or_flags(&args.policy),
+            now,
+            apply: args.apply,
+        })?,
+    };
     printer.result(&report, || output::prune::render(&report));
     Ok(ExitCode::Success)
 }

@@ -24,6 +24,9 @@ pub struct CreatedJson<'a> {
     accepted_shrink: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     prune: Option<&'a PruneReport>,
+    /// With `--push`: what pushing the new bundle did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<bundle::remote::push::Pushed>,
 }
 
 /// One store of [`CreatedJson`].
@@ -65,6 +68,7 @@ pub fn json<'a>(outcome: &'a CreateOutcome, pruned: Option<&'a PruneReport>) -> 
         suspicious_reasons: &m.suspicious_reasons,
         accepted_shrink: &m.accepted_shrink,
         prune: pruned,
+        push: None,
     }
 }
 

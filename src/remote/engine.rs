@@ -33,6 +33,8 @@ pub struct Engine {
     runtime: tokio::runtime::Runtime,
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    /// For a `file://` remote, its folder (emptied folders are removed).
+    local_root: Option<std::path::PathBuf>,
     /// The remote's name, for messages.
     pub name: String,
 }
@@ -62,6 +64,7 @@ impl Engine {
             .url
             .split_once("://")
             .ok_or_else(|| fail(format!("url {:?} is not a URL", spec.url)))?;
+        let mut local_root = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match scheme {
             "s3" => {
                 check_credentials(&spec.name)?;
@@ -101,6 +104,7 @@ impl Engine {
                     ));
                 }
                 crate::fsutil::create_private_dir_all(root)?;
+                local_root = Some(root.to_path_buf());
                 let store = object_store::local::LocalFileSystem::new_with_prefix(root)
                     .map_err(|e| fail(engine_message(&e)))?;
                 (Arc::new(store), String::new())
@@ -117,6 +121,7 @@ impl Engine {
             runtime,
             store,
             prefix,
+            local_root,
             name: spec.name.clone(),
         })
     }
@@ -234,9 +239,19 @@ impl Engine {
     pub fn delete(&self, rel: &str) -> Result<()> {
         let path = self.path(rel);
         match self.runtime.block_on(self.store.delete(&path)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.fail(&format!("could not delete {rel}"), &e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.fail(&format!("could not delete {rel}"), &e)),
         }
+        // A folder has no empty directories to leave behind, unlike a bucket.
+        if let Some(root) = &self.local_root {
+            let mut dir = root.join(path.as_ref());
+            while dir.pop() && dir.starts_with(root) && dir != *root {
+                if std::fs::remove_dir(&dir).is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Compresses `source` with zstd `level` into object `rel`: one request

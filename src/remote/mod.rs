@@ -8,6 +8,7 @@
 //! `prune`, and the next push finishes it.
 
 pub mod check;
+pub mod destination;
 pub mod engine;
 pub mod layout;
 pub mod pack;
@@ -202,4 +203,27 @@ pub fn resolve_id(remote: &Remote, arg: &str) -> Result<String> {
                 remote.spec.name
             ))
         })
+}
+
+/// `bundle prune --remote`: the retention policy applied to `remote` (a dry
+/// run unless `apply`), by the same engine as a local prune.
+pub fn prune(
+    remote: &Remote,
+    policy: &crate::retention::Policy,
+    now: jiff::Timestamp,
+    apply: bool,
+) -> Result<crate::prune::PruneReport> {
+    if policy.has_no_rules() {
+        return Err(Error::Usage(format!(
+            "no retention policy for remote \"{}\": pass --keep-... flags, or add [remotes.retention] or [retention] to bundle.toml",
+            remote.spec.name
+        )));
+    }
+    let opts = crate::prune::PruneOptions {
+        destination: std::path::PathBuf::new(),
+        policy: policy.clone(),
+        now,
+        apply,
+    };
+    crate::prune::prune_in(&destination::RemoteDestination { remote }, &opts)
 }

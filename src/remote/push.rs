@@ -160,6 +160,15 @@ fn push_one(
     let id = &manifest.id;
     let level = remote.spec.zstd_level();
     let present = remote.engine.list(id)?;
+    if present
+        .iter()
+        .any(|o| o.name == format!("{id}/{}", crate::remote::destination::DELETING))
+    {
+        return Err(Error::Refused(format!(
+            "bundle {id} is being deleted from remote \"{}\" by a prune that did not finish; run `bundle prune --remote {} --apply` first",
+            remote.spec.name, remote.spec.name
+        )));
+    }
     let mut objects = Vec::new();
     let up = |name: &str, bytes: &[u8]| -> Result<StoredObject> {
         let stored = remote

@@ -201,8 +201,9 @@ fn create_push_wipe_everything_and_restore_from_s3() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 
-    // pull gives back an ordinary local bundle that verifies.
-    let pull = run_with(&ws, &ENV, &["--json", "pull", &id]);
+    // pull gives back an ordinary local bundle that verifies (into another
+    // folder: the safety snapshot may have taken the same id, to the second).
+    let pull = run_with(&ws, &ENV, &["--json", "pull", &id, "--dest", "pulled"]);
     pull.code(0);
     let pulled = PathBuf::from(pull.json()["path"].as_str().unwrap());
     assert_eq!(pulled.file_name(), bundle.file_name());
@@ -469,4 +470,71 @@ fn a_file_larger_than_a_part_goes_up_in_parts_and_comes_back_whole() {
     let pulled = PathBuf::from(pull.json()["path"].as_str().unwrap());
     assert_eq!(std::fs::read(pulled.join("vectors/big.bin")).unwrap(), big);
     ws.run(&["verify", pulled.to_str().unwrap()]).code(0);
+}
+
+#[test]
+fn create_push_then_prune_the_remote_by_its_own_retention() {
+    let ws = Workspace::new();
+    let (remote, dir) = file_remote(&ws);
+    setup(
+        &ws,
+        &format!("{remote}[remotes.retention]\nkeep_last = 1\n"),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let run = run_with(&ws, &[], &["--json", "create", "--push"]);
+        run.code(0);
+        assert_eq!(run.json()["push"]["outcome"], "pushed", "{}", run.stdout);
+        ids.push(run.json()["id"].as_str().unwrap().to_string());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let dry = run_with(&ws, &[], &["--json", "prune", "--remote", "offsite"]);
+    dry.code(0);
+    assert_eq!(
+        dry.json()["deleted"].as_array().unwrap().len(),
+        2,
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        3,
+        "a dry run deleted something"
+    );
+
+    // A prune stopped part-way: the marker and some objects are left.
+    std::fs::write(dir.join(&ids[0]).join("deleting"), b"").unwrap();
+    std::fs::remove_file(dir.join(&ids[0]).join("index.json")).unwrap();
+    let run = run_with(&ws, &[], &["push", &ids[0]]);
+    run.code(1);
+    assert!(run.stderr.contains("being deleted"), "{}", run.stderr);
+
+    let apply = run_with(
+        &ws,
+        &[],
+        &["--json", "prune", "--remote", "offsite", "--apply"],
+    );
+    apply.code(0);
+    let doc = apply.json();
+    assert_eq!(
+        doc["deleted"],
+        serde_json::json!([ids[1]]),
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(
+        doc["leftovers"],
+        serde_json::json!([ids[0]]),
+        "{}",
+        apply.stdout
+    );
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec![ids[2].clone()], "only the newest stays");
+    // Locally nothing was pruned.
+    let local = run_with(&ws, &[], &["--json", "list"]);
+    assert_eq!(local.json().as_array().unwrap().len(), 3);
 }
