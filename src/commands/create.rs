@@ -77,7 +77,8 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
     let mut doc = output::create::json(&outcome, pruned.as_ref());
     if let Some(remote) = &remote {
         let bar = printer.bar();
-        let pushed = bundle::remote::push::push(remote, &[outcome.path.clone()], 4, &bar);
+        let pushed =
+            bundle::remote::push::push(remote, std::slice::from_ref(&outcome.path), 4, &bar);
         drop(bar);
         let context = |e: Error| Error::Context {
             context: format!(
