@@ -405,6 +405,13 @@ fn an_interrupted_push_is_finished_by_the_next_one() {
         .unwrap()
         .file_name();
     let id = id.to_str().unwrap().to_string();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(&id).join("index.json")).unwrap()).unwrap();
+    let errors: Vec<String> = crate::schema::schema("remote-index.schema.json")
+        .iter_errors(&index)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
     // As if killed before the end: no index, one object missing.
     std::fs::remove_file(dir.join(&id).join("index.json")).unwrap();
     std::fs::remove_file(dir.join(&id).join("f/1")).unwrap();
