@@ -200,8 +200,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bundle-bench")
     ap.add_argument("--bundle", type=Path, help="the bundle binary [default: cargo build --release]")
-    ap.add_argument("--only", choices=["bundle", "all"], default="all",
-                    help="bundle: time only bundle and cp -r (e.g. for the 8 GiB memory check)")
+    ap.add_argument("--only", choices=["bundle", "all", "offsite"], default="all",
+                    help="bundle: time only bundle and cp -r (e.g. for the 8 GiB memory check); "
+                         "offsite: only push / unchanged push / restore --remote against a local "
+                         "S3 server (moto from .venv-s3) and `aws s3 cp --recursive`")
     ap.add_argument("--json", type=Path, help="where to write results [default: WORK/results.json]")
     args = ap.parse_args()
 
@@ -239,6 +241,11 @@ def main():
 
     def fresh_dest(_):
         rm(dest)
+
+    if args.only == "offsite":
+        offsite(results, work, bundle, config, runs)
+        report(results, total, args, work)
+        return
 
     results["cp -r"] = measure("cp -r", runs, lambda _: rm(work / "cp"),
                                lambda _: ["cp", "-r", str(data), str(work / "cp")])
@@ -327,6 +334,71 @@ def main():
     report(results, total, args, work)
 
 
+def offsite(results, work, bundle, config, runs):
+    """push (first), push after an unchanged create, restore --remote, to a
+    local S3 server, against `aws s3 cp --recursive` of the bundle folder."""
+    import socket
+    s3_python = ROOT / ".venv-s3" / "bin" / "python"
+    server = subprocess.Popen([str(s3_python), str(ROOT / "tests/support/s3_server.py")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    port = int(server.stdout.readline())
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+               AWS_DEFAULT_REGION="us-east-1")
+
+    def bucket(name):
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(f"PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            c.recv(4096)
+
+    base_config = config.read_text()
+    counter = iter(range(1000))
+
+    def fresh_remote(_):
+        name = f"bench{next(counter)}"
+        bucket(name)
+        config.write_text(base_config + f'[[remotes]]\nname = "s3"\nurl = "s3://{name}/b"\n'
+                          f'endpoint = "http://127.0.0.1:{port}"\nencryption = "none"\n')
+
+    dest = work / "dest"
+    rm(dest)
+    subprocess.run([bundle, "--config", str(config), "--quiet", "create"], check=True)
+    folder = sorted(p for p in dest.iterdir() if not p.name.startswith("."))[0]
+    B = [bundle, "--config", str(config), "--quiet"]
+    results["aws s3 cp --recursive"] = measure(
+        "aws s3 cp --recursive", runs, fresh_remote,
+        lambda i: ["aws", "--endpoint-url", f"http://127.0.0.1:{port}", "s3", "cp",
+                   "--recursive", "--quiet", str(folder), f"s3://bench{i}/floor"], env=env)
+    results["bundle push (first)"] = measure(
+        "bundle push (first)", runs, fresh_remote, lambda _: B + ["push"], env=env)
+    time.sleep(2.5)
+    subprocess.run(B + ["create"], check=True, env=env)
+    results["bundle push (after unchanged create)"] = measure(
+        "bundle push (after unchanged create)", 1, None, lambda _: B + ["push"], env=env)
+    listed = subprocess.run([bundle, "--config", str(config), "--json", "list", "--remote", "s3"],
+                            check=True, capture_output=True, env=env)
+    rows = json.loads(listed.stdout)
+    results["remote bytes / local bytes"] = {
+        "name": "remote bytes / local bytes", "median_s": 0, "runs_s": [], "peak_rss_mib": 0,
+        "ratio": rows[0]["stored_bytes"] / max(rows[0]["bytes"], 1)}
+    log(f"remote stores {rows[0]['stored_bytes'] / MIB:.0f} MiB for "
+        f"{rows[0]['bytes'] / MIB:.0f} MiB of bundle")
+
+    def token(_):
+        plan = subprocess.run(B[:-1] + ["--json", "restore", "--remote", "s3", rows[0]["id"],
+                                        "--mode", "replace", "--dry-run"],
+                              check=True, capture_output=True, env=env)
+        token.value = json.loads(plan.stdout)["confirm_token"]
+
+    results["bundle restore --remote (replace)"] = measure(
+        "bundle restore --remote (replace)", runs, token,
+        lambda _: B + ["restore", "--remote", "s3", rows[0]["id"], "--mode", "replace",
+                       "--no-safety-snapshot", "--confirm-token", token.value], env=env)
+    server.stdin.close()
+    server.wait()
+    config.write_text(base_config)
+
+
 def peers(results, work, data, runs):
     env = dict(os.environ, RESTIC_PASSWORD="bench", BORG_PASSPHRASE="",
                BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
@@ -404,6 +476,9 @@ def report(results, total, args, work):
                             "met": value <= limit})
 
     first, cp = t("bundle create (first)"), t("cp -r")
+    if cp is None:
+        offsite_targets(t, target, results)
+        cp = first = float("nan")
     target("first create <= 1.2 x cp -r", first, 1.2 * cp)
     target("first create < restic backup (first)", first, t("restic backup (first)"))
     target("first create < borg create (first)", first, t("borg create (first)"))
@@ -440,13 +515,23 @@ def report(results, total, args, work):
     print(f"\ndata set: {total / MIB:.0f} MiB; {args.runs} runs each, median; warm page cache\n")
     print(f"{'operation':<52} {'median s':>9} {'MiB/s':>8} {'x cp -r':>8} {'peak RSS':>10}")
     for r in rows:
-        print(f"{r['name']:<52} {r['median_s']:>9.2f} {r['mib_per_s']:>8.0f} "
-              f"{r['x_cp']:>8.2f} {r['peak_rss_mib']:>7.1f} MiB")
+        print(f"{r['name']:<52} {r['median_s']:>9.2f} {r['mib_per_s'] or 0:>8.0f} "
+              f"{r['x_cp'] or 0:>8.2f} {r['peak_rss_mib']:>7.1f} MiB")
     print("\ntargets:")
     for tg in targets:
         mark = {True: "met", False: "MISSED", None: "n/a (not measured)"}[tg["met"]]
         print(f"  {mark:<8} {tg['target']}: {tg['value']} vs {tg['limit']}")
     print(f"\nresults written to {out}")
+
+
+def offsite_targets(t, target, results):
+    """The offsite issue's targets (restic to S3 is not measured here)."""
+    floor = t("aws s3 cp --recursive")
+    target("first push <= 1.2 x aws s3 cp --recursive", t("bundle push (first)"),
+           1.2 * floor if floor else None)
+    target("unchanged push <= 1 s", t("bundle push (after unchanged create)"), 1.0)
+    ratio = results.get("remote bytes / local bytes", {}).get("ratio")
+    target("remote bytes <= 0.6 x local bundle bytes", ratio, 0.6)
 
 
 def tool_version(cmd):
