@@ -478,7 +478,15 @@ def report(results, total, args, work):
     first, cp = t("bundle create (first)"), t("cp -r")
     if cp is None:
         offsite_targets(t, target, results)
-        cp = first = float("nan")
+    else:
+        local_targets(t, target, first, cp)
+    peak = max(r["peak_rss_mib"] for n, r in results.items() if n.startswith("bundle"))
+    target(f"bundle peak RSS <= 64 MiB at {args.scale_gib} GiB", peak, 64)
+    finish_report(results, rows, targets, total, args, work)
+
+
+def local_targets(t, target, first, cp):
+    """The local targets (docs/performance.md)."""
     target("first create <= 1.2 x cp -r", first, 1.2 * cp)
     target("first create < restic backup (first)", first, t("restic backup (first)"))
     target("first create < borg create (first)", first, t("borg create (first)"))
@@ -493,9 +501,10 @@ def report(results, total, args, work):
     rr = t("restic restore")
     target("restore replace <= 0.5 x restic restore", t("bundle restore --mode replace"),
            0.5 * rr if rr else None)
-    peak = max(r["peak_rss_mib"] for n, r in results.items() if n.startswith("bundle"))
-    target(f"bundle peak RSS <= 64 MiB at {args.scale_gib} GiB", peak, 64)
 
+
+def finish_report(results, rows, targets, total, args, work):
+    """Writes the JSON and prints the table."""
     machine = {
         "cpus": os.cpu_count(),
         "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")

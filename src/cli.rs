@@ -79,7 +79,7 @@ pub struct PushArgs {
     /// The `[[remotes]]` entry [default: the only one]
     #[arg(long, value_name = "NAME")]
     pub remote: Option<String>,
-    /// Up to N files at once [default: 4]
+    /// Up to N files at once [default: 2]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
     /// Folder holding the bundles (overrides the config's `destination`)
@@ -95,7 +95,7 @@ pub struct PullArgs {
     /// The `[[remotes]]` entry [default: the only one]
     #[arg(long, value_name = "NAME")]
     pub remote: Option<String>,
-    /// Up to N files at once [default: 4]
+    /// Up to N files at once [default: 2]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
     /// Folder holding the bundles (overrides the config's `destination`)

@@ -77,8 +77,12 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
     let mut doc = output::create::json(&outcome, pruned.as_ref());
     if let Some(remote) = &remote {
         let bar = printer.bar();
-        let pushed =
-            bundle::remote::push::push(remote, std::slice::from_ref(&outcome.path), 4, &bar);
+        let pushed = bundle::remote::push::push(
+            remote,
+            std::slice::from_ref(&outcome.path),
+            super::remote::DEFAULT_JOBS,
+            &bar,
+        );
         drop(bar);
         let context = |e: Error| Error::Context {
             context: format!(

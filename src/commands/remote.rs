@@ -11,7 +11,7 @@ use crate::cli::{Cli, PullArgs, PushArgs};
 use crate::output::{self, Printer};
 
 /// Files in flight at once when `--jobs` is not given.
-const DEFAULT_JOBS: usize = 4;
+pub const DEFAULT_JOBS: usize = 2;
 
 /// Opens the remote `name` of the config (or its only one), printing its warnings.
 pub fn open(config: &bundle::config::Config, name: Option<&str>) -> Result<Remote> {

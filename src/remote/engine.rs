@@ -293,7 +293,7 @@ impl Engine {
                 let writer = multipart.as_mut().expect("started above");
                 let room = writer.wait_for_capacity(jobs.max(1)).await;
                 room.map_err(|e| self.fail(&format!("could not upload {rel}"), &e))?;
-                writer.write(&part);
+                writer.put(part.into());
             }
         });
         let finished = streamed.and_then(|()| {
@@ -306,7 +306,7 @@ impl Engine {
                         .await
                         .map(|_| ()),
                     Some(mut writer) => {
-                        writer.write(&rest);
+                        writer.put(rest.into());
                         writer.finish().await.map(|_| ())
                     }
                 }

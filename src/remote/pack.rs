@@ -7,7 +7,7 @@ use std::io::Write;
 use sha2::{Digest, Sha256};
 
 /// Stored bytes at or above this go up in parts of this size.
-pub const PART_BYTES: usize = 8 * 1024 * 1024;
+pub const PART_BYTES: usize = 5 * 1024 * 1024;
 
 /// What an upload stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
