@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `bundle` against the tools its users would pick instead.
 
-    python3 bench/run.py [--scale-gib 2] [--runs 3] [--work DIR] [--only bundle]
+    python3 bench/run.py [--scale-gib 2] [--runs 3] [--work DIR] [--only bundle|offsite] [--many-files N]
 
 Generates a realistic data set (a WAL SQLite memory database with text and
 384-byte embedding blobs and an index, JSONL logs in several files, a
@@ -11,7 +11,8 @@ then times, on the same data in the same run, each at least --runs times
 change), `bundle verify` (full and --quick), `bundle restore --mode replace`
 (right after a nightly create, as a user would), the naive shell script
 (sqlite3 .backup + cp -r + sha256sum + wc -l + row counts), plain `cp -r` (the
-floor of a full copy), and restic / borg when installed. Peak RSS comes from
+floor of a full copy), and restic / rustic / borg when installed. With
+--many-files N the data set is one dir store of N files of 4 KiB instead. Peak RSS comes from
 /usr/bin/time. Prints a table with ratios and the issue's targets, and writes
 everything as JSON (default WORK/results.json). See docs/performance.md.
 
@@ -130,6 +131,30 @@ def generate(data, scale_gib, seed=7):
     return tree_bytes(data)
 
 
+def generate_many(data, n, seed=11):
+    """N files of 4 KiB (text-like, so they compress) in folders of 100."""
+    rng = random.Random(seed)
+    words = "agent memory vector backup restore sqlite index note task chunk".split()
+    for i in range(n):
+        folder = data / f"d{i // 100:05d}"
+        if i % 100 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        text = " ".join(rng.choice(words) for _ in range(800)).encode()[:4096]
+        (folder / f"f{i:07d}.txt").write_bytes(text.ljust(4096, b"."))
+    log(f"generated {n} files of 4 KiB in {data}")
+
+
+def change_many(data, round_no):
+    """Rewrites 1% of the files of the many-files set."""
+    files = sorted(data.rglob("*.txt"))
+    step = 100
+    changed = 0
+    for f in files[round_no % step::step]:
+        f.write_bytes(f"round {round_no}\n".encode().ljust(4096, b"#"))
+        changed += 1
+    return changed
+
+
 def tree_bytes(path):
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
@@ -205,6 +230,8 @@ def main():
                          "offsite: only push / unchanged push / restore --remote against a local "
                          "S3 server (moto from .venv-s3) and `aws s3 cp --recursive`")
     ap.add_argument("--json", type=Path, help="where to write results [default: WORK/results.json]")
+    ap.add_argument("--many-files", type=int, metavar="N",
+                    help="instead of the mixed set: one dir store of N files of 4 KiB in folders of 100")
     args = ap.parse_args()
 
     if args.bundle is None:
@@ -214,11 +241,14 @@ def main():
     bundle = str(args.bundle.resolve())
     work = args.work.resolve()
     data = work / "data"
-    marker = work / f"scale-{args.scale_gib}"
+    marker = work / (f"many-{args.many_files}" if args.many_files else f"scale-{args.scale_gib}")
     if not marker.exists():
         rm(work)
         work.mkdir(parents=True)
-        generate(data, args.scale_gib)
+        if args.many_files:
+            generate_many(data, args.many_files)
+        else:
+            generate(data, args.scale_gib)
         marker.write_text("")
     for junk in ("dest", "cp", "naive", "restic", "borg", "out"):
         rm(work / junk)
@@ -228,12 +258,16 @@ def main():
     time.sleep(2.5)
 
     config = work / "bundle.toml"
-    config.write_text(
-        'destination = "dest"\n'
-        '[[stores]]\nname = "memory"\nkind = "sqlite"\npath = "data/app.db"\n'
-        '[[stores]]\nname = "kb"\nkind = "jsonl"\npath = "data/kb"\n'
-        '[[stores]]\nname = "vectors"\nkind = "dir"\npath = "data/chroma"\n'
-    )
+    if args.many_files:
+        config.write_text('destination = "dest"\n'
+                          '[[stores]]\nname = "files"\nkind = "dir"\npath = "data"\n')
+    else:
+        config.write_text(
+            'destination = "dest"\n'
+            '[[stores]]\nname = "memory"\nkind = "sqlite"\npath = "data/app.db"\n'
+            '[[stores]]\nname = "kb"\nkind = "jsonl"\npath = "data/kb"\n'
+            '[[stores]]\nname = "vectors"\nkind = "dir"\npath = "data/chroma"\n'
+        )
     B = [bundle, "--config", str(config), "--quiet"]
     dest = work / "dest"
     results = {}
@@ -280,7 +314,10 @@ def main():
     changed_rows = {}
 
     def mutate(i):
-        changed_rows[i] = change_one_percent(data, i + 1, args.scale_gib)
+        if args.many_files:
+            changed_rows[i] = change_many(data, i + 1)
+        else:
+            changed_rows[i] = change_one_percent(data, i + 1, args.scale_gib)
         time.sleep(2.5)
 
     results["bundle create (1% changed)"] = measure(
@@ -312,7 +349,9 @@ def main():
         lambda _: B + ["restore", str(base), "--mode", "replace", "--no-safety-snapshot",
                        "--confirm-token", token_only.token])
 
-    if args.only == "all":
+    if args.only == "all" and args.many_files:
+        peers(results, work, data, runs)
+    elif args.only == "all":
         naive_out = work / "naive"
         naive = (
             f"set -e; out='{naive_out}'; mkdir -p \"$out\"; cd '{data}';"
@@ -425,6 +464,31 @@ def peers(results, work, data, runs):
         rm(repo)
     else:
         log("restic not installed: skipped (apt-get install restic)")
+    if shutil.which("rustic"):
+        repo = work / "rustic"
+        renv = dict(env, RUSTIC_PASSWORD="bench")
+
+        def init_rustic(_):
+            rm(repo)
+            subprocess.run(["rustic", "-r", str(repo), "init"], env=renv, check=True,
+                           capture_output=True)
+
+        r = ["rustic", "-r", str(repo)]
+        results["rustic backup (first)"] = measure(
+            "rustic backup (first)", runs, init_rustic, lambda _: r + ["backup", str(data)],
+            env=renv)
+        results["rustic backup (unchanged)"] = measure(
+            "rustic backup (unchanged)", runs, None, lambda _: r + ["backup", str(data)], env=renv)
+        results["rustic check --read-data"] = measure(
+            "rustic check --read-data", runs, None, lambda _: r + ["check", "--read-data"],
+            env=renv)
+        results["rustic restore"] = measure(
+            "rustic restore", runs, lambda _: rm(out),
+            lambda _: r + ["restore", "latest", str(out)], env=renv)
+        rm(out)
+        rm(repo)
+    else:
+        log("rustic not installed: skipped (cargo install rustic-rs)")
     if shutil.which("borg"):
         repo = work / "borg"
 
@@ -498,6 +562,11 @@ def local_targets(t, target, first, cp):
     target("verify --quick <= 0.5 x restic check --read-data", t("bundle verify --quick"),
            0.5 * rc if rc else None)
     target("restore replace <= 1.2 x cp -r", t("bundle restore --mode replace"), 1.2 * cp)
+    for op, ours in [("backup (first)", "bundle create (first)"),
+                     ("backup (unchanged)", "bundle create (unchanged)"),
+                     ("check --read-data", "bundle verify"),
+                     ("restore", "bundle restore --mode replace")]:
+        target(f"{ours} < rustic {op}", t(ours), t(f"rustic {op}"))
     rr = t("restic restore")
     target("restore replace <= 0.5 x restic restore", t("bundle restore --mode replace"),
            0.5 * rr if rr else None)
@@ -514,6 +583,7 @@ def finish_report(results, rows, targets, total, args, work):
         "kernel": platform.release(),
         "restic": tool_version(["restic", "version"]),
         "borg": tool_version(["borg", "--version"]),
+        "rustic": tool_version(["rustic", "--version"]),
         "sqlite3": tool_version(["sqlite3", "--version"]),
     }
     doc = {"data_bytes": total, "scale_gib": args.scale_gib, "runs": args.runs,
