@@ -56,55 +56,13 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
         printer.note(&format!("accepted shrink: {}", output::escape(reason)));
     }
     // A suspicious bundle prunes nothing: it must not push a good one out.
-    let pruned = if args.prune && !suspicious {
-        let report = prune(&PruneOptions {
-            destination: opts.destination.clone(),
-            policy: config.retention.clone(),
-            now: jiff::Timestamp::now(),
-            apply: true,
-        })
-        .map_err(|e| Error::Context {
-            context: format!(
-                "bundle {} was created, but pruning failed",
-                outcome.manifest.id
-            ),
-            source: Box::new(e),
-        })?;
-        Some(report)
-    } else {
-        None
+    let pruned = match args.prune && !suspicious {
+        true => Some(prune_after(&opts.destination, &config, &outcome)?),
+        false => None,
     };
     let mut doc = output::create::json(&outcome, pruned.as_ref());
     if let Some(remote) = &remote {
-        let bar = printer.bar();
-        let pushed = bundle::remote::push::push(
-            remote,
-            std::slice::from_ref(&outcome.path),
-            super::remote::DEFAULT_JOBS,
-            &bar,
-        );
-        drop(bar);
-        let context = |e: Error| Error::Context {
-            context: format!(
-                "bundle {} was created (it stays local), but pushing it to remote \"{}\" failed",
-                outcome.manifest.id, remote.spec.name
-            ),
-            source: Box::new(e),
-        };
-        let pushed = pushed.map_err(context)?.remove(0);
-        if let Some(why) = &pushed.error {
-            return Err(context(Error::Remote {
-                remote: remote.spec.name.clone(),
-                reason: why.clone(),
-            }));
-        }
-        if !printer.json() {
-            printer.note(
-                output::remote::render_push(&remote.spec.name, std::slice::from_ref(&pushed))
-                    .trim_end(),
-            );
-        }
-        doc.push = Some(pushed);
+        doc.push = Some(push_created(remote, &outcome, &printer)?);
     }
     if suspicious {
         for reason in &outcome.manifest.suspicious_reasons {
@@ -125,4 +83,62 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::Success)
+}
+
+/// `--push`: pushes the bundle just created; an error says it stays local.
+fn push_created(
+    remote: &bundle::remote::Remote,
+    outcome: &bundle::create::CreateOutcome,
+    printer: &Printer,
+) -> Result<bundle::remote::push::Pushed> {
+    let bar = printer.bar();
+    let pushed = bundle::remote::push::push(
+        remote,
+        std::slice::from_ref(&outcome.path),
+        super::remote::DEFAULT_JOBS,
+        &bar,
+    );
+    drop(bar);
+    let context = |e: Error| Error::Context {
+        context: format!(
+            "bundle {} was created (it stays local), but pushing it to remote \"{}\" failed",
+            outcome.manifest.id, remote.spec.name
+        ),
+        source: Box::new(e),
+    };
+    let pushed = pushed.map_err(context)?.remove(0);
+    if let Some(why) = &pushed.error {
+        return Err(context(Error::Remote {
+            remote: remote.spec.name.clone(),
+            reason: why.clone(),
+        }));
+    }
+    if !printer.json() {
+        printer.note(
+            crate::output::remote::render_push(&remote.spec.name, std::slice::from_ref(&pushed))
+                .trim_end(),
+        );
+    }
+    Ok(pushed)
+}
+
+/// `--prune`: applies the config's retention after a create that worked.
+fn prune_after(
+    destination: &Path,
+    config: &bundle::config::Config,
+    outcome: &bundle::create::CreateOutcome,
+) -> Result<bundle::prune::PruneReport> {
+    prune(&PruneOptions {
+        destination: destination.to_path_buf(),
+        policy: config.retention.clone(),
+        now: jiff::Timestamp::now(),
+        apply: true,
+    })
+    .map_err(|e| Error::Context {
+        context: format!(
+            "bundle {} was created, but pruning failed",
+            outcome.manifest.id
+        ),
+        source: Box::new(e),
+    })
 }
