@@ -92,12 +92,15 @@ fn push_created(
     printer: &Printer,
 ) -> Result<bundle::remote::push::Pushed> {
     let bar = printer.bar();
-    let pushed = bundle::remote::push::push(
-        remote,
-        std::slice::from_ref(&outcome.path),
-        super::remote::DEFAULT_JOBS,
-        &bar,
-    );
+    let pushed = remote.list().and_then(|listing| {
+        bundle::remote::push::push(
+            remote,
+            &listing,
+            std::slice::from_ref(&outcome.path),
+            super::remote::DEFAULT_JOBS,
+            &bar,
+        )
+    });
     drop(bar);
     let context = |e: Error| Error::Context {
         context: format!(

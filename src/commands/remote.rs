@@ -27,10 +27,11 @@ pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let destination = destination_of(&config, args.dest.as_ref())?;
     let remote = open(&config, args.remote.as_deref())?;
+    // Read once: it says what is pending and what the server can copy.
+    let listing = remote.list()?;
     let bundles: Vec<PathBuf> = if args.bundles.is_empty() {
         let local = bundle::bundle::list(&destination)?.bundles;
-        let there = remote.list()?.bundles;
-        remote::push::pending(&local, &there)
+        remote::push::pending(&local, &listing.bundles)
             .into_iter()
             .map(|b| b.path.clone())
             .collect()
@@ -42,7 +43,7 @@ pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
     };
     let jobs = args.jobs.map_or(DEFAULT_JOBS, usize::from);
     let bar = printer.bar();
-    let reports = remote::push::push(&remote, &bundles, jobs, &bar)?;
+    let reports = remote::push::push(&remote, &listing, &bundles, jobs, &bar)?;
     drop(bar);
     let failed: Vec<&remote::push::Pushed> =
         reports.iter().filter(|r| r.outcome == "failed").collect();

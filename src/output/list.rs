@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use bundle::bundle::ListedBundle;
+use bundle::manifest::Manifest;
 
 use super::{escape, human_bytes};
 
@@ -24,18 +25,23 @@ pub struct ListedJson<'a> {
 pub fn json(bundles: &[ListedBundle]) -> Vec<ListedJson<'_>> {
     bundles
         .iter()
-        .map(|b| ListedJson {
-            id: &b.manifest.id,
-            path: b.path.display().to_string(),
-            created_at: &b.manifest.created_at,
-            bytes: b.manifest.total_bytes(),
-            stores: b.manifest.stores.iter().map(|s| s.name.as_str()).collect(),
-            label: b.manifest.label.as_deref(),
-            reason: b.manifest.reason.as_deref(),
-            suspicious: b.manifest.suspicious,
-            suspicious_reasons: &b.manifest.suspicious_reasons,
-        })
+        .map(|b| row(&b.manifest, b.path.display().to_string()))
         .collect()
+}
+
+/// The row of the bundle `manifest` describes, found at `path`.
+fn row(manifest: &Manifest, path: String) -> ListedJson<'_> {
+    ListedJson {
+        id: &manifest.id,
+        path,
+        created_at: &manifest.created_at,
+        bytes: manifest.total_bytes(),
+        stores: manifest.stores.iter().map(|s| s.name.as_str()).collect(),
+        label: manifest.label.as_deref(),
+        reason: manifest.reason.as_deref(),
+        suspicious: manifest.suspicious,
+        suspicious_reasons: &manifest.suspicious_reasons,
+    }
 }
 
 /// The table (controls in labels and names escaped).
@@ -85,17 +91,7 @@ pub fn remote_json<'a>(
     remote
         .iter()
         .map(|b| RemoteListedJson {
-            row: ListedJson {
-                id: &b.manifest.id,
-                path: format!("{name}:{}", b.manifest.id),
-                created_at: &b.manifest.created_at,
-                bytes: b.manifest.total_bytes(),
-                stores: b.manifest.stores.iter().map(|s| s.name.as_str()).collect(),
-                label: b.manifest.label.as_deref(),
-                reason: b.manifest.reason.as_deref(),
-                suspicious: b.manifest.suspicious,
-                suspicious_reasons: &b.manifest.suspicious_reasons,
-            },
+            row: row(&b.manifest, format!("{name}:{}", b.manifest.id)),
             stored_bytes: b.index.objects.iter().map(|o| o.bytes).sum(),
             local: local.iter().any(|l| l.manifest.id == b.manifest.id),
         })

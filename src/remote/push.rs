@@ -21,7 +21,7 @@ use crate::progress::Progress;
 use crate::remote::layout::{
     self, file_object, RemoteIndex, StoredObject, INDEX, INDEX_FORMAT, MANIFEST_OBJECT, SUM_OBJECT,
 };
-use crate::remote::{Remote, RemoteBundle};
+use crate::remote::{Remote, RemoteBundle, RemoteListing};
 
 /// What pushing one bundle did.
 #[derive(Debug, Clone, Serialize)]
@@ -68,15 +68,16 @@ pub fn pending<'a>(local: &'a [ListedBundle], remote: &[RemoteBundle]) -> Vec<&'
         .collect()
 }
 
-/// Pushes each of `bundles` (folders) to `remote`, `jobs` files at once;
-/// one report per bundle, in order. A bundle that fails does not stop the others.
+/// Pushes each of `bundles` (folders) to `remote`, whose current content is
+/// `listing`, `jobs` files at once; one report per bundle, in order. A
+/// bundle that fails does not stop the others.
 pub fn push(
     remote: &Remote,
+    listing: &RemoteListing,
     bundles: &[PathBuf],
     jobs: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Pushed>> {
-    let listing = remote.list()?;
     let mut known = known_files(&listing.bundles);
     let mut reports = Vec::new();
     for bundle in bundles {

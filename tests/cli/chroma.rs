@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{copy_tree, python_with, Workspace};
+use crate::support::{copy_tree, python_with, spawn_until, Workspace};
 
 /// Runs one action of `tests/support/chroma_helper.py` on `dir`; its stdout.
 pub fn helper(python: &Path, action: &str, dir: &Path) -> String {
@@ -134,21 +134,14 @@ fn replace_into_a_chroma_store_a_client_holds_open_is_refused_naming_it() {
     helper(&python, "make", &store);
     let bundle = ws.create(&["--dest", "b", "--chroma", "vectors=chroma"]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chroma_helper.py");
-    let mut app = Command::new(&python)
-        .arg(script)
-        .arg("hold")
-        .arg(&store)
-        .env("ANONYMIZED_TELEMETRY", "False")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(app.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "open");
+    let mut app = spawn_until(
+        Command::new(&python)
+            .arg(script)
+            .arg("hold")
+            .arg(&store)
+            .env("ANONYMIZED_TELEMETRY", "False"),
+        "open",
+    );
     let args = ["--dest", "b", "--chroma", "vectors=chroma"];
     let token = ws.replace_token(&bundle, &args);
     let mut run_args = vec!["restore", bundle.to_str().unwrap(), "--mode", "replace"];

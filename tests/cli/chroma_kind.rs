@@ -6,13 +6,13 @@
 //! Skips loudly without `chromadb`; mandatory in `.ci/run`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::chroma::helper;
-use crate::support::{copy_tree, forge, make_writable, python_with, store, Workspace};
+use crate::support::{copy_tree, forge, make_writable, python_with, spawn_until, store, Workspace};
 
 /// The recorded facts of collection `name` in store `vectors`.
 fn collection(manifest: &Value, name: &str) -> Value {
@@ -245,20 +245,13 @@ fn under_a_live_writer_every_published_bundle_opens_with_the_client() {
     let ws = Workspace::new();
     let live = ws.path("chroma");
     std::fs::create_dir(&live).unwrap();
-    let mut writer = Command::new(&python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chroma_helper.py"))
-        .args(["write", live.to_str().unwrap()])
-        .env("ANONYMIZED_TELEMETRY", "False")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(writer.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut writer = spawn_until(
+        Command::new(&python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/chroma_helper.py"))
+            .args(["write", live.to_str().unwrap()])
+            .env("ANONYMIZED_TELEMETRY", "False"),
+        "ready",
+    );
     let mut published = Vec::new();
     let mut refused = 0;
     for _ in 0..30 {

@@ -6,11 +6,11 @@
 //! Skips loudly without `lancedb`; mandatory in `.ci/run`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{copy_tree, forge, python_with, store, Workspace};
+use crate::support::{copy_tree, forge, python_with, spawn_until, store, Workspace};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/lance_helper.py")
@@ -163,19 +163,12 @@ fn under_a_live_writer_every_bundle_holds_one_committed_version() {
     };
     let ws = Workspace::new();
     let live = ws.path("lance");
-    let mut writer = Command::new(&python)
-        .arg(script())
-        .args(["write", live.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(writer.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut writer = spawn_until(
+        Command::new(&python)
+            .arg(script())
+            .args(["write", live.to_str().unwrap()]),
+        "ready",
+    );
     let mut published = Vec::new();
     for _ in 0..30 {
         let run = ws.run(&["--json", "create", "--dest", "b", "--lancedb", "db=lance"]);

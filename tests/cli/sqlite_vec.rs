@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{count, python_with, Workspace};
+use crate::support::{count, python_with, spawn_until, Workspace};
 
 fn helper(python: &Path, action: &str, db: &Path) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/vec_helper.py");
@@ -75,20 +75,10 @@ fn under_a_live_writer_every_bundle_holds_notes_and_vectors_of_one_transaction()
     let db = ws.path("data/memory.db");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/vec_helper.py");
-    let mut writer = Command::new(&python)
-        .arg(&script)
-        .arg("write")
-        .arg(&db)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(writer.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let mut writer = spawn_until(
+        Command::new(&python).arg(&script).arg("write").arg(&db),
+        "ready",
+    );
     let mut published = Vec::new();
     for _ in 0..30 {
         let run = ws.run(&[

@@ -291,3 +291,17 @@ pub fn store<'a>(m: &'a mut Value, name: &str) -> &'a mut Value {
         .find(|s| s["name"] == name)
         .unwrap()
 }
+
+/// Spawns `cmd` (a helper that prints `line` once it is under way, such as
+/// a live writer) and waits for that line.
+pub fn spawn_until(cmd: &mut std::process::Command, line: &str) -> std::process::Child {
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut got = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut got,
+    )
+    .unwrap();
+    assert_eq!(got.trim(), line, "the helper did not start");
+    child
+}
