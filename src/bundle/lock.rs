@@ -49,8 +49,20 @@ impl DestinationLock {
     /// Takes the lock without waiting; refuses when another process holds it,
     /// or when the destination is a system folder ([`check_destination`]).
     pub fn acquire(destination: &Path) -> Result<DestinationLock> {
+        Self::acquire_file(destination, LOCK_FILE)
+    }
+
+    /// Takes the push lock of remote `remote` in `destination`
+    /// (`.push-<remote>.lock`): one push per remote at a time, so that a
+    /// push never aborts the uploads of another one still running.
+    pub fn acquire_push(destination: &Path, remote: &str) -> Result<DestinationLock> {
+        Self::acquire_file(destination, &format!(".push-{remote}.lock"))
+    }
+
+    /// Takes the lock held by file `name` of `destination`.
+    fn acquire_file(destination: &Path, name: &str) -> Result<DestinationLock> {
         check_destination(destination)?;
-        let path = destination.join(LOCK_FILE);
+        let path = destination.join(name);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -62,7 +74,7 @@ impl DestinationLock {
             Err(TryLockError::WouldBlock) => Err(Error::Refused(format!(
                 "another bundle operation is running on destination {} (it holds {}); wait for it to finish and try again",
                 destination.display(),
-                LOCK_FILE
+                name
             ))),
             Err(TryLockError::Error(e)) => Err(Error::io("could not lock", &path, e)),
         }

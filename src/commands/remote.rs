@@ -27,6 +27,15 @@ pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let destination = destination_of(&config, args.dest.as_ref())?;
     let remote = open(&config, args.remote.as_deref())?;
+    // One push per remote at a time: a push aborts the uploads it finds
+    // unfinished, which must not be another's still running.
+    let _lock = match destination.is_dir() {
+        true => Some(bundle::bundle::lock::DestinationLock::acquire_push(
+            &destination,
+            &remote.spec.name,
+        )?),
+        false => None,
+    };
     // Read once: it says what is pending and what the server can copy.
     let listing = remote.list()?;
     let bundles: Vec<PathBuf> = if args.bundles.is_empty() {

@@ -179,10 +179,12 @@ pub fn read_into(
     drop(decoder);
     if let Some(e) = plain.failed.take() {
         // Writing here failed (a full disk, say): not the remote's fault.
-        return Err(crate::error::Error::Remote {
-            remote: remote.spec.name.clone(),
-            reason: format!("could not write {}: {e}", file.path),
-        });
+        // The caller knows where it was writing and may say so.
+        return Err(crate::error::Error::io(
+            "could not write",
+            std::path::Path::new(&file.path),
+            e,
+        ));
     }
     let stored_sha = hex::encode(stored.finalize());
     if let Some(entry) = entry {

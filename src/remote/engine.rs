@@ -3,38 +3,31 @@
 //! that lives and dies inside this module. Every method is synchronous, so
 //! the rest of the library stays synchronous.
 //!
-//! Objects are named relative to the remote's prefix. Uploads are
-//! compressed with zstd on the way and hashed twice (the plaintext, checked
-//! against the manifest by the caller; the stored bytes, for the remote
-//! index). Large objects go up in parts, `jobs` at a time; a failing upload
-//! aborts its own multipart upload. Transient errors are retried with
-//! backoff by the engine.
+//! Objects are named relative to the remote's prefix. Uploads live in
+//! [`crate::remote::upload`]. Transient errors are retried with backoff by
+//! the engine.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, PutPayload};
 
 use crate::error::{Error, Result};
-use crate::progress::Progress;
-use crate::remote::pack::{Packer, Uploaded};
 use crate::remote::spec::RemoteSpec;
-
-pub use crate::remote::pack::PART_BYTES;
-
-/// How much plaintext is read at a time.
-const READ_BYTES: usize = 1024 * 1024;
 
 /// An open remote.
 pub struct Engine {
-    runtime: tokio::runtime::Runtime,
-    store: Arc<dyn ObjectStore>,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) store: Arc<dyn ObjectStore>,
+    /// The same store's multipart calls, where uploads have ids that a
+    /// later push can abort (S3); `None` for a folder.
+    pub(super) multipart: Option<Arc<dyn MultipartStore>>,
     prefix: ObjectPath,
     /// For a `file://` remote, its folder (emptied folders are removed).
-    local_root: Option<std::path::PathBuf>,
+    pub(super) local_root: Option<std::path::PathBuf>,
     /// The remote's name, for messages.
     pub name: String,
 }
@@ -65,6 +58,7 @@ impl Engine {
             .split_once("://")
             .ok_or_else(|| fail(format!("url {:?} is not a URL", spec.url)))?;
         let mut local_root = None;
+        let mut multipart: Option<Arc<dyn MultipartStore>> = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match scheme {
             "s3" => {
                 check_credentials(&spec.name)?;
@@ -93,8 +87,9 @@ impl Engine {
                         .with_allow_http(endpoint.starts_with("http://"))
                         .with_virtual_hosted_style_request(false);
                 }
-                let store = builder.build().map_err(|e| fail(engine_message(&e)))?;
-                (Arc::new(store), prefix.to_string())
+                let store = Arc::new(builder.build().map_err(|e| fail(engine_message(&e)))?);
+                multipart = Some(store.clone());
+                (store, prefix.to_string())
             }
             "file" => {
                 let root = std::path::Path::new(rest);
@@ -120,6 +115,7 @@ impl Engine {
         Ok(Engine {
             runtime,
             store,
+            multipart,
             prefix,
             local_root,
             name: spec.name.clone(),
@@ -127,14 +123,14 @@ impl Engine {
     }
 
     /// The full path of `rel` below the prefix.
-    fn path(&self, rel: &str) -> ObjectPath {
+    pub(super) fn path(&self, rel: &str) -> ObjectPath {
         rel.split('/')
             .filter(|p| !p.is_empty())
             .fold(self.prefix.clone(), |p, part| p.child(part))
     }
 
     /// An error of this remote.
-    fn fail(&self, what: &str, e: &object_store::Error) -> Error {
+    pub(super) fn fail(&self, what: &str, e: &object_store::Error) -> Error {
         Error::Remote {
             remote: self.name.clone(),
             reason: format!("{what}: {}", engine_message(e)),
@@ -252,75 +248,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// Compresses `source` with zstd `level` into object `rel`: one request
-    /// when small, else parts of [`PART_BYTES`], `jobs` in flight.
-    pub fn upload(
-        &self,
-        rel: &str,
-        mut source: impl Read,
-        level: i32,
-        jobs: usize,
-        progress: &dyn Progress,
-    ) -> Result<Uploaded> {
-        let path = self.path(rel);
-        let local = |e: std::io::Error| Error::Remote {
-            remote: self.name.clone(),
-            reason: format!("could not compress {rel}: {e}"),
-        };
-        let mut packer = Packer::new(level).map_err(local)?;
-        let mut buf = vec![0u8; READ_BYTES];
-        let mut multipart: Option<WriteMultipart> = None;
-        let streamed: Result<()> = self.runtime.block_on(async {
-            loop {
-                let n = match source.read(&mut buf) {
-                    Ok(0) => return Ok(()),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(local(e)),
-                };
-                progress.advance(n as u64);
-                let Some(part) = packer.feed(&buf[..n]).map_err(local)? else {
-                    continue;
-                };
-                if multipart.is_none() {
-                    let upload = self.store.put_multipart(&path).await;
-                    let upload =
-                        upload.map_err(|e| self.fail(&format!("could not start {rel}"), &e))?;
-                    multipart = Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES));
-                }
-                let writer = multipart.as_mut().expect("started above");
-                let room = writer.wait_for_capacity(jobs.max(1)).await;
-                room.map_err(|e| self.fail(&format!("could not upload {rel}"), &e))?;
-                writer.put(part.into());
-            }
-        });
-        let finished = streamed.and_then(|()| {
-            let (rest, uploaded) = packer.finish().map_err(local)?;
-            let done = self.runtime.block_on(async {
-                match multipart.take() {
-                    None => self
-                        .store
-                        .put(&path, PutPayload::from(rest))
-                        .await
-                        .map(|_| ()),
-                    Some(mut writer) => {
-                        writer.put(rest.into());
-                        writer.finish().await.map(|_| ())
-                    }
-                }
-            });
-            done.map_err(|e| self.fail(&format!("could not write {rel}"), &e))?;
-            Ok(uploaded)
-        });
-        if finished.is_err() {
-            // A failing upload leaves no multipart upload behind.
-            if let Some(writer) = multipart {
-                let _ = self.runtime.block_on(writer.abort());
-            }
-        }
-        finished
     }
 }
 

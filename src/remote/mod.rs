@@ -15,6 +15,7 @@ pub mod pack;
 pub mod pull;
 pub mod push;
 pub mod spec;
+pub mod upload;
 
 use std::io::Write;
 

@@ -95,7 +95,19 @@ pub fn write_bundle(
     let id = bundle.id.to_string();
     fsutil::create_private_dir(into)?;
     let files: Vec<(usize, &FileRecord)> = layout::files(&bundle.manifest).enumerate().collect();
-    let total = files.iter().map(|(_, f)| f.bytes).sum();
+    let total: u64 = files.iter().map(|(_, f)| f.bytes).sum();
+    // Refuse up front what cannot fit, rather than fail part-way.
+    let needed = total
+        .saturating_add(bundle.manifest_bytes.len() as u64)
+        .saturating_add(1 << 20);
+    let (available, _) = fsutil::free_space(into)?;
+    if needed > available {
+        return Err(Error::NoSpace {
+            path: into.parent().unwrap_or(into).to_path_buf(),
+            needed,
+            available,
+        });
+    }
     progress.start(
         &format!("pulling {id} from {}", remote.spec.name),
         Some(total),
@@ -168,7 +180,11 @@ fn pull_file(
         file,
         Some(entry),
         &mut out,
-    )?;
+    )
+    .map_err(|e| match e {
+        Error::Io { action, source, .. } => Error::io(action, &dest, source),
+        other => other,
+    })?;
     progress.advance(file.bytes);
     if let Err(why) = read {
         return Err(refused(

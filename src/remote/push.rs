@@ -78,6 +78,13 @@ pub fn push(
     jobs: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Pushed>> {
+    // What a killed push left would otherwise sit on the server, billed.
+    let unfinished: Vec<String> = listing
+        .incomplete
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    remote.engine.abort_abandoned_uploads(&unfinished)?;
     let mut known = known_files(&listing.bundles);
     let mut reports = Vec::new();
     for bundle in bundles {

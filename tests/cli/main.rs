@@ -17,6 +17,7 @@ mod list;
 mod permissions;
 mod prune;
 mod remote;
+mod remote_faults;
 mod resources;
 mod restore;
 mod reuse;

@@ -12,57 +12,72 @@ use std::sync::OnceLock;
 
 use crate::support::{count, demo_stores, Run, Workspace};
 
-/// The test process's S3 server: its port (it stops when this process exits).
-struct Server {
-    port: u16,
-    _child: Child,
+/// An S3 server started by a test: its port (it stops when dropped, or
+/// when this process exits).
+pub(crate) struct Server {
+    pub(crate) port: u16,
+    pub(crate) child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 static SERVER: OnceLock<Option<Server>> = OnceLock::new();
 
-/// The shared S3 server, started on first use; `None` (after a loud
-/// message) when moto is not installed and not required.
-fn server() -> Option<u16> {
-    SERVER
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let python = std::env::var_os("BUNDLE_TEST_S3_PYTHON")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join(".venv-s3/bin/python"));
-            let has_moto = Command::new(&python)
-                .args(["-c", "import moto.server"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !has_moto {
-                if std::env::var_os("BUNDLE_REQUIRE_MOTO").is_some() {
-                    panic!("BUNDLE_REQUIRE_MOTO is set but {} cannot import moto", python.display());
-                }
-                eprintln!("\n!!!!!!!! SKIPPED: no Python with `moto[server]` (python3 -m venv .venv-s3 && .venv-s3/bin/pip install 'moto[server]', or set BUNDLE_TEST_S3_PYTHON) !!!!!!!!\n");
-                return None;
-            }
-            let mut child = Command::new(&python)
-                .arg(root.join("tests/support/s3_server.py"))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            std::io::BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            let port = line.trim().parse().expect("the server prints its port");
-            Some(Server {
-                port,
-                _child: child,
-            })
-        })
-        .as_ref()
-        .map(|s| s.port)
+/// The Python with moto, or `None` (after a loud message) when moto is not
+/// installed and not required.
+fn moto_python() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("BUNDLE_TEST_S3_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv-s3/bin/python"));
+    let has_moto = Command::new(&python)
+        .args(["-c", "import moto.server"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_moto {
+        if std::env::var_os("BUNDLE_REQUIRE_MOTO").is_some() {
+            panic!(
+                "BUNDLE_REQUIRE_MOTO is set but {} cannot import moto",
+                python.display()
+            );
+        }
+        eprintln!("\n!!!!!!!! SKIPPED: no Python with `moto[server]` (python3 -m venv .venv-s3 && .venv-s3/bin/pip install 'moto[server]', or set BUNDLE_TEST_S3_PYTHON) !!!!!!!!\n");
+        return None;
+    }
+    Some(python)
+}
+
+/// A new S3 server of this test's own (to kill, say); `None` without moto.
+pub(crate) fn own_server() -> Option<Server> {
+    let python = moto_python()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(&python)
+        .arg(root.join("tests/support/s3_server.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("the server prints its port");
+    Some(Server { port, child })
+}
+
+/// The shared S3 server, started on first use; `None` without moto.
+pub(crate) fn server() -> Option<u16> {
+    SERVER.get_or_init(own_server).as_ref().map(|s| s.port)
 }
 
 /// Creates bucket `name` on the server (moto takes an unsigned request).
-fn make_bucket(port: u16, name: &str) {
+pub(crate) fn make_bucket(port: u16, name: &str) {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         conn,
@@ -75,13 +90,13 @@ fn make_bucket(port: u16, name: &str) {
 }
 
 /// Test credentials: the server accepts any.
-const ENV: [(&str, &str); 2] = [
+pub(crate) const ENV: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", "testing-key-id"),
     ("AWS_SECRET_ACCESS_KEY", "testing-secret-do-not-print"),
 ];
 
 /// Runs `bundle ARGS` with `env` added.
-fn run_with(ws: &Workspace, env: &[(&str, &str)], args: &[&str]) -> Run {
+pub(crate) fn run_with(ws: &Workspace, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut cmd = ws.cmd();
     cmd.envs(env.iter().copied())
         .env("BUNDLE_REMOTE_RETRY_SECS", "2");
@@ -89,7 +104,7 @@ fn run_with(ws: &Workspace, env: &[(&str, &str)], args: &[&str]) -> Run {
 }
 
 /// The demo stores with a config whose remote "offsite" is `remote` (a TOML table body).
-fn setup(ws: &Workspace, remote: &str) {
+pub(crate) fn setup(ws: &Workspace, remote: &str) {
     demo_stores(ws);
     let config = std::fs::read_to_string(ws.path("bundle.toml")).unwrap();
     ws.write(
@@ -99,11 +114,24 @@ fn setup(ws: &Workspace, remote: &str) {
 }
 
 /// An S3 remote on the test server, in a fresh bucket.
-fn s3_remote(port: u16, bucket: &str) -> String {
+pub(crate) fn s3_remote(port: u16, bucket: &str) -> String {
     make_bucket(port, bucket);
     format!(
         "url = \"s3://{bucket}/bundles/laptop\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nencryption = \"none\"\n"
     )
+}
+
+/// `len` bytes that zstd cannot shrink (xorshift).
+pub(crate) fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }
 
 /// Every file under `dir` with its bytes, sorted.
@@ -310,7 +338,7 @@ fn a_missing_bucket_is_an_error_naming_the_remote() {
 }
 
 /// A `file://` remote in the workspace.
-fn file_remote(ws: &Workspace) -> (String, PathBuf) {
+pub(crate) fn file_remote(ws: &Workspace) -> (String, PathBuf) {
     let dir = ws.path("offsite");
     (
         format!(
@@ -415,6 +443,9 @@ fn an_interrupted_push_is_finished_by_the_next_one() {
     // As if killed before the end: no index, one object missing.
     std::fs::remove_file(dir.join(&id).join("index.json")).unwrap();
     std::fs::remove_file(dir.join(&id).join("f/1")).unwrap();
+    // And the staging file of an upload it had under way.
+    let staged = dir.join(&id).join("f/1#2");
+    std::fs::write(&staged, b"part of an upload").unwrap();
     let run = run_with(&ws, &[], &["--json", "list", "--remote", "offsite"]);
     run.code(0);
     assert_eq!(
@@ -427,6 +458,10 @@ fn an_interrupted_push_is_finished_by_the_next_one() {
     let doc = push.json();
     assert_eq!(doc[0]["uploaded"], 1, "{}", push.stdout);
     assert!(doc[0]["resumed"].as_u64().unwrap() >= 3, "{}", push.stdout);
+    assert!(
+        !staged.exists(),
+        "the killed upload's staging file is removed"
+    );
     run_with(
         &ws,
         &[],
@@ -449,16 +484,8 @@ fn a_file_larger_than_a_part_goes_up_in_parts_and_comes_back_whole() {
     let Some(port) = server() else { return };
     let ws = Workspace::new();
     setup(&ws, &s3_remote(port, "parts"));
-    // Incompressible, so that it stays above one 8 MiB part once compressed.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let big: Vec<u8> = (0..9 * 1024 * 1024 + 77)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    // Incompressible, so that it stays above one part once compressed.
+    let big = incompressible(9 * 1024 * 1024 + 77);
     std::fs::write(ws.path("data/vectors/big.bin"), &big).unwrap();
     ws.create(&[]);
     let push = run_with(&ws, &ENV, &["--json", "push", "--jobs", "2"]);
