@@ -29,6 +29,10 @@ pub struct Cli {
     /// Draw no progress bars
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Secret key (age identity file) to read an encrypted remote's bundles
+    /// with: pull, restore --remote, verify --remote --read-data [default: $BUNDLE_IDENTITY_FILE]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// What to do
     #[command(subcommand)]
     pub command: Command,
@@ -64,10 +68,30 @@ pub enum Command {
     /// Run `create --prune` on a timer (systemd user timer, else cron)
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Make keys for encrypted remotes
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout: `bundle man | man -l -`
     Man,
+}
+
+/// `bundle key`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new age identity (secret key) to FILE, mode 0600, and print
+    /// its public key (for `recipients`) on stdout
+    #[command(after_help = EXIT_CODES)]
+    New(KeyNewArgs),
+}
+
+/// `bundle key new`.
+#[derive(Debug, Args)]
+pub struct KeyNewArgs {
+    /// Where to write the identity (never overwritten)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// `bundle push`.

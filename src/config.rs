@@ -249,7 +249,14 @@ impl Config {
             retention,
             hooks,
             shrink_alarm: raw.shrink_alarm.unwrap_or(DEFAULT_SHRINK_ALARM),
-            remotes: raw.remotes,
+            remotes: raw
+                .remotes
+                .into_iter()
+                .map(|mut r| {
+                    r.recipients_file = r.recipients_file.map(|f| base.join(f));
+                    r
+                })
+                .collect(),
         };
         config.validate().map_err(|reason| Error::Config {
             path: path.to_path_buf(),

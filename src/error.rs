@@ -72,6 +72,16 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The identity given cannot decrypt a bundle of an encrypted remote.
+    #[error("bundle {bundle} on remote \"{remote}\" cannot be decrypted: {reason}; nothing was written (give the identity whose public key is among the remote's recipients)")]
+    WrongKey {
+        /// The remote's name.
+        remote: String,
+        /// The bundle.
+        bundle: String,
+        /// What the decryption said.
+        reason: String,
+    },
     #[error("sqlite error on {}", path.display())]
     Sqlite {
         /// The database file involved.
@@ -183,6 +193,7 @@ impl Error {
             Error::NoSpace { .. } => ExitCode::Runtime,
             Error::Io { .. } | Error::Sqlite { .. } | Error::Manifest { .. } => ExitCode::Runtime,
             Error::Remote { .. } => ExitCode::Runtime,
+            Error::WrongKey { .. } => ExitCode::CheckFailed,
             Error::Hook { .. } => ExitCode::CheckFailed,
             Error::PostHookAlsoFailed { operation, .. } => operation.exit_code(),
             Error::Snapshot { source, .. } | Error::Context { source, .. } => source.exit_code(),
@@ -205,6 +216,7 @@ impl Error {
             Error::NoSpace { .. } => "no_space",
             Error::Io { .. } => "io",
             Error::Remote { .. } => "remote",
+            Error::WrongKey { .. } => "wrong_identity",
             Error::Sqlite { .. } => "sqlite",
             Error::Manifest { .. } => "manifest",
             Error::Hook { .. } => "hook",

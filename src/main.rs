@@ -80,6 +80,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Push(args) => commands::remote::push(cli, args, printer),
         Command::Pull(args) => commands::remote::pull(cli, args, printer),
         Command::Schedule(cmd) => commands::schedule::run(cli, cmd, printer),
+        Command::Key(cmd) => commands::key::run(cli, cmd, printer),
         Command::Completions(args) => commands::docs::completions(args.shell),
         Command::Man => commands::docs::man(),
     }

@@ -23,7 +23,7 @@ pub fn run(cli: &Cli, args: &CreateArgs, printer: Printer) -> Result<ExitCode> {
     }
     // A remote that cannot be used fails before anything is created.
     let remote = match args.push {
-        true => Some(super::remote::open(&config, args.remote.as_deref())?),
+        true => Some(super::remote::open(cli, &config, args.remote.as_deref())?),
         false => None,
     };
     let opts = CreateOptions {
@@ -96,6 +96,7 @@ fn push_created(
         bundle::remote::push::push(
             remote,
             &listing,
+            outcome.path.parent().unwrap_or(&outcome.path),
             std::slice::from_ref(&outcome.path),
             super::remote::DEFAULT_JOBS,
             &bar,

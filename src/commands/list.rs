@@ -10,7 +10,7 @@ use crate::output::{self, Printer};
 pub fn run(cli: &Cli, args: &ListArgs, printer: Printer) -> Result<ExitCode> {
     let config = load_config(cli)?;
     if let Some(name) = &args.remote {
-        return remote_list(&config, name, args, printer);
+        return remote_list(cli, &config, name, args, printer);
     }
     let destination = destination_of(&config, args.dest.as_ref())?;
     let listing = bundle::bundle::list(&destination)?;
@@ -30,12 +30,13 @@ pub fn run(cli: &Cli, args: &ListArgs, printer: Printer) -> Result<ExitCode> {
 
 /// Lists a remote's complete bundles, and says which are local too.
 fn remote_list(
+    cli: &Cli,
     config: &bundle::config::Config,
     name: &str,
     args: &ListArgs,
     printer: Printer,
 ) -> Result<ExitCode> {
-    let remote = super::remote::open(config, Some(name))?;
+    let remote = super::remote::open(cli, config, Some(name))?;
     let listing = remote.list()?;
     for (id, why) in &listing.incomplete {
         output::warn(&format!(

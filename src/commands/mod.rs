@@ -5,7 +5,9 @@
 pub mod create;
 pub mod docs;
 pub mod drill;
+pub mod key;
 pub mod list;
+pub mod passphrase;
 pub mod prune;
 pub mod remote;
 pub mod restore;

@@ -20,7 +20,7 @@ pub fn run(cli: &Cli, args: &PruneArgs, printer: Printer) -> Result<ExitCode> {
     };
     let report = match &args.remote {
         Some(name) => {
-            let remote = super::remote::open(&config, Some(name))?;
+            let remote = super::remote::open(cli, &config, Some(name))?;
             let base = remote.spec.retention.as_ref().unwrap_or(&config.retention);
             bundle::remote::prune(&remote, &base.or_flags(&args.policy), now, args.apply)?
         }

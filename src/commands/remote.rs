@@ -13,20 +13,37 @@ use crate::output::{self, Printer};
 /// Files in flight at once when `--jobs` is not given.
 pub const DEFAULT_JOBS: usize = 2;
 
-/// Opens the remote `name` of the config (or its only one), printing its warnings.
-pub fn open(config: &bundle::config::Config, name: Option<&str>) -> Result<Remote> {
+/// Opens the remote `name` of the config (or its only one), printing its
+/// warnings, with the identity of `--identity` or `BUNDLE_IDENTITY_FILE`.
+pub fn open(cli: &Cli, config: &bundle::config::Config, name: Option<&str>) -> Result<Remote> {
     let spec = remote::choose(config, name)?;
     for w in spec.warnings() {
         output::warn(&w);
     }
-    Remote::open(spec)
+    let path = cli
+        .identity
+        .clone()
+        .or_else(|| std::env::var_os("BUNDLE_IDENTITY_FILE").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty());
+    let identity = match path {
+        None => None,
+        Some(path) => {
+            if let Some(w) = remote::crypt::readable_by_others(&path) {
+                output::warn(&w);
+            }
+            Some(remote::crypt::Identity::load(&path, &|| {
+                super::passphrase::ask(&path)
+            })?)
+        }
+    };
+    Remote::open(spec, identity)
 }
 
 /// Pushes the named bundles, or every good local one the remote lacks.
 pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let destination = destination_of(&config, args.dest.as_ref())?;
-    let remote = open(&config, args.remote.as_deref())?;
+    let remote = open(cli, &config, args.remote.as_deref())?;
     // One push per remote at a time: a push aborts the uploads it finds
     // unfinished, which must not be another's still running.
     let _lock = match destination.is_dir() {
@@ -52,7 +69,7 @@ pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
     };
     let jobs = args.jobs.map_or(DEFAULT_JOBS, usize::from);
     let bar = printer.bar();
-    let reports = remote::push::push(&remote, &listing, &bundles, jobs, &bar)?;
+    let reports = remote::push::push(&remote, &listing, &destination, &bundles, jobs, &bar)?;
     drop(bar);
     let failed: Vec<&remote::push::Pushed> =
         reports.iter().filter(|r| r.outcome == "failed").collect();
@@ -84,7 +101,7 @@ pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
 pub fn pull(cli: &Cli, args: &PullArgs, printer: Printer) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let destination = destination_of(&config, args.dest.as_ref())?;
-    let remote = open(&config, args.remote.as_deref())?;
+    let remote = open(cli, &config, args.remote.as_deref())?;
     let id = remote::resolve_id(&remote, &args.bundle)?;
     let jobs = args.jobs.map_or(DEFAULT_JOBS, usize::from);
     let bar = printer.bar();
@@ -104,6 +121,7 @@ pub fn pull(cli: &Cli, args: &PullArgs, printer: Printer) -> Result<ExitCode> {
 /// The bundle a `--remote` restore uses: pulled into a temporary folder of
 /// the destination (removed with the guard).
 pub fn stage(
+    cli: &Cli,
     config: &bundle::config::Config,
     name: &str,
     arg: &str,
@@ -114,7 +132,7 @@ pub fn stage(
             "restore --remote needs a destination to pull into (the config's `destination`)".into(),
         )
     })?;
-    let remote = open(config, Some(name))?;
+    let remote = open(cli, config, Some(name))?;
     let id = remote::resolve_id(&remote, arg)?;
     let bar = printer.bar();
     let staged = remote::pull::stage_for_restore(&remote, &id, &destination, DEFAULT_JOBS, &bar)?;

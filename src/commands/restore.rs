@@ -14,7 +14,7 @@ pub fn run(cli: &Cli, args: &RestoreArgs, printer: Printer) -> Result<ExitCode> 
     // A remote bundle is pulled into a temporary folder, removed afterwards.
     let (path, _staged) = match &args.remote {
         Some(name) => {
-            let (path, temp) = super::remote::stage(&config, name, &args.bundle, &printer)?;
+            let (path, temp) = super::remote::stage(cli, &config, name, &args.bundle, &printer)?;
             (path, Some(temp))
         }
         None => (

@@ -13,7 +13,7 @@ pub fn run(cli: &Cli, args: &VerifyArgs, printer: Printer) -> Result<ExitCode> {
     let bar = printer.bar();
     let report = match &args.remote {
         Some(name) => {
-            let remote = super::remote::open(&config, Some(name))?;
+            let remote = super::remote::open(cli, &config, Some(name))?;
             let id = bundle::remote::resolve_id(&remote, &args.bundle)?;
             bundle::remote::check::verify(&remote, &id, args.read_data, &bar)?
         }

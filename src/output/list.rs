@@ -13,7 +13,7 @@ pub struct ListedJson<'a> {
     id: &'a str,
     path: String,
     created_at: &'a str,
-    bytes: u64,
+    bytes: Option<u64>,
     stores: Vec<&'a str>,
     label: Option<&'a str>,
     reason: Option<&'a str>,
@@ -35,7 +35,7 @@ fn row(manifest: &Manifest, path: String) -> ListedJson<'_> {
         id: &manifest.id,
         path,
         created_at: &manifest.created_at,
-        bytes: manifest.total_bytes(),
+        bytes: Some(manifest.total_bytes()),
         stores: manifest.stores.iter().map(|s| s.name.as_str()).collect(),
         label: manifest.label.as_deref(),
         reason: manifest.reason.as_deref(),
@@ -65,7 +65,7 @@ pub fn render(rows: &[ListedJson<'_>]) -> String {
             "{:<22} {:<22} {:>10}  {}\n",
             escape(r.id),
             escape(r.created_at),
-            human_bytes(r.bytes),
+            human_bytes(r.bytes.unwrap_or(0)),
             stores
         ));
     }
@@ -73,13 +73,18 @@ pub fn render(rows: &[ListedJson<'_>]) -> String {
 }
 
 /// One `--json` row of `list --remote`: a local row's fields (`path` is
-/// `remote:id`), the bytes stored there, and whether the bundle is local too.
+/// `remote:id`), the bytes stored there, whether the bundle is local too,
+/// and whether it is encrypted. An encrypted bundle listed without its key
+/// shows only what its index says: `bytes` is null and `stores` empty.
 #[derive(Serialize)]
 pub struct RemoteListedJson<'a> {
     #[serde(flatten)]
     row: ListedJson<'a>,
     stored_bytes: u64,
     local: bool,
+    encrypted: bool,
+    #[serde(skip)]
+    sealed: bool,
 }
 
 /// The `--json` rows of a remote's listing.
@@ -90,10 +95,29 @@ pub fn remote_json<'a>(
 ) -> Vec<RemoteListedJson<'a>> {
     remote
         .iter()
-        .map(|b| RemoteListedJson {
-            row: row(&b.manifest, format!("{name}:{}", b.manifest.id)),
-            stored_bytes: b.index.objects.iter().map(|o| o.bytes).sum(),
-            local: local.iter().any(|l| l.manifest.id == b.manifest.id),
+        .map(|b| {
+            let path = format!("{name}:{}", b.index.bundle_id);
+            let row = match &b.opened {
+                Some(opened) => row(&opened.manifest, path),
+                None => ListedJson {
+                    id: &b.index.bundle_id,
+                    path,
+                    created_at: &b.index.created_at,
+                    bytes: None,
+                    stores: Vec::new(),
+                    label: None,
+                    reason: None,
+                    suspicious: b.index.standing.as_deref() == Some("suspicious"),
+                    suspicious_reasons: &[],
+                },
+            };
+            RemoteListedJson {
+                row,
+                stored_bytes: b.index.objects.iter().map(|o| o.bytes).sum(),
+                local: local.iter().any(|l| l.manifest.id == b.index.bundle_id),
+                encrypted: b.index.encrypted(),
+                sealed: b.opened.is_none(),
+            }
         })
         .collect()
 }
@@ -105,7 +129,10 @@ pub fn render_remote(rows: &[RemoteListedJson<'_>]) -> String {
         "ID", "CREATED", "SIZE", "STORED", "LOCAL", "STORES"
     );
     for r in rows {
-        let mut stores = escape(&r.row.stores.join(","));
+        let mut stores = match r.sealed {
+            true => "(encrypted: needs --identity)".to_string(),
+            false => escape(&r.row.stores.join(",")),
+        };
         if let Some(label) = r.row.label {
             stores.push_str(&format!("  \"{}\"", escape(label)));
         }
@@ -113,7 +140,7 @@ pub fn render_remote(rows: &[RemoteListedJson<'_>]) -> String {
             "{:<22} {:<22} {:>10} {:>10}  {:<5}  {}\n",
             escape(r.row.id),
             escape(r.row.created_at),
-            human_bytes(r.row.bytes),
+            r.row.bytes.map_or_else(|| "?".into(), human_bytes),
             human_bytes(r.stored_bytes),
             if r.local { "yes" } else { "no" },
             stores

@@ -2,19 +2,19 @@
 //! `--read-data`: its index is there, every object it lists is present
 //! with its recorded size, no other object is in its folder, and its
 //! manifest object matches the index and parses (a listing and a few small
-//! reads). With `--read-data`: every object is also streamed, hashed against
-//! the index, decompressed and hashed against the manifest.
+//! reads; on an encrypted remote without a key, the small objects' stored
+//! bytes against the index). With `--read-data`: every object is also
+//! streamed, hashed against the index, decrypted, decompressed and hashed
+//! against the manifest.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
-
-use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::manifest::FileRecord;
 use crate::progress::Progress;
-use crate::remote::layout::{self, file_object, StoredObject, INDEX, MANIFEST_OBJECT, SUM_OBJECT};
+use crate::remote::fetch::{read_object, small_object, stored_hash, Opening};
+use crate::remote::layout::{self, file_object, INDEX, MANIFEST_OBJECT, SUM_OBJECT};
 use crate::remote::{Remote, RemoteBundle};
 use crate::verify::{Problem, VerifyReport};
 
@@ -48,9 +48,17 @@ pub fn verify(
             return Ok(report);
         }
     };
-    report.id = Some(bundle.manifest.id.clone());
-    report.suspicious = bundle.manifest.suspicious;
-    report.suspicious_reasons = bundle.manifest.suspicious_reasons.clone();
+    report.id = Some(bundle.id.to_string());
+    match &bundle.opened {
+        Some(opened) => {
+            report.suspicious = opened.manifest.suspicious;
+            report.suspicious_reasons = opened.manifest.suspicious_reasons.clone();
+        }
+        None => report.suspicious = bundle.index.standing.as_deref() == Some("suspicious"),
+    }
+    if read_data {
+        bundle.opened(remote)?;
+    }
     report.problems.extend(check_objects(remote, id, &bundle)?);
     if read_data && report.problems.is_empty() {
         read_all(remote, id, &bundle, &mut report, progress)?;
@@ -76,7 +84,16 @@ fn check_objects(remote: &Remote, id: &str, bundle: &RemoteBundle) -> Result<Vec
         .into_iter()
         .map(|o| (o.name, o.bytes))
         .collect();
-    let files = layout::files(&bundle.manifest).count();
+    let files = match &bundle.opened {
+        Some(opened) => layout::files(&opened.manifest).count(),
+        // Without the key, the index says how many files there are.
+        None => bundle
+            .index
+            .objects
+            .iter()
+            .filter(|o| o.name.starts_with("f/"))
+            .count(),
+    };
     let mut expected: Vec<String> = vec![MANIFEST_OBJECT.into(), SUM_OBJECT.into()];
     expected.extend((0..files).map(file_object));
     for name in &expected {
@@ -101,8 +118,24 @@ fn check_objects(remote: &Remote, id: &str, bundle: &RemoteBundle) -> Result<Vec
     for name in listed.keys().filter(|n| !known.contains(n)) {
         add(name, "object the index does not list".into());
     }
-    if let Err(why) = remote.fetch_object(id, &bundle.index, SUM_OBJECT)? {
-        add(SUM_OBJECT, why);
+    if bundle.opened.is_some() {
+        if let Err(why) = small_object(remote, &bundle.index, SUM_OBJECT)? {
+            add(SUM_OBJECT, why);
+        }
+        return Ok(problems);
+    }
+    // Without the key: the small objects' stored bytes against the index.
+    for name in [MANIFEST_OBJECT, SUM_OBJECT] {
+        let entry = bundle.index.object(name);
+        let stored = stored_hash(remote, &format!("{id}/{name}"))?;
+        if let (Some(entry), Some((bytes, sha))) = (entry, stored) {
+            if entry.bytes != bytes || entry.sha256 != sha {
+                add(
+                    name,
+                    "does not match its index (altered or truncated)".into(),
+                );
+            }
+        }
     }
     Ok(problems)
 }
@@ -115,7 +148,8 @@ fn read_all(
     report: &mut VerifyReport,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let files: Vec<&FileRecord> = layout::files(&bundle.manifest).collect();
+    let files: Vec<&FileRecord> = layout::files(&bundle.opened(remote)?.manifest).collect();
+    let at = Opening::of(&bundle.index);
     let total = files.iter().map(|f| f.bytes).sum();
     progress.start(
         &format!("reading {id} from {}", remote.spec.name),
@@ -124,7 +158,7 @@ fn read_all(
     for (n, file) in files.iter().enumerate() {
         let name = file_object(n);
         let entry = bundle.index.object(&name);
-        let outcome = read_object(remote, &format!("{id}/{name}"), file, entry)?;
+        let outcome = read_object(remote, at, &format!("{id}/{name}"), file, entry)?;
         progress.advance(file.bytes);
         match outcome {
             Ok(_) => {
@@ -140,121 +174,4 @@ fn read_all(
     }
     progress.finish();
     Ok(())
-}
-
-/// Reads `object` back, decompressing it into `sink`: its stored entry
-/// when its stored bytes match `entry` (if given) and its plaintext matches
-/// `file`; `Ok(Err(why))` when not.
-pub fn read_into(
-    remote: &Remote,
-    object: &str,
-    file: &FileRecord,
-    entry: Option<&StoredObject>,
-    sink: &mut dyn Write,
-) -> Result<std::result::Result<StoredObject, String>> {
-    let mut stored = Sha256::new();
-    let mut plain = Hashing {
-        inner: sink,
-        hasher: Sha256::new(),
-        bytes: 0,
-        failed: None,
-    };
-    let mut decoder = zstd::stream::write::Decoder::new(&mut plain)
-        .map_err(|e| remote.error(format!("zstd: {e}")))?;
-    let mut corrupt = None;
-    let stored_bytes = remote.engine.stream(object, |chunk| {
-        stored.update(chunk);
-        if corrupt.is_none() {
-            if let Err(e) = decoder.write_all(chunk) {
-                corrupt = Some(e.to_string());
-            }
-        }
-        Ok(())
-    })?;
-    if corrupt.is_none() {
-        if let Err(e) = decoder.flush() {
-            corrupt = Some(e.to_string());
-        }
-    }
-    drop(decoder);
-    if let Some(e) = plain.failed.take() {
-        // Writing here failed (a full disk, say): not the remote's fault.
-        // The caller knows where it was writing and may say so.
-        return Err(crate::error::Error::io(
-            "could not write",
-            std::path::Path::new(&file.path),
-            e,
-        ));
-    }
-    let stored_sha = hex::encode(stored.finalize());
-    if let Some(entry) = entry {
-        if entry.bytes != stored_bytes || entry.sha256 != stored_sha {
-            return Ok(Err(
-                "does not match its index entry (altered or truncated)".into()
-            ));
-        }
-    }
-    if let Some(e) = corrupt {
-        return Ok(Err(format!("does not decompress ({e})")));
-    }
-    let plain_sha = hex::encode(plain.hasher.finalize());
-    if plain.bytes != file.bytes || plain_sha != file.sha256 {
-        return Ok(Err(format!(
-            "does not hold {} as the manifest records it",
-            file.path
-        )));
-    }
-    Ok(Ok(StoredObject {
-        name: object
-            .rsplit_once('/')
-            .map_or(object, |(_, n)| n)
-            .to_string(),
-        bytes: stored_bytes,
-        sha256: stored_sha,
-    }))
-}
-
-/// [`read_into`] discarding the plaintext.
-fn read_object(
-    remote: &Remote,
-    object: &str,
-    file: &FileRecord,
-    entry: Option<&StoredObject>,
-) -> Result<std::result::Result<StoredObject, String>> {
-    read_into(remote, object, file, entry, &mut std::io::sink())
-}
-
-/// An object an interrupted push stored for `file`: its entry when it holds
-/// exactly the file, else `None` (upload it again).
-pub fn read_back(remote: &Remote, object: &str, file: &FileRecord) -> Result<Option<StoredObject>> {
-    Ok(read_object(remote, object, file, None)?.ok())
-}
-
-/// A writer that hashes and counts what passes through it, and keeps the
-/// error of a failed write (told apart from a corrupt object).
-struct Hashing<'a> {
-    inner: &'a mut dyn Write,
-    hasher: Sha256,
-    bytes: u64,
-    failed: Option<std::io::Error>,
-}
-
-impl Write for Hashing<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = match self.inner.write(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let kind = e.kind();
-                self.failed = Some(e);
-                return Err(std::io::Error::from(kind));
-            }
-        };
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }

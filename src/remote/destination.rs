@@ -54,14 +54,16 @@ impl Destination for RemoteDestination<'_> {
                     continue;
                 }
             };
-            let manifest = &bundle.manifest;
-            let Ok(created_at) = manifest.created_at.parse() else {
-                let why = format!("created_at \"{}\" is not a time", manifest.created_at);
+            let Ok(created_at) = bundle.index.created_at.parse() else {
+                let why = format!("created_at \"{}\" is not a time", bundle.index.created_at);
                 entries.push(Entry::Unparseable(folder, why));
                 continue;
             };
-            if let Some((store, why)) = manifest.failed_stores().first() {
-                let problem = format!("store \"{store}\" failed when it was made: {why}");
+            let standing = match &bundle.opened {
+                Some(opened) => Standing::of(&opened.manifest),
+                None => Standing::from_index(&bundle.index),
+            };
+            if let Standing::Failed(problem) = standing {
                 entries.push(Entry::Damaged(folder, problem));
                 continue;
             }
@@ -79,13 +81,11 @@ impl Destination for RemoteDestination<'_> {
             entries.push(Entry::Bundle {
                 id: folder,
                 created_at,
-                safety: manifest.reason.as_deref() == Some(crate::manifest::PRE_RESTORE),
-                healthy: manifest
-                    .stores
-                    .iter()
-                    .filter(|s| crate::shrink::healthy_in(manifest, &s.name))
-                    .map(|s| s.name.clone())
-                    .collect(),
+                safety: matches!(standing, Standing::SafetySnapshot),
+                healthy: match standing {
+                    Standing::Good(healthy) => healthy,
+                    _ => Vec::new(),
+                },
             });
         }
         Ok(entries)
@@ -107,5 +107,55 @@ impl Destination for RemoteDestination<'_> {
             }
         }
         engine.delete(&marker)
+    }
+}
+
+/// How a prune counts a remote bundle.
+enum Standing {
+    /// Counts as a good bundle, in which these stores were healthy.
+    Good(Vec<String>),
+    /// create flagged it suspicious: kept as evidence, never counted as good.
+    Suspicious,
+    /// Taken before a restore.
+    SafetySnapshot,
+    /// A store failed when it was made.
+    Failed(String),
+}
+
+/// What a prune calls the stores of a bundle it cannot read (encrypted,
+/// no key): one name for all, so that the newest good bundle is kept as
+/// the last in which they were healthy.
+pub const SEALED_STORES: &str = "(encrypted stores)";
+
+impl Standing {
+    /// From the manifest (every rule, per store).
+    fn of(manifest: &crate::manifest::Manifest) -> Standing {
+        if let Some((store, why)) = manifest.failed_stores().first() {
+            return Standing::Failed(format!("store \"{store}\" failed when it was made: {why}"));
+        }
+        if manifest.reason.as_deref() == Some(crate::manifest::PRE_RESTORE) {
+            return Standing::SafetySnapshot;
+        }
+        let healthy: Vec<String> = manifest
+            .stores
+            .iter()
+            .filter(|s| crate::shrink::healthy_in(manifest, &s.name))
+            .map(|s| s.name.clone())
+            .collect();
+        match manifest.suspicious {
+            true => Standing::Suspicious,
+            false => Standing::Good(healthy),
+        }
+    }
+
+    /// From the index alone (an encrypted bundle read without a key).
+    fn from_index(index: &crate::remote::layout::RemoteIndex) -> Standing {
+        match index.standing.as_deref() {
+            Some("safety-snapshot") => Standing::SafetySnapshot,
+            Some("failed") => Standing::Failed("a store failed when it was made".into()),
+            Some("good") => Standing::Good(vec![SEALED_STORES.into()]),
+            // Unknown or absent: never counted as good.
+            _ => Standing::Suspicious,
+        }
     }
 }

@@ -188,6 +188,23 @@ impl Engine {
         }
     }
 
+    /// Object `rel` as a reader, fetched chunk by chunk as it is read;
+    /// `None` when there is no such object.
+    pub fn reader(&self, rel: &str) -> Result<Option<ObjectReader<'_>>> {
+        let path = self.path(rel);
+        match self.runtime.block_on(self.store.get(&path)) {
+            Ok(got) => Ok(Some(ObjectReader {
+                engine: self,
+                rel: rel.to_string(),
+                chunks: got.into_stream(),
+                chunk: bytes::Bytes::new(),
+                failed: None,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.fail(&format!("could not read {rel}"), &e)),
+        }
+    }
+
     /// The folders right below the prefix (one per bundle).
     pub fn folders(&self) -> Result<Vec<String>> {
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
@@ -248,6 +265,48 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// An object being downloaded, as a [`Read`](std::io::Read). A failure of
+/// the remote reads as an I/O error; [`ObjectReader::failure`] then tells it
+/// apart from a failure of whatever consumes the bytes.
+pub struct ObjectReader<'a> {
+    engine: &'a Engine,
+    rel: String,
+    chunks: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+    failed: Option<object_store::Error>,
+}
+
+impl ObjectReader<'_> {
+    /// The remote's error, when reading stopped because of one.
+    pub fn failure(&mut self) -> Option<Error> {
+        let e = self.failed.take()?;
+        Some(
+            self.engine
+                .fail(&format!("could not read {}", self.rel), &e),
+        )
+    }
+}
+
+impl std::io::Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.engine.runtime.block_on(self.chunks.next()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    self.failed = Some(e);
+                    return Err(std::io::Error::other(text));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
     }
 }
 

@@ -4,8 +4,8 @@
 //! path: `m` (the manifest), `s` (its checksum file), `f/<n>` (the n-th file
 //! of the manifest, stores in order, files in order). The index lists each
 //! object's stored size and the sha256 of its stored bytes: enough to list,
-//! prune and check presence without reading (or, later, decrypting) any
-//! object, and nothing that names a store or a path.
+//! prune and check presence without reading or decrypting any object, and
+//! nothing that names a store or a path or hashes a plaintext.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,15 @@ pub struct RemoteIndex {
     pub created_at: String,
     /// zstd, for every object.
     pub compression: String,
+    /// `none`, or `age`: every object is compressed, then encrypted to the
+    /// remote's recipients (absent in indexes of older pushes: `none`).
+    #[serde(default = "plaintext")]
+    pub encryption: String,
+    /// How a prune counts the bundle without reading its manifest (so with
+    /// no key): `good`, `suspicious` (create flagged it), `failed` (a store
+    /// failed) or `safety-snapshot` (taken before a restore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<String>,
     /// Every object of the bundle.
     pub objects: Vec<StoredObject>,
 }
@@ -63,11 +72,41 @@ pub struct StoredObject {
     pub sha256: String,
 }
 
+/// The `encryption` of an index that does not say.
+fn plaintext() -> String {
+    ENCRYPTION_NONE.into()
+}
+
+/// `encryption` of an index whose objects are plaintext (compressed).
+pub const ENCRYPTION_NONE: &str = "none";
+
+/// `encryption` of an index whose objects are age-encrypted.
+pub const ENCRYPTION_AGE: &str = "age";
+
+/// How a prune counts a bundle, from its manifest (see [`RemoteIndex::standing`]).
+pub fn standing(manifest: &Manifest) -> &'static str {
+    if !manifest.failed_stores().is_empty() {
+        "failed"
+    } else if manifest.reason.as_deref() == Some(crate::manifest::PRE_RESTORE) {
+        "safety-snapshot"
+    } else if manifest.suspicious || manifest.reason.is_some() {
+        "suspicious"
+    } else {
+        "good"
+    }
+}
+
 impl RemoteIndex {
     /// Parses an index, refusing anything else.
     pub fn parse(bytes: &[u8]) -> Result<RemoteIndex, String> {
         let index: RemoteIndex =
             serde_json::from_slice(bytes).map_err(|e| format!("index.json: {e}"))?;
+        if index.encryption != ENCRYPTION_NONE && index.encryption != ENCRYPTION_AGE {
+            return Err(format!(
+                "index.json says encryption {:?}, which this version cannot read",
+                index.encryption
+            ));
+        }
         if index.format != INDEX_FORMAT || index.version != 1 {
             return Err(format!(
                 "index.json is {} version {}, not {INDEX_FORMAT} version 1",
@@ -77,8 +116,25 @@ impl RemoteIndex {
         Ok(index)
     }
 
-    /// The entry of object `name`.
+    /// Whether its objects are encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.encryption == ENCRYPTION_AGE
+    }
+
+    /// The entry of object `name` (found by position first: a push writes
+    /// `m`, `s`, `f/0`, `f/1`, … in that order).
     pub fn object(&self, name: &str) -> Option<&StoredObject> {
-        self.objects.iter().find(|o| o.name == name)
+        let position = match name {
+            MANIFEST_OBJECT => Some(0),
+            SUM_OBJECT => Some(1),
+            _ => name
+                .strip_prefix("f/")
+                .and_then(|n| n.parse::<usize>().ok())
+                .map(|n| n + 2),
+        };
+        position
+            .and_then(|p| self.objects.get(p))
+            .filter(|o| o.name == name)
+            .or_else(|| self.objects.iter().find(|o| o.name == name))
     }
 }

@@ -8,16 +8,18 @@
 //! `prune`, and the next push finishes it.
 
 pub mod check;
+pub mod crypt;
 pub mod destination;
 pub mod engine;
+pub mod fetch;
+pub mod known;
 pub mod layout;
+pub mod ledger;
 pub mod pack;
 pub mod pull;
 pub mod push;
 pub mod spec;
 pub mod upload;
-
-use std::io::Write;
 
 use crate::bundle::BundleId;
 use crate::error::{Error, Result};
@@ -32,6 +34,19 @@ pub struct Remote {
     pub engine: Engine,
     /// How it is configured.
     pub spec: RemoteSpec,
+    /// The public keys new objects are encrypted to (none: plaintext).
+    pub recipients: Vec<age::x25519::Recipient>,
+    /// The secret keys that read encrypted bundles, when given.
+    pub identity: Option<crypt::Identity>,
+}
+
+/// A bundle's manifest, read (and decrypted) from the remote.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Its exact bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// A complete bundle on a remote.
@@ -41,10 +56,21 @@ pub struct RemoteBundle {
     pub id: BundleId,
     /// Its index.
     pub index: RemoteIndex,
-    /// Its manifest, read from the remote.
-    pub manifest: Manifest,
-    /// The manifest's exact bytes.
-    pub manifest_bytes: Vec<u8>,
+    /// Its manifest; `None` when the bundle is encrypted and the remote
+    /// was opened without an identity (the index alone is readable).
+    pub opened: Option<Opened>,
+}
+
+impl RemoteBundle {
+    /// Its manifest, or an error saying an identity is needed to read it.
+    pub fn opened(&self, remote: &Remote) -> Result<&Opened> {
+        match &self.opened {
+            Some(o) => Ok(o),
+            None => remote
+                .identity(&self.id.to_string())
+                .and_then(|_| Err(remote.error(format!("bundle {} could not be opened", self.id)))),
+        }
+    }
 }
 
 /// What a remote holds: complete bundles oldest first, and bundle folders
@@ -59,11 +85,28 @@ pub struct RemoteListing {
 }
 
 impl Remote {
-    /// Opens remote `spec`.
-    pub fn open(spec: &RemoteSpec) -> Result<Remote> {
+    /// Opens remote `spec`, with `identity` to read encrypted bundles.
+    pub fn open(spec: &RemoteSpec, identity: Option<crypt::Identity>) -> Result<Remote> {
+        let recipients = match spec.encryption().map_err(Error::Usage)? {
+            spec::Encryption::None => Vec::new(),
+            spec::Encryption::Age(r) => r,
+        };
         Ok(Remote {
             engine: Engine::open(spec)?,
             spec: spec.clone(),
+            recipients,
+            identity,
+        })
+    }
+
+    /// The identity to read encrypted bundle `id` with, or an error saying
+    /// how to give one.
+    pub fn identity(&self, id: &str) -> Result<&crypt::Identity> {
+        self.identity.as_ref().ok_or_else(|| {
+            Error::Usage(format!(
+                "bundle {id} on remote \"{}\" is encrypted: reading it needs the secret key, given with --identity FILE or BUNDLE_IDENTITY_FILE",
+                self.spec.name
+            ))
         })
     }
 
@@ -111,11 +154,18 @@ impl Remote {
         if index.bundle_id != id {
             return Ok(Err(format!("its index names bundle {}", index.bundle_id)));
         }
-        let manifest_bytes = match self.fetch_object(id, &index, MANIFEST_OBJECT)? {
+        if index.encrypted() && self.identity.is_none() {
+            return Ok(Ok(RemoteBundle {
+                id: id_parsed,
+                index,
+                opened: None,
+            }));
+        }
+        let bytes = match fetch::small_object(self, &index, MANIFEST_OBJECT)? {
             Ok(b) => b,
             Err(why) => return Ok(Err(why)),
         };
-        let manifest = match Manifest::parse(&manifest_bytes) {
+        let manifest = match Manifest::parse(&bytes) {
             Ok(m) if m.id == id => m,
             Ok(m) => return Ok(Err(format!("its manifest names bundle {}", m.id))),
             Err(why) => return Ok(Err(format!("manifest: {why}"))),
@@ -123,42 +173,8 @@ impl Remote {
         Ok(Ok(RemoteBundle {
             id: id_parsed,
             index,
-            manifest,
-            manifest_bytes,
+            opened: Some(Opened { manifest, bytes }),
         }))
-    }
-
-    /// The plaintext of a small object of bundle `id`, checked against the
-    /// index; `Ok(Err(why))` when it is missing or does not match.
-    pub fn fetch_object(
-        &self,
-        id: &str,
-        index: &RemoteIndex,
-        name: &str,
-    ) -> Result<std::result::Result<Vec<u8>, String>> {
-        let Some(entry) = index.object(name) else {
-            return Ok(Err(format!("the index lists no object {name}")));
-        };
-        let Some(stored) = self.engine.get(&format!("{id}/{name}"))? else {
-            return Ok(Err(format!("object {name} is missing")));
-        };
-        if stored.len() as u64 != entry.bytes || crate::hash::sha256_hex(&stored) != entry.sha256 {
-            return Ok(Err(format!(
-                "object {name} does not match its index (altered or truncated)"
-            )));
-        }
-        let mut plain = Vec::new();
-        let mut decoder = zstd::stream::write::Decoder::new(&mut plain)
-            .map_err(|e| self.error(format!("zstd: {e}")))?;
-        if decoder
-            .write_all(&stored)
-            .and_then(|()| decoder.flush())
-            .is_err()
-        {
-            return Ok(Err(format!("object {name} does not decompress")));
-        }
-        drop(decoder);
-        Ok(Ok(plain))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manifest::{FileRecord, MANIFEST_FILE, MANIFEST_SUM_FILE};
 use crate::progress::Progress;
+use crate::remote::fetch::{read_into, small_object, Opening};
 use crate::remote::layout::{self, file_object, SUM_OBJECT};
 use crate::remote::{Remote, RemoteBundle};
 
@@ -44,12 +45,13 @@ pub fn pull(
     progress: &dyn Progress,
 ) -> Result<Pulled> {
     let bundle = find(remote, id)?;
+    let opened = bundle.opened(remote)?;
     fsutil::create_private_dir_all(destination)?;
     let _lock = DestinationLock::acquire(destination)?;
     let path = destination.join(id);
     if path.exists() {
         let local = std::fs::read(path.join(MANIFEST_FILE)).unwrap_or_default();
-        if local == bundle.manifest_bytes {
+        if local == opened.bytes {
             return Ok(Pulled {
                 path,
                 already: true,
@@ -93,12 +95,13 @@ pub fn write_bundle(
     progress: &dyn Progress,
 ) -> Result<()> {
     let id = bundle.id.to_string();
+    let opened = bundle.opened(remote)?;
     fsutil::create_private_dir(into)?;
-    let files: Vec<(usize, &FileRecord)> = layout::files(&bundle.manifest).enumerate().collect();
+    let files: Vec<(usize, &FileRecord)> = layout::files(&opened.manifest).enumerate().collect();
     let total: u64 = files.iter().map(|(_, f)| f.bytes).sum();
     // Refuse up front what cannot fit, rather than fail part-way.
     let needed = total
-        .saturating_add(bundle.manifest_bytes.len() as u64)
+        .saturating_add(opened.bytes.len() as u64)
         .saturating_add(1 << 20);
     let (available, _) = fsutil::free_space(into)?;
     if needed > available {
@@ -117,12 +120,12 @@ pub fn write_bundle(
     });
     progress.finish();
     let written = written?;
-    let sum = match remote.fetch_object(&id, &bundle.index, SUM_OBJECT)? {
+    let sum = match small_object(remote, &bundle.index, SUM_OBJECT)? {
         Ok(s) => s,
         Err(why) => return Err(refused(remote, &id, &why)),
     };
     fsutil::write_new_file(&into.join(MANIFEST_SUM_FILE), &sum)?;
-    fsutil::write_new_file(&into.join(MANIFEST_FILE), &bundle.manifest_bytes)?;
+    fsutil::write_new_file(&into.join(MANIFEST_FILE), &opened.bytes)?;
     for path in written {
         fsutil::fsync_path(&path)?;
     }
@@ -174,8 +177,10 @@ fn pull_file(
         .create_new(true)
         .open(&dest)
         .map_err(|e| Error::io("could not create", &dest, e))?;
-    let read = crate::remote::check::read_into(
+    let at = Opening::of(&bundle.index);
+    let read = read_into(
         remote,
+        at,
         &format!("{id}/{name}"),
         file,
         Some(entry),

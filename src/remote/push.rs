@@ -7,9 +7,11 @@
 //! read is hashed on the way up and must match the local manifest, so a
 //! damaged local bundle is never pushed as good. A push that stops part-way
 //! leaves a folder without an index; the next push checks what it finds
-//! there by reading it back and uploads only the rest.
+//! there and uploads only the rest. On an encrypted remote every object is
+//! encrypted to the remote's recipients, and what the push knows of the
+//! remote comes from the destination's ledger ([`crate::remote::known`]).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -18,9 +20,13 @@ use crate::bundle::ListedBundle;
 use crate::error::{Error, Result};
 use crate::manifest::{FileRecord, Manifest, MANIFEST_SUM_FILE};
 use crate::progress::Progress;
+use crate::remote::known::{learn, KnownFiles, Recall};
 use crate::remote::layout::{
-    self, file_object, RemoteIndex, StoredObject, INDEX, INDEX_FORMAT, MANIFEST_OBJECT, SUM_OBJECT,
+    self, file_object, RemoteIndex, StoredObject, ENCRYPTION_AGE, ENCRYPTION_NONE, INDEX,
+    INDEX_FORMAT, MANIFEST_OBJECT, SUM_OBJECT,
 };
+use crate::remote::ledger::{self, Ledger};
+use crate::remote::pack::Uploaded;
 use crate::remote::{Remote, RemoteBundle, RemoteListing};
 
 /// What pushing one bundle did.
@@ -46,18 +52,6 @@ pub struct Pushed {
     pub error: Option<String>,
 }
 
-/// A remote object holding a given plaintext, found in a complete bundle.
-#[derive(Debug, Clone)]
-struct Known {
-    /// Its name below the remote's prefix.
-    object: String,
-    /// Its index entry.
-    stored: StoredObject,
-}
-
-/// Plaintext (sha256, size) → an object of a complete remote bundle holding it.
-type KnownFiles = HashMap<(String, u64), Known>;
-
 /// Which local bundles a plain `bundle push` sends: those that pass the
 /// quick check and are not complete on the remote, oldest first.
 pub fn pending<'a>(local: &'a [ListedBundle], remote: &[RemoteBundle]) -> Vec<&'a ListedBundle> {
@@ -70,10 +64,12 @@ pub fn pending<'a>(local: &'a [ListedBundle], remote: &[RemoteBundle]) -> Vec<&'
 
 /// Pushes each of `bundles` (folders) to `remote`, whose current content is
 /// `listing`, `jobs` files at once; one report per bundle, in order. A
-/// bundle that fails does not stop the others.
+/// bundle that fails does not stop the others. An encrypted remote's
+/// ledger lives in `destination`.
 pub fn push(
     remote: &Remote,
     listing: &RemoteListing,
+    destination: &Path,
     bundles: &[PathBuf],
     jobs: usize,
     progress: &dyn Progress,
@@ -85,7 +81,28 @@ pub fn push(
         .map(|(id, _)| id.clone())
         .collect();
     remote.engine.abort_abandoned_uploads(&unfinished)?;
-    let mut known = known_files(&listing.bundles);
+    let ledger = match remote.recipients.is_empty() {
+        true => None,
+        false => {
+            let on_remote: HashSet<String> = listing
+                .bundles
+                .iter()
+                .map(|b| b.id.to_string())
+                .chain(unfinished.iter().cloned())
+                .collect();
+            Some(Ledger::open(destination, &remote.spec.name, &on_remote)?)
+        }
+    };
+    let pusher = Pusher {
+        recall: Recall {
+            remote,
+            ledger: ledger.as_ref(),
+            fingerprint: crate::remote::crypt::fingerprint(&remote.recipients),
+        },
+        jobs,
+        progress,
+    };
+    let mut known = pusher.recall.known_files(listing);
     let mut reports = Vec::new();
     for bundle in bundles {
         let (manifest, manifest_bytes) =
@@ -100,18 +117,20 @@ pub fn push(
             bytes_stored: 0,
             error: None,
         };
-        let done = match listing.bundles.iter().find(|b| b.manifest.id == manifest.id) {
-            Some(there) if there.manifest_bytes == manifest_bytes => {
-                report.outcome = "already".into();
-                report.bytes_stored = there.index.objects.iter().map(|o| o.bytes).sum();
-                Ok(None)
+        let there = listing
+            .bundles
+            .iter()
+            .find(|b| b.id.to_string() == manifest.id);
+        let done = match there {
+            Some(there) => pusher.already(there, &manifest_bytes, &mut report),
+            None => {
+                let local = Local {
+                    folder: bundle,
+                    manifest: &manifest,
+                    manifest_bytes: &manifest_bytes,
+                };
+                pusher.push_one(&local, &known, &mut report).map(Some)
             }
-            Some(_) => Err(Error::Refused(format!(
-                "bundle {} is already on remote \"{}\" with a different manifest; nothing was pushed for it",
-                manifest.id, remote.spec.name
-            ))),
-            None => push_one(remote, bundle, &manifest, &manifest_bytes, &known, jobs, progress, &mut report)
-                .map(Some),
         };
         match done {
             Ok(Some(index)) => learn(&mut known, &manifest, &index),
@@ -124,140 +143,243 @@ pub fn push(
             }
         }
         reports.push(report);
+        if let Some(ledger) = &ledger {
+            ledger.sync()?;
+        }
     }
     Ok(reports)
 }
 
-/// What complete remote bundles already hold, by plaintext.
-fn known_files(bundles: &[RemoteBundle]) -> KnownFiles {
-    let mut known = KnownFiles::new();
-    for b in bundles {
-        learn(&mut known, &b.manifest, &b.index);
-    }
-    known
-}
-
-/// Adds the files of a complete bundle to `known`.
-fn learn(known: &mut KnownFiles, manifest: &Manifest, index: &RemoteIndex) {
-    for (n, file) in layout::files(manifest).enumerate() {
-        let name = file_object(n);
-        if let Some(stored) = index.object(&name) {
-            known.insert(
-                (file.sha256.clone(), file.bytes),
-                Known {
-                    object: format!("{}/{name}", manifest.id),
-                    stored: stored.clone(),
-                },
-            );
-        }
-    }
-}
-
-/// Pushes one bundle; its index once written.
-#[allow(clippy::too_many_arguments)]
-fn push_one(
-    remote: &Remote,
-    bundle: &Path,
-    manifest: &Manifest,
-    manifest_bytes: &[u8],
-    known: &KnownFiles,
+/// One push's settings and knowledge.
+struct Pusher<'a> {
+    recall: Recall<'a>,
     jobs: usize,
-    progress: &dyn Progress,
-    report: &mut Pushed,
-) -> Result<RemoteIndex> {
-    let id = &manifest.id;
-    let level = remote.spec.zstd_level();
-    let present = remote.engine.list(id)?;
-    if present
-        .iter()
-        .any(|o| o.name == format!("{id}/{}", crate::remote::destination::DELETING))
-    {
-        return Err(Error::Refused(format!(
-            "bundle {id} is being deleted from remote \"{}\" by a prune that did not finish; run `bundle prune --remote {} --apply` first",
-            remote.spec.name, remote.spec.name
-        )));
-    }
-    let mut objects = Vec::new();
-    let up = |name: &str, bytes: &[u8]| -> Result<StoredObject> {
-        let stored = remote
-            .engine
-            .upload(&format!("{id}/{name}"), bytes, level, jobs, progress)?;
-        Ok(StoredObject {
-            name: name.into(),
-            bytes: stored.stored_bytes,
-            sha256: stored.stored_sha256,
-        })
-    };
-    objects.push(claim_manifest(remote, id, manifest_bytes, &present, up)?);
-    let sum = std::fs::read(bundle.join(MANIFEST_SUM_FILE))
-        .map_err(|e| Error::io("could not read", &bundle.join(MANIFEST_SUM_FILE), e))?;
-    objects.push(up(SUM_OBJECT, &sum)?);
-    let files: Vec<(usize, &FileRecord)> = layout::files(manifest).enumerate().collect();
-    let total: u64 = files.iter().map(|(_, f)| f.bytes).sum();
-    progress.start(&format!("pushing {id}"), Some(total));
-    let present: std::collections::HashSet<String> = present.into_iter().map(|o| o.name).collect();
-    let stored = crate::parallel::map(&files, jobs, |(n, file)| {
-        let target = Target {
-            bundle,
-            id,
-            level,
-            present: &present,
-        };
-        push_file(remote, &target, *n, file, known, progress)
-    });
-    progress.finish();
-    for (object, how) in stored? {
-        match how {
-            How::Uploaded(bytes) => {
-                report.uploaded += 1;
-                report.bytes_uploaded += bytes;
-            }
-            How::Copied => report.copied += 1,
-            How::Resumed => report.resumed += 1,
-        }
-        objects.push(object);
-    }
-    report.bytes_stored = objects.iter().map(|o| o.bytes).sum();
-    let index = RemoteIndex {
-        format: INDEX_FORMAT.into(),
-        version: 1,
-        bundle_id: id.clone(),
-        created_at: manifest.created_at.clone(),
-        compression: "zstd".into(),
-        objects,
-    };
-    let mut bytes = serde_json::to_vec_pretty(&index).expect("an index serializes");
-    bytes.push(b'\n');
-    remote.engine.put(&format!("{id}/{INDEX}"), bytes)?;
-    Ok(index)
+    progress: &'a dyn Progress,
 }
 
-/// Stores the manifest object, or accepts the one an interrupted push of
-/// this same bundle left; refuses one of another bundle under this id.
-fn claim_manifest(
-    remote: &Remote,
-    id: &str,
-    manifest_bytes: &[u8],
-    present: &[crate::remote::engine::Listed],
-    up: impl Fn(&str, &[u8]) -> Result<StoredObject>,
-) -> Result<StoredObject> {
-    let name = format!("{id}/{MANIFEST_OBJECT}");
-    if let Some(listed) = present.iter().find(|o| o.name == name) {
-        let stored = remote.engine.get(&name)?.unwrap_or_default();
-        let plain = zstd::stream::decode_all(stored.as_slice()).unwrap_or_default();
-        if plain != manifest_bytes {
+/// The local bundle being pushed.
+struct Local<'a> {
+    folder: &'a Path,
+    manifest: &'a Manifest,
+    manifest_bytes: &'a [u8],
+}
+
+impl Pusher<'_> {
+    /// The remote.
+    fn remote(&self) -> &Remote {
+        self.recall.remote
+    }
+
+    /// A bundle whose id the remote already holds complete: `already` when
+    /// it is this bundle, else refused.
+    fn already(
+        &self,
+        there: &RemoteBundle,
+        manifest_bytes: &[u8],
+        report: &mut Pushed,
+    ) -> Result<Option<RemoteIndex>> {
+        if self.recall.is_same_bundle(there, manifest_bytes) {
+            report.outcome = "already".into();
+            report.bytes_stored = there.index.objects.iter().map(|o| o.bytes).sum();
+            return Ok(None);
+        }
+        let how = match there.opened {
+            Some(_) => "with a different manifest",
+            None => "and this destination has no record of pushing it (it is encrypted, so it cannot be compared without a key)",
+        };
+        Err(Error::Refused(format!(
+            "bundle {} is already on remote \"{}\" {how}; nothing was pushed for it",
+            there.id,
+            self.remote().spec.name
+        )))
+    }
+
+    /// Records an object of this push in the ledger (encrypted remotes).
+    fn record(
+        &self,
+        id: &str,
+        name: &str,
+        plain: (&str, u64),
+        stored: &StoredObject,
+    ) -> Result<()> {
+        let Some(ledger) = self.recall.ledger else {
+            return Ok(());
+        };
+        ledger.record(&ledger::Pushed {
+            bundle: id.into(),
+            object: name.into(),
+            plain_sha256: plain.0.into(),
+            plain_bytes: plain.1,
+            stored_sha256: stored.sha256.clone(),
+            stored_bytes: stored.bytes,
+            recipients: self.recall.fingerprint.clone(),
+        })
+    }
+
+    /// Uploads `source` as object `name` of bundle `id`.
+    fn upload(
+        &self,
+        id: &str,
+        name: &str,
+        source: impl std::io::Read,
+    ) -> Result<(StoredObject, Uploaded)> {
+        let remote = self.remote();
+        let up = remote.engine.upload(
+            &format!("{id}/{name}"),
+            source,
+            remote.spec.zstd_level(),
+            1,
+            &remote.recipients,
+            self.progress,
+        )?;
+        let stored = StoredObject {
+            name: name.into(),
+            bytes: up.stored_bytes,
+            sha256: up.stored_sha256.clone(),
+        };
+        self.record(id, name, (&up.plain_sha256, up.plain_bytes), &stored)?;
+        Ok((stored, up))
+    }
+
+    /// A small object (`m`, `s`): kept when an interrupted push of this
+    /// bundle stored exactly it, else uploaded.
+    fn small(
+        &self,
+        id: &str,
+        name: &str,
+        plain: &[u8],
+        present: &HashSet<String>,
+    ) -> Result<Option<StoredObject>> {
+        if present.contains(&format!("{id}/{name}")) {
+            return self.recall.resumed_small(id, name, plain);
+        }
+        Ok(Some(self.upload(id, name, plain)?.0))
+    }
+
+    /// Pushes one bundle; its index once written.
+    fn push_one(
+        &self,
+        local: &Local<'_>,
+        known: &KnownFiles,
+        report: &mut Pushed,
+    ) -> Result<RemoteIndex> {
+        let remote = self.remote();
+        let id = &local.manifest.id;
+        let present: HashSet<String> = remote
+            .engine
+            .list(id)?
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        if present.contains(&format!("{id}/{}", crate::remote::destination::DELETING)) {
             return Err(Error::Refused(format!(
-                "remote \"{}\" holds an unfinished bundle {id} with a different manifest; nothing was pushed for it",
-                remote.spec.name
+                "bundle {id} is being deleted from remote \"{}\" by a prune that did not finish; run `bundle prune --remote {} --apply` first",
+                remote.spec.name, remote.spec.name
             )));
         }
-        return Ok(StoredObject {
-            name: MANIFEST_OBJECT.into(),
-            bytes: listed.bytes,
-            sha256: crate::hash::sha256_hex(&stored),
+        let mut objects = Vec::new();
+        // The manifest claims the id: one of another bundle is refused.
+        let Some(claimed) = self.small(id, MANIFEST_OBJECT, local.manifest_bytes, &present)? else {
+            return Err(Error::Refused(format!(
+                "remote \"{}\" holds an unfinished bundle {id} with a different manifest (or, encrypted, one this destination has no record of pushing); nothing was pushed for it",
+                remote.spec.name
+            )));
+        };
+        objects.push(claimed);
+        let sum_path = local.folder.join(MANIFEST_SUM_FILE);
+        let sum =
+            std::fs::read(&sum_path).map_err(|e| Error::io("could not read", &sum_path, e))?;
+        let stored_sum = match self.small(id, SUM_OBJECT, &sum, &present)? {
+            Some(s) => s,
+            None => self.upload(id, SUM_OBJECT, sum.as_slice())?.0,
+        };
+        objects.push(stored_sum);
+        let files: Vec<(usize, &FileRecord)> = layout::files(local.manifest).enumerate().collect();
+        let total: u64 = files.iter().map(|(_, f)| f.bytes).sum();
+        self.progress.start(&format!("pushing {id}"), Some(total));
+        let stored = crate::parallel::map(&files, self.jobs, |(n, file)| {
+            self.push_file(local, *n, file, known, &present)
         });
+        self.progress.finish();
+        for (object, how) in stored? {
+            match how {
+                How::Uploaded(bytes) => {
+                    report.uploaded += 1;
+                    report.bytes_uploaded += bytes;
+                }
+                How::Copied => report.copied += 1,
+                How::Resumed => report.resumed += 1,
+            }
+            objects.push(object);
+        }
+        report.bytes_stored = objects.iter().map(|o| o.bytes).sum();
+        let index = RemoteIndex {
+            format: INDEX_FORMAT.into(),
+            version: 1,
+            bundle_id: id.clone(),
+            created_at: local.manifest.created_at.clone(),
+            compression: "zstd".into(),
+            encryption: match remote.recipients.is_empty() {
+                true => ENCRYPTION_NONE.into(),
+                false => ENCRYPTION_AGE.into(),
+            },
+            standing: Some(layout::standing(local.manifest).into()),
+            objects,
+        };
+        let mut bytes = serde_json::to_vec_pretty(&index).expect("an index serializes");
+        bytes.push(b'\n');
+        remote.engine.put(&format!("{id}/{INDEX}"), bytes)?;
+        Ok(index)
     }
-    up(MANIFEST_OBJECT, manifest_bytes)
+
+    /// Stores file `n` of the bundle: copied on the server when a complete
+    /// bundle holds the same plaintext, kept when an interrupted push stored
+    /// it intact, else uploaded (its hash checked against the manifest).
+    fn push_file(
+        &self,
+        local: &Local<'_>,
+        n: usize,
+        file: &FileRecord,
+        known: &KnownFiles,
+        present: &HashSet<String>,
+    ) -> Result<(StoredObject, How)> {
+        let id = &local.manifest.id;
+        let name = file_object(n);
+        let object = format!("{id}/{name}");
+        if let Some(k) = known.get(&(file.sha256.clone(), file.bytes)) {
+            self.remote().engine.copy(&k.object, &object)?;
+            self.progress.advance(file.bytes);
+            let stored = StoredObject {
+                name: name.clone(),
+                ..k.stored.clone()
+            };
+            self.record(id, &name, (&file.sha256, file.bytes), &stored)?;
+            return Ok((stored, How::Copied));
+        }
+        if present.contains(&object) {
+            if let Some(stored) = self.recall.resumed_file(id, &name, file)? {
+                self.progress.advance(file.bytes);
+                return Ok((stored, How::Resumed));
+            }
+        }
+        let rel = file
+            .rel()
+            .map_err(|e| Error::Refused(format!("unsafe path {} in the bundle: {e}", file.path)))?;
+        let path = local.folder.join(rel);
+        let source =
+            std::fs::File::open(&path).map_err(|e| Error::io("could not read", &path, e))?;
+        let (stored, up) = self.upload(id, &name, source)?;
+        if up.plain_sha256 != file.sha256 || up.plain_bytes != file.bytes {
+            return Err(Error::CheckFailed {
+                store: file.path.split('/').next().unwrap_or("").to_string(),
+                reason: format!(
+                    "{} does not match the bundle's manifest; the bundle was not pushed (run `bundle verify` on it)",
+                    file.path
+                ),
+            });
+        }
+        Ok((stored, How::Uploaded(up.plain_bytes)))
+    }
 }
 
 /// How a file reached the remote.
@@ -266,73 +388,6 @@ enum How {
     Uploaded(u64),
     /// Copied on the server.
     Copied,
-    /// Already stored by an interrupted push, read back and checked.
+    /// Already stored by an interrupted push, checked.
     Resumed,
-}
-
-/// The bundle being pushed, as its files need it.
-struct Target<'a> {
-    /// Its local folder.
-    bundle: &'a Path,
-    /// Its id.
-    id: &'a str,
-    /// zstd level.
-    level: i32,
-    /// Objects already in its remote folder (an interrupted push).
-    present: &'a std::collections::HashSet<String>,
-}
-
-/// Stores file `n` of the bundle: copied on the server when a complete
-/// bundle holds the same plaintext, kept when an interrupted push stored it
-/// intact, else uploaded (its hash checked against the manifest).
-fn push_file(
-    remote: &Remote,
-    target: &Target<'_>,
-    n: usize,
-    file: &FileRecord,
-    known: &KnownFiles,
-    progress: &dyn Progress,
-) -> Result<(StoredObject, How)> {
-    let name = file_object(n);
-    let object = format!("{}/{name}", target.id);
-    if let Some(k) = known.get(&(file.sha256.clone(), file.bytes)) {
-        remote.engine.copy(&k.object, &object)?;
-        progress.advance(file.bytes);
-        let stored = StoredObject {
-            name,
-            ..k.stored.clone()
-        };
-        return Ok((stored, How::Copied));
-    }
-    if target.present.contains(&object) {
-        if let Some(stored) = crate::remote::check::read_back(remote, &object, file)? {
-            progress.advance(file.bytes);
-            return Ok((StoredObject { name, ..stored }, How::Resumed));
-        }
-    }
-    let rel = file
-        .rel()
-        .map_err(|e| Error::Refused(format!("unsafe path {} in the bundle: {e}", file.path)))?;
-    let path = target.bundle.join(rel);
-    let source = std::fs::File::open(&path).map_err(|e| Error::io("could not read", &path, e))?;
-    let up = remote
-        .engine
-        .upload(&object, source, target.level, 1, progress)?;
-    if up.plain_sha256 != file.sha256 || up.plain_bytes != file.bytes {
-        return Err(Error::CheckFailed {
-            store: file.path.split('/').next().unwrap_or("").to_string(),
-            reason: format!(
-                "{} does not match the bundle's manifest; the bundle was not pushed (run `bundle verify` on it)",
-                file.path
-            ),
-        });
-    }
-    Ok((
-        StoredObject {
-            name,
-            bytes: up.stored_bytes,
-            sha256: up.stored_sha256,
-        },
-        How::Uploaded(up.plain_bytes),
-    ))
 }

@@ -8,10 +8,12 @@ use crate::retention::Policy;
 
 /// How objects are stored on a remote. Written out on purpose, so that
 /// nobody ends up with plaintext in a bucket by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Encryption {
     /// Compressed plaintext.
     None,
+    /// Compressed, then encrypted to these age X25519 public keys.
+    Age(Vec<age::x25519::Recipient>),
 }
 
 /// zstd level used when a remote does not say.
@@ -31,9 +33,16 @@ pub struct RemoteSpec {
     /// The bucket's region (else `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`).
     #[serde(default)]
     pub region: Option<String>,
-    /// Required: `"none"` (see [`Encryption`]).
+    /// Required: `"none"` or `"age"` (see [`Encryption`]).
     #[serde(default)]
     pub encryption: Option<String>,
+    /// With `encryption = "age"`: the public keys (`age1…`) objects are encrypted to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// With `encryption = "age"`: a file of more public keys, one per line
+    /// (`#` comments allowed), relative to the config file.
+    #[serde(default)]
+    pub recipients_file: Option<std::path::PathBuf>,
     /// zstd level of the stored objects (1–19; default [`DEFAULT_ZSTD_LEVEL`]).
     #[serde(default)]
     pub zstd_level: Option<i32>,
@@ -78,15 +87,51 @@ impl RemoteSpec {
         Ok(())
     }
 
-    /// The encryption it asks for.
+    /// The encryption it asks for, with its recipients read and checked.
     pub fn encryption(&self) -> Result<Encryption, String> {
+        let has_recipients = !self.recipients.is_empty() || self.recipients_file.is_some();
         match self.encryption.as_deref() {
+            Some("none") if has_recipients => Err(
+                "encryption is \"none\" but recipients are given; say encryption = \"age\" to encrypt to them, or remove them".into(),
+            ),
             Some("none") => Ok(Encryption::None),
-            None => Err("`encryption` must be written out; \"none\" (compressed plaintext in the bucket) is the only value this version supports".into()),
+            Some("age") => self.age_recipients().map(Encryption::Age),
+            None => Err("`encryption` must be written out: \"age\" (with `recipients`) to encrypt, or \"none\" for compressed plaintext in the bucket".into()),
             Some(other) => Err(format!(
-                "encryption {other:?} is not supported; \"none\" is the only value this version supports"
+                "encryption {other:?} is not supported; use \"age\" (with `recipients`) or \"none\""
             )),
         }
+    }
+
+    /// The age recipients of `recipients` and `recipients_file`, at least one.
+    fn age_recipients(&self) -> Result<Vec<age::x25519::Recipient>, String> {
+        let mut lines: Vec<(String, String)> = self
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(n, r)| (format!("recipients[{n}]"), r.clone()))
+            .collect();
+        if let Some(file) = &self.recipients_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read recipients_file {}: {e}", file.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if !line.is_empty() && !line.starts_with('#') {
+                    let at = format!("{} line {}", file.display(), n + 1);
+                    lines.push((at, line.to_string()));
+                }
+            }
+        }
+        if lines.is_empty() {
+            return Err("encryption = \"age\" needs at least one public key in `recipients` or `recipients_file` (make one with `bundle key new --out FILE`)".into());
+        }
+        lines
+            .iter()
+            .map(|(at, key)| {
+                key.parse::<age::x25519::Recipient>()
+                    .map_err(|_| format!("{at} is not an age public key (age1…): {key:?}"))
+            })
+            .collect()
     }
 
     /// Its zstd level.

@@ -242,22 +242,24 @@ impl Parts<'_> {
 }
 
 impl Engine {
-    /// Compresses `source` with zstd `level` into object `rel`: one request
-    /// when small, else parts of [`PART_BYTES`], `jobs` in flight. A failing
-    /// upload aborts its multipart upload.
+    /// Compresses `source` with zstd `level` (then encrypts it to
+    /// `recipients`, if any) into object `rel`: one request when small,
+    /// else parts of [`PART_BYTES`], `jobs` in flight. A failing upload
+    /// aborts its multipart upload.
     pub fn upload(
         &self,
         rel: &str,
         mut source: impl Read,
         level: i32,
         jobs: usize,
+        recipients: &[age::x25519::Recipient],
         progress: &dyn Progress,
     ) -> Result<Uploaded> {
         let local = |e: std::io::Error| Error::Remote {
             remote: self.name.clone(),
             reason: format!("could not compress {rel}: {e}"),
         };
-        let mut packer = Packer::new(level).map_err(local)?;
+        let mut packer = Packer::new(level, recipients).map_err(local)?;
         let mut parts = Parts {
             engine: self,
             rel,
