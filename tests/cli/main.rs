@@ -7,6 +7,7 @@ mod bad_day;
 mod chroma;
 mod chroma_kind;
 mod create;
+mod encrypted;
 mod escape;
 mod faults;
 mod forged;

@@ -135,7 +135,7 @@ pub(crate) fn incompressible(len: usize) -> Vec<u8> {
 }
 
 /// Every file under `dir` with its bytes, sorted.
-fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out: Vec<_> = walkdir::WalkDir::new(dir)
         .sort_by_file_name()
         .into_iter()
