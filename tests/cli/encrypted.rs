@@ -215,6 +215,14 @@ fn nothing_stored_names_a_store_or_a_path_or_hashes_a_plaintext() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ledger).unwrap().permissions());
     assert_eq!(mode & 0o077, 0, "ledger mode {mode:o}");
+    let schema = crate::schema::schema("remote-ledger.schema.json");
+    let lines = std::fs::read_to_string(&ledger).unwrap();
+    assert!(lines.lines().count() >= 6, "{lines}");
+    for line in lines.lines() {
+        let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+        let errors: Vec<String> = schema.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{line}: {errors:#?}");
+    }
 }
 
 #[test]
