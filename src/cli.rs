@@ -109,6 +109,10 @@ pub struct PushArgs {
     /// Folder holding the bundles (overrides the config's `destination`)
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
+    /// Then rewrite the remote's bundles not yet encrypted to its current
+    /// `recipients` (needs the identity that reads them: --identity)
+    #[arg(long)]
+    pub reencrypt: bool,
 }
 
 /// `bundle pull`.

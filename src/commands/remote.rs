@@ -44,6 +44,9 @@ pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
     let config = load_config(cli)?;
     let destination = destination_of(&config, args.dest.as_ref())?;
     let remote = open(cli, &config, args.remote.as_deref())?;
+    if args.reencrypt {
+        remote::reencrypt::ready(&remote)?;
+    }
     // One push per remote at a time: a push aborts the uploads it finds
     // unfinished, which must not be another's still running.
     let _lock = match destination.is_dir() {
@@ -69,7 +72,13 @@ pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
     };
     let jobs = args.jobs.map_or(DEFAULT_JOBS, usize::from);
     let bar = printer.bar();
-    let reports = remote::push::push(&remote, &listing, &destination, &bundles, jobs, &bar)?;
+    let mut reports = remote::push::push(&remote, &listing, &destination, &bundles, jobs, &bar)?;
+    if args.reencrypt {
+        let listing = remote.list()?;
+        let rewritten =
+            remote::reencrypt::reencrypt_all(&remote, &listing, &destination, jobs, &bar)?;
+        reports.extend(rewritten);
+    }
     drop(bar);
     let failed: Vec<&remote::push::Pushed> =
         reports.iter().filter(|r| r.outcome == "failed").collect();

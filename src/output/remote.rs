@@ -17,6 +17,13 @@ pub fn render_push(remote: &str, reports: &[Pushed]) -> String {
     for r in reports {
         let line = match r.outcome.as_str() {
             "already" => format!("{}: already complete on \"{}\"", r.id, escape(remote)),
+            "reencrypted" => format!(
+                "{}: re-encrypted on \"{}\" to its current recipients ({} objects, {} stored)",
+                r.id,
+                escape(remote),
+                r.uploaded,
+                human_bytes(r.bytes_stored)
+            ),
             "failed" => format!(
                 "{}: NOT pushed: {}",
                 r.id,

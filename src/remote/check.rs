@@ -101,7 +101,7 @@ fn check_objects(remote: &Remote, id: &str, bundle: &RemoteBundle) -> Result<Vec
             add(name, "not listed in the index".into());
             continue;
         };
-        match listed.get(&format!("{id}/{name}")) {
+        match listed.get(&bundle.index.path_of(name)) {
             None => add(name, "object is missing".into()),
             Some(&bytes) if bytes != entry.bytes => add(
                 name,
@@ -112,7 +112,7 @@ fn check_objects(remote: &Remote, id: &str, bundle: &RemoteBundle) -> Result<Vec
     }
     let known: Vec<String> = expected
         .iter()
-        .map(|n| format!("{id}/{n}"))
+        .map(|n| bundle.index.path_of(n))
         .chain([format!("{id}/{INDEX}")])
         .collect();
     for name in listed.keys().filter(|n| !known.contains(n)) {
@@ -127,7 +127,7 @@ fn check_objects(remote: &Remote, id: &str, bundle: &RemoteBundle) -> Result<Vec
     // Without the key: the small objects' stored bytes against the index.
     for name in [MANIFEST_OBJECT, SUM_OBJECT] {
         let entry = bundle.index.object(name);
-        let stored = stored_hash(remote, &format!("{id}/{name}"))?;
+        let stored = stored_hash(remote, &bundle.index.path_of(name))?;
         if let (Some(entry), Some((bytes, sha))) = (entry, stored) {
             if entry.bytes != bytes || entry.sha256 != sha {
                 add(
@@ -158,7 +158,7 @@ fn read_all(
     for (n, file) in files.iter().enumerate() {
         let name = file_object(n);
         let entry = bundle.index.object(&name);
-        let outcome = read_object(remote, at, &format!("{id}/{name}"), file, entry)?;
+        let outcome = read_object(remote, at, &bundle.index.path_of(&name), file, entry)?;
         progress.advance(file.bytes);
         match outcome {
             Ok(_) => {

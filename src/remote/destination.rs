@@ -69,10 +69,11 @@ impl Destination for RemoteDestination<'_> {
             }
             let listed: std::collections::HashMap<&str, u64> =
                 objects.iter().map(|o| (o.name.as_str(), o.bytes)).collect();
-            let missing =
-                bundle.index.objects.iter().find(|o| {
-                    listed.get(format!("{folder}/{}", o.name).as_str()) != Some(&o.bytes)
-                });
+            let missing = bundle
+                .index
+                .objects
+                .iter()
+                .find(|o| listed.get(bundle.index.path_of(&o.name).as_str()) != Some(&o.bytes));
             if let Some(o) = missing {
                 let why = format!("object {} is missing or not its recorded size", o.name);
                 entries.push(Entry::Damaged(folder, why));

@@ -235,7 +235,7 @@ pub fn small_object(
         return Ok(Err(format!("the index lists no object {name}")));
     };
     let mut plain = Vec::new();
-    let object = format!("{}/{name}", at.bundle);
+    let object = index.path_of(name);
     let Some(read) = read_through(remote, at, &object, &mut plain)? else {
         return Ok(Err(format!("object {name} is missing")));
     };
@@ -248,6 +248,81 @@ pub fn small_object(
         Some(Unopened::WrongKey(why)) => Err(wrong_key(remote, at.bundle, &why)),
         Some(Unopened::Damaged(why)) => Ok(Err(format!("object {name} {why}"))),
         None => Ok(Ok(plain)),
+    }
+}
+
+/// A reader that keeps the first error it met (a decryption or
+/// decompression failure, told apart from its consumer's own).
+struct Watched<R> {
+    inner: R,
+    failed: Option<String>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            self.failed.get_or_insert_with(|| e.to_string());
+        })
+    }
+}
+
+/// Hands object `name` of the bundle `index` describes to `consume` as a
+/// plaintext reader (decrypted, decompressed), then checks its stored
+/// bytes against the index: `Ok(Err(why))` when it is missing, damaged or
+/// does not open.
+pub fn with_plaintext<T>(
+    remote: &Remote,
+    index: &RemoteIndex,
+    name: &str,
+    consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+) -> Result<std::result::Result<T, String>> {
+    let at = Opening::of(index);
+    let entry = index.object(name);
+    let Some(reader) = remote.engine.reader(&index.path_of(name))? else {
+        return Ok(Err(format!("object {name} is missing")));
+    };
+    let mut stored = Stored {
+        inner: reader,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    let consumed = {
+        let plain: Box<dyn Read + '_> = match at.encrypted {
+            true => match remote.identity(at.bundle)?.decrypt(&mut stored) {
+                Ok(r) => Box::new(r),
+                Err(why) => return Err(wrong_key(remote, at.bundle, &why)),
+            },
+            false => Box::new(&mut stored),
+        };
+        let decoder = zstd::stream::read::Decoder::new(plain)
+            .map_err(|e| remote.error(format!("zstd: {e}")))?;
+        let mut watched = Watched {
+            inner: decoder,
+            failed: None,
+        };
+        let consumed = consume(&mut watched);
+        match (consumed, watched.failed) {
+            (Ok(t), _) => Ok(t),
+            (Err(_), Some(why)) => Err(Ok(why)),
+            (Err(e), None) => Err(Err(e)),
+        }
+    };
+    let _ = std::io::copy(&mut stored, &mut std::io::sink());
+    if let Some(e) = stored.inner.failure() {
+        return Err(e);
+    }
+    let sha = hex::encode(stored.hasher.finalize());
+    if entry.is_none_or(|e| e.bytes != stored.bytes || e.sha256 != sha) {
+        return Ok(Err(format!(
+            "object {name} does not match its index (altered or truncated)"
+        )));
+    }
+    match consumed {
+        Ok(t) => Ok(Ok(t)),
+        Err(Ok(why)) => Ok(Err(format!(
+            "object {name} does not decrypt or decompress ({why})"
+        ))),
+        Err(Err(e)) => Err(e),
     }
 }
 

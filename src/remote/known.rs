@@ -69,7 +69,7 @@ impl Recall<'_> {
                 known.insert(
                     (pushed.plain_sha256.clone(), pushed.plain_bytes),
                     Known {
-                        object: format!("{}/{}", pushed.bundle, pushed.object),
+                        object: there.index.path_of(&pushed.object),
                         stored: stored.clone(),
                     },
                 );
@@ -171,7 +171,7 @@ pub fn learn(known: &mut KnownFiles, manifest: &Manifest, index: &RemoteIndex) {
             known.insert(
                 (file.sha256.clone(), file.bytes),
                 Known {
-                    object: format!("{}/{name}", manifest.id),
+                    object: index.path_of(&name),
                     stored: stored.clone(),
                 },
             );

@@ -56,6 +56,11 @@ pub struct RemoteIndex {
     /// failed) or `safety-snapshot` (taken before a restore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing: Option<String>,
+    /// Set once `push --reencrypt` rewrote the bundle: its objects then live
+    /// in `<id>/g<generation>/` (a rewrite writes a new generation, then
+    /// this index, then deletes the old one, so a kill leaves one whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u32>,
     /// Every object of the bundle.
     pub objects: Vec<StoredObject>,
 }
@@ -114,6 +119,14 @@ impl RemoteIndex {
             ));
         }
         Ok(index)
+    }
+
+    /// Where object `name` of this bundle is, below the remote's prefix.
+    pub fn path_of(&self, name: &str) -> String {
+        match self.generation {
+            None => format!("{}/{name}", self.bundle_id),
+            Some(g) => format!("{}/g{g}/{name}", self.bundle_id),
+        }
     }
 
     /// Whether its objects are encrypted.

@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod pack;
 pub mod pull;
 pub mod push;
+pub mod reencrypt;
 pub mod spec;
 pub mod upload;
 
@@ -57,19 +58,28 @@ pub struct RemoteBundle {
     /// Its index.
     pub index: RemoteIndex,
     /// Its manifest; `None` when the bundle is encrypted and the remote
-    /// was opened without an identity (the index alone is readable).
+    /// was opened without an identity, or with one that does not open it
+    /// (the index alone is readable).
     pub opened: Option<Opened>,
+    /// Why the identity given does not open it, when it does not.
+    pub wrong_key: Option<String>,
 }
 
 impl RemoteBundle {
     /// Its manifest, or an error saying an identity is needed to read it.
     pub fn opened(&self, remote: &Remote) -> Result<&Opened> {
-        match &self.opened {
-            Some(o) => Ok(o),
-            None => remote
-                .identity(&self.id.to_string())
-                .and_then(|_| Err(remote.error(format!("bundle {} could not be opened", self.id)))),
+        if let Some(o) = &self.opened {
+            return Ok(o);
         }
+        if let Some(reason) = &self.wrong_key {
+            return Err(Error::WrongKey {
+                remote: remote.spec.name.clone(),
+                bundle: self.id.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        remote.identity(&self.id.to_string())?;
+        Err(remote.error(format!("bundle {} could not be opened", self.id)))
     }
 }
 
@@ -159,11 +169,22 @@ impl Remote {
                 id: id_parsed,
                 index,
                 opened: None,
+                wrong_key: None,
             }));
         }
-        let bytes = match fetch::small_object(self, &index, MANIFEST_OBJECT)? {
-            Ok(b) => b,
-            Err(why) => return Ok(Err(why)),
+        let bytes = match fetch::small_object(self, &index, MANIFEST_OBJECT) {
+            Ok(Ok(b)) => b,
+            Ok(Err(why)) => return Ok(Err(why)),
+            // Encrypted to other keys: listed from its index alone.
+            Err(Error::WrongKey { reason, .. }) => {
+                return Ok(Ok(RemoteBundle {
+                    id: id_parsed,
+                    index,
+                    opened: None,
+                    wrong_key: Some(reason),
+                }))
+            }
+            Err(e) => return Err(e),
         };
         let manifest = match Manifest::parse(&bytes) {
             Ok(m) if m.id == id => m,
@@ -174,6 +195,7 @@ impl Remote {
             id: id_parsed,
             index,
             opened: Some(Opened { manifest, bytes }),
+            wrong_key: None,
         }))
     }
 }

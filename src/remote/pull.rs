@@ -181,7 +181,7 @@ fn pull_file(
     let read = read_into(
         remote,
         at,
-        &format!("{id}/{name}"),
+        &bundle.index.path_of(&name),
         file,
         Some(entry),
         &mut out,

@@ -324,6 +324,7 @@ impl Pusher<'_> {
                 false => ENCRYPTION_AGE.into(),
             },
             standing: Some(layout::standing(local.manifest).into()),
+            generation: None,
             objects,
         };
         let mut bytes = serde_json::to_vec_pretty(&index).expect("an index serializes");

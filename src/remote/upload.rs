@@ -268,7 +268,9 @@ impl Engine {
             sink: Sink::Unstarted,
         };
         let mut buf = vec![0u8; READ_BYTES];
-        let result = self.runtime.block_on(async {
+        // The source is read outside the runtime: it may be a download
+        // from this same remote (a re-encryption), which drives it too.
+        let result = || -> Result<Uploaded> {
             loop {
                 let n = match source.read(&mut buf) {
                     Ok(0) => break,
@@ -278,13 +280,14 @@ impl Engine {
                 };
                 progress.advance(n as u64);
                 if let Some(part) = packer.feed(&buf[..n]).map_err(local)? {
-                    parts.send(part).await?;
+                    self.runtime.block_on(parts.send(part))?;
                 }
             }
             let (rest, uploaded) = packer.finish().map_err(local)?;
-            parts.finish(rest).await?;
+            self.runtime.block_on(parts.finish(rest))?;
             Ok(uploaded)
-        });
+        };
+        let result = result();
         if result.is_err() {
             self.runtime.block_on(parts.abort());
         }

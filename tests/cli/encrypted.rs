@@ -484,3 +484,152 @@ fn an_object_decrypts_with_the_age_cli() {
         std::fs::read(bundle.join("bundle-meta.json")).unwrap()
     );
 }
+
+/// Points the workspace's remote "offsite" at recipient `public` instead.
+fn set_recipient(ws: &Workspace, public: &str) {
+    let config = std::fs::read_to_string(ws.path("bundle.toml")).unwrap();
+    let start = config.find("recipients = [\"").unwrap() + "recipients = [\"".len();
+    let end = start + config[start..].find('"').unwrap();
+    ws.write(
+        "bundle.toml",
+        &format!("{}{public}{}", &config[..start], &config[end..]),
+    );
+}
+
+#[test]
+fn changing_recipients_and_reencrypting_old_bundles() {
+    let ws = Workspace::new();
+    let (old_key, old_public) = new_key(&ws, "old");
+    let (new_key_path, new_public) = new_key(&ws, "new");
+    let dir = age_folder(&ws, &old_public);
+    ws.create(&[]);
+    run_with(&ws, &[], &["push"]).code(0);
+    let first = only_bundle(&dir)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    // New pushes use the new key at once and never reuse an object
+    // encrypted to the old one.
+    set_recipient(&ws, &new_public);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ws.create(&[]);
+    let push = run_with(&ws, &[], &["--json", "push"]);
+    push.code(0);
+    assert_eq!(push.json()[0]["copied"], 0, "{}", push.stdout);
+    assert!(push.json()[0]["uploaded"].as_u64().unwrap() >= 4);
+
+    // Rewriting needs the identity that reads the old bundles.
+    let run = run_with(&ws, &[], &["push", "--reencrypt"]);
+    run.code(2);
+    assert!(run.stderr.contains("--identity"), "{}", run.stderr);
+    let run = with_key(&ws, &old_key, &["--json", "push", "--reencrypt"]);
+    run.code(0);
+    let doc = run.json();
+    let rewritten: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "reencrypted")
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rewritten, [first.as_str()], "{}", run.stdout);
+    // Only the new generation and the index are left.
+    let names: Vec<String> = tree(&dir.join(&first))
+        .into_iter()
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "index.json" || n.starts_with("g1/")),
+        "{names:?}"
+    );
+    let wrong = with_key(
+        &ws,
+        &old_key,
+        &[
+            "--json",
+            "verify",
+            "--remote",
+            "offsite",
+            &first,
+            "--read-data",
+        ],
+    );
+    wrong.code(1);
+    assert_eq!(
+        wrong.json()["error"]["kind"],
+        "wrong_identity",
+        "{}",
+        wrong.stdout
+    );
+    with_key(
+        &ws,
+        &new_key_path,
+        &["verify", "--remote", "offsite", &first, "--read-data"],
+    )
+    .code(0);
+    let pull = with_key(
+        &ws,
+        &new_key_path,
+        &["--json", "pull", &first, "--dest", "pulled"],
+    );
+    pull.code(0);
+    ws.run(&["verify", pull.json()["path"].as_str().unwrap()])
+        .code(0);
+    // Nothing left to rewrite.
+    let again = with_key(&ws, &new_key_path, &["--json", "push", "--reencrypt"]);
+    again.code(0);
+    assert_eq!(
+        again.json().as_array().unwrap().len(),
+        0,
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn reencrypt_encrypts_what_was_pushed_in_plaintext() {
+    let ws = Workspace::new();
+    let (key, public) = new_key(&ws, "k");
+    let dir = ws.path("offsite");
+    setup(
+        &ws,
+        &format!(
+            "url = \"file://{}\"\nencryption = \"none\"\n",
+            dir.display()
+        ),
+    );
+    ws.create(&[]);
+    run_with(&ws, &[], &["push"]).code(0);
+    let config = std::fs::read_to_string(ws.path("bundle.toml")).unwrap();
+    ws.write(
+        "bundle.toml",
+        &config.replace(
+            "encryption = \"none\"\n",
+            &format!("encryption = \"age\"\nrecipients = [\"{public}\"]\n"),
+        ),
+    );
+    with_key(&ws, &key, &["push", "--reencrypt"]).code(0);
+    let bundle = only_bundle(&dir);
+    for (path, bytes) in tree(&bundle) {
+        if path != Path::new("index.json") {
+            assert!(
+                bytes.starts_with(b"age-encryption.org/v1\n"),
+                "{}",
+                path.display()
+            );
+        }
+    }
+    let list = run_with(&ws, &[], &["--json", "list", "--remote", "offsite"]);
+    assert_eq!(list.json()[0]["encrypted"], true, "{}", list.stdout);
+    with_key(
+        &ws,
+        &key,
+        &["verify", "--remote", "offsite", "latest", "--read-data"],
+    )
+    .code(0);
+}
