@@ -61,19 +61,6 @@ pub fn reencrypt(
         remote.engine.delete(&stray.name)?;
     }
     let files: Vec<&FileRecord> = layout::files(&opened.manifest).collect();
-    let expected = |name: &str| -> Option<(String, u64)> {
-        match name {
-            layout::MANIFEST_OBJECT => Some((
-                crate::hash::sha256_hex(&opened.bytes),
-                opened.bytes.len() as u64,
-            )),
-            _ => name
-                .strip_prefix("f/")
-                .and_then(|n| n.parse::<usize>().ok())
-                .and_then(|n| files.get(n))
-                .map(|f| (f.sha256.clone(), f.bytes)),
-        }
-    };
     progress.start(
         &format!("re-encrypting {id}"),
         Some(files.iter().map(|f| f.bytes).sum()),
@@ -84,7 +71,7 @@ pub fn reencrypt(
             old,
             &new_index,
             entry,
-            expected(&entry.name),
+            expected_plaintext(opened, &files, &entry.name),
             progress,
         )
     });
@@ -98,7 +85,6 @@ pub fn reencrypt(
             return Err(e);
         }
     };
-    let fingerprint = crate::remote::crypt::fingerprint(&remote.recipients);
     let index = RemoteIndex {
         objects: objects.iter().map(|(o, _)| o.clone()).collect(),
         ..new_index
@@ -106,18 +92,12 @@ pub fn reencrypt(
     let mut bytes = serde_json::to_vec_pretty(&index).expect("an index serializes");
     bytes.push(b'\n');
     remote.engine.put(&format!("{id}/{INDEX}"), bytes)?;
-    for (object, plain) in &objects {
-        ledger.record(&ledger::Pushed {
-            bundle: id.clone(),
-            object: object.name.clone(),
-            plain_sha256: plain.0.clone(),
-            plain_bytes: plain.1,
-            stored_sha256: object.sha256.clone(),
-            stored_bytes: object.bytes,
-            recipients: fingerprint.clone(),
-        })?;
-    }
-    ledger.sync()?;
+    record(
+        ledger,
+        &id,
+        &objects,
+        &crate::remote::crypt::fingerprint(&remote.recipients),
+    )?;
     remove_old_generations(remote, &index)?;
     Ok(Pushed {
         id,
@@ -129,6 +109,46 @@ pub fn reencrypt(
         bytes_stored: index.objects.iter().map(|o| o.bytes).sum(),
         error: None,
     })
+}
+
+/// The plaintext (sha256, size) object `name` must hold, when the manifest says.
+fn expected_plaintext(
+    opened: &crate::remote::Opened,
+    files: &[&FileRecord],
+    name: &str,
+) -> Option<(String, u64)> {
+    match name {
+        layout::MANIFEST_OBJECT => Some((
+            crate::hash::sha256_hex(&opened.bytes),
+            opened.bytes.len() as u64,
+        )),
+        _ => name
+            .strip_prefix("f/")
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| files.get(n))
+            .map(|f| (f.sha256.clone(), f.bytes)),
+    }
+}
+
+/// Records the rewritten `objects` of bundle `id` in the ledger.
+fn record(
+    ledger: &Ledger,
+    id: &str,
+    objects: &[(StoredObject, (String, u64))],
+    fingerprint: &str,
+) -> Result<()> {
+    for (object, plain) in objects {
+        ledger.record(&ledger::Pushed {
+            bundle: id.to_string(),
+            object: object.name.clone(),
+            plain_sha256: plain.0.clone(),
+            plain_bytes: plain.1,
+            stored_sha256: object.sha256.clone(),
+            stored_bytes: object.bytes,
+            recipients: fingerprint.to_string(),
+        })?;
+    }
+    ledger.sync()
 }
 
 /// Object `entry` of bundle `old`, packed anew at its place in `new`
@@ -222,13 +242,7 @@ pub fn reencrypt_all(
     progress: &dyn Progress,
 ) -> Result<Vec<Pushed>> {
     ready(remote)?;
-    let on_remote: HashSet<String> = listing
-        .bundles
-        .iter()
-        .map(|b| b.id.to_string())
-        .chain(listing.incomplete.iter().map(|(id, _)| id.clone()))
-        .collect();
-    let ledger = Ledger::open(destination, &remote.spec.name, &on_remote)?;
+    let ledger = crate::remote::push::open_ledger(remote, listing, destination)?;
     let fingerprint = crate::remote::crypt::fingerprint(&remote.recipients);
     let mut reports = Vec::new();
     for bundle in &listing.bundles {
