@@ -22,7 +22,9 @@ pub fn run(cli: &Cli, args: &PruneArgs, printer: Printer) -> Result<ExitCode> {
         Some(name) => {
             let remote = super::remote::open(cli, &config, Some(name))?;
             let base = remote.spec.retention.as_ref().unwrap_or(&config.retention);
-            bundle::remote::prune(&remote, &base.or_flags(&args.policy), now, args.apply)?
+            let destination = destination_of(&config, args.dest.as_ref()).ok();
+            let policy = base.or_flags(&args.policy);
+            bundle::remote::prune(&remote, &policy, now, args.apply, destination.as_deref())?
         }
         None => prune(&PruneOptions {
             destination: destination_of(&config, args.dest.as_ref())?,

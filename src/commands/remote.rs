@@ -60,7 +60,8 @@ pub fn push(cli: &Cli, args: &PushArgs, printer: Printer) -> Result<ExitCode> {
     let listing = remote.list()?;
     let bundles: Vec<PathBuf> = if args.bundles.is_empty() {
         let local = bundle::bundle::list(&destination)?.bundles;
-        remote::push::pending(&local, &listing.bundles)
+        let pruned = remote::pruned::read(&destination, &remote.spec.name)?;
+        remote::push::pending(&local, &listing.bundles, &pruned)
             .into_iter()
             .map(|b| b.path.clone())
             .collect()

@@ -16,6 +16,7 @@ pub mod known;
 pub mod layout;
 pub mod ledger;
 pub mod pack;
+pub mod pruned;
 pub mod pull;
 pub mod push;
 pub mod reencrypt;
@@ -245,12 +246,14 @@ pub fn resolve_id(remote: &Remote, arg: &str) -> Result<String> {
 }
 
 /// `bundle prune --remote`: the retention policy applied to `remote` (a dry
-/// run unless `apply`), by the same engine as a local prune.
+/// run unless `apply`), by the same engine as a local prune. What it
+/// deletes is remembered in `destination` ([`pruned`]).
 pub fn prune(
     remote: &Remote,
     policy: &crate::retention::Policy,
     now: jiff::Timestamp,
     apply: bool,
+    destination: Option<&std::path::Path>,
 ) -> Result<crate::prune::PruneReport> {
     if policy.has_no_rules() {
         return Err(Error::Usage(format!(
@@ -264,5 +267,17 @@ pub fn prune(
         now,
         apply,
     };
-    crate::prune::prune_in(&destination::RemoteDestination { remote }, &opts)
+    let report = crate::prune::prune_in(&destination::RemoteDestination { remote }, &opts)?;
+    if let (true, Some(destination)) = (apply, destination) {
+        // A leftover is a bundle an earlier prune was deleting.
+        let gone: Vec<String> = report
+            .deleted
+            .iter()
+            .chain(&report.leftovers)
+            .filter(|id| BundleId::parse(id).is_some())
+            .cloned()
+            .collect();
+        pruned::remember(destination, &remote.spec.name, &gone)?;
+    }
+    Ok(report)
 }

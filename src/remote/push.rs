@@ -53,12 +53,18 @@ pub struct Pushed {
 }
 
 /// Which local bundles a plain `bundle push` sends: those that pass the
-/// quick check and are not complete on the remote, oldest first.
-pub fn pending<'a>(local: &'a [ListedBundle], remote: &[RemoteBundle]) -> Vec<&'a ListedBundle> {
+/// quick check, are not complete on the remote, and were not `pruned` from
+/// it, oldest first.
+pub fn pending<'a>(
+    local: &'a [ListedBundle],
+    remote: &[RemoteBundle],
+    pruned: &HashSet<String>,
+) -> Vec<&'a ListedBundle> {
     local
         .iter()
         .filter(|b| crate::bundle::files_present(&b.path, &b.manifest).is_none())
         .filter(|b| !remote.iter().any(|r| r.id == b.id))
+        .filter(|b| !pruned.contains(&b.id.to_string()))
         .collect()
 }
 

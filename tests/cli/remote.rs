@@ -571,4 +571,12 @@ fn create_push_then_prune_the_remote_by_its_own_retention() {
     // Locally nothing was pruned.
     let local = run_with(&ws, &[], &["--json", "list"]);
     assert_eq!(local.json().as_array().unwrap().len(), 3);
+    // And a plain push does not send back what the remote's prune removed.
+    let push = run_with(&ws, &[], &["--json", "push"]);
+    push.code(0);
+    assert_eq!(push.json().as_array().unwrap().len(), 0, "{}", push.stdout);
+    // Named, it goes.
+    let push = run_with(&ws, &[], &["--json", "push", &ids[1]]);
+    push.code(0);
+    assert_eq!(push.json()[0]["outcome"], "pushed", "{}", push.stdout);
 }
