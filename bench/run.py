@@ -277,7 +277,7 @@ def main():
         rm(dest)
 
     if args.only == "offsite":
-        offsite(results, work, bundle, config, runs)
+        offsite(results, work, bundle, config, runs, data)
         report(results, total, args, work)
         return
 
@@ -373,22 +373,30 @@ def main():
     report(results, total, args, work)
 
 
-def offsite(results, work, bundle, config, runs):
+def offsite(results, work, bundle, config, runs, data):
     """push (first), push after an unchanged create, restore --remote, to a
-    local S3 server, against `aws s3 cp --recursive` of the bundle folder."""
+    local S3 server, plain and encrypted, against `aws s3 cp --recursive` of
+    the bundle folder and restic's backup / unchanged backup / restore to the
+    same server."""
     import socket
     s3_python = ROOT / ".venv-s3" / "bin" / "python"
     server = subprocess.Popen([str(s3_python), str(ROOT / "tests/support/s3_server.py")],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
     port = int(server.stdout.readline())
     env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                AWS_DEFAULT_REGION="us-east-1")
 
-    def bucket(name):
+    def request(line):
         with socket.create_connection(("127.0.0.1", port)) as c:
-            c.sendall(f"PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+            c.sendall(f"{line} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
                       "Connection: close\r\n\r\n".encode())
             c.recv(4096)
+
+    def bucket(name):
+        # The server keeps objects in memory: each measured run starts empty.
+        request("POST /moto-api/reset")
+        request(f"PUT /{name}")
 
     base_config = config.read_text()
     counter = iter(range(1000))
@@ -433,9 +441,73 @@ def offsite(results, work, bundle, config, runs):
         "bundle restore --remote (replace)", runs, token,
         lambda _: B + ["restore", "--remote", "s3", rows[0]["id"], "--mode", "replace",
                        "--no-safety-snapshot", "--confirm-token", token.value], env=env)
+    encrypted(results, work, bundle, config, runs, env, bucket, base_config, port,
+              folder.name, rows[0]["id"])
+    restic_s3(results, work, runs, env, bucket, port, data)
     server.stdin.close()
     server.wait()
     config.write_text(base_config)
+
+
+def encrypted(results, work, bundle, config, runs, env, bucket, base_config, port, first, rid):
+    """The first push and the restore again, to a remote encrypted to an age key."""
+    key = work / "offsite.key"
+    key.unlink(missing_ok=True)
+    public = subprocess.run([bundle, "key", "new", "--out", str(key)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    counter = iter(range(1000))
+
+    def fresh_age_remote(_):
+        name = f"age{next(counter)}"
+        bucket(name)
+        config.write_text(base_config + f'[[remotes]]\nname = "s3"\nurl = "s3://{name}/b"\n'
+                          f'endpoint = "http://127.0.0.1:{port}"\nencryption = "age"\n'
+                          f'recipients = ["{public}"]\n')
+
+    B = [bundle, "--config", str(config), "--quiet"]
+    results["bundle push (first, encrypted)"] = measure(
+        "bundle push (first, encrypted)", runs, fresh_age_remote,
+        lambda _: B + ["push", first], env=env)
+    envk = dict(env, BUNDLE_IDENTITY_FILE=str(key))
+
+    def token(_):
+        plan = subprocess.run(B[:-1] + ["--json", "restore", "--remote", "s3", rid,
+                                        "--mode", "replace", "--dry-run"],
+                              check=True, capture_output=True, env=envk)
+        token.value = json.loads(plan.stdout)["confirm_token"]
+
+    results["bundle restore --remote (replace, encrypted)"] = measure(
+        "bundle restore --remote (replace, encrypted)", runs, token,
+        lambda _: B + ["restore", "--remote", "s3", rid, "--mode", "replace",
+                       "--no-safety-snapshot", "--confirm-token", token.value], env=envk)
+    key.unlink(missing_ok=True)
+
+
+def restic_s3(results, work, runs, env, bucket, port, data):
+    """restic to the same S3 server: backup, unchanged backup, restore."""
+    if not shutil.which("restic"):
+        log("restic not installed: its S3 rows skipped (apt-get install restic)")
+        return
+    renv = dict(env, RESTIC_PASSWORD="bench")
+    counter = iter(range(1000))
+    out = work / "out"
+
+    def repo(_):
+        name = f"restic{next(counter)}"
+        bucket(name)
+        repo.url = f"s3:http://127.0.0.1:{port}/{name}"
+        subprocess.run(["restic", "init", "-q", "-r", repo.url], env=renv, check=True)
+
+    r = lambda: ["restic", "-q", "-r", repo.url]
+    results["restic backup to S3 (first)"] = measure(
+        "restic backup to S3 (first)", runs, repo, lambda _: r() + ["backup", str(data)], env=renv)
+    results["restic backup to S3 (unchanged)"] = measure(
+        "restic backup to S3 (unchanged)", runs, None, lambda _: r() + ["backup", str(data)],
+        env=renv)
+    results["restic restore from S3"] = measure(
+        "restic restore from S3", runs, lambda _: rm(out),
+        lambda _: r() + ["restore", "latest", "--target", str(out)], env=renv)
+    rm(out)
 
 
 def peers(results, work, data, runs):
@@ -604,10 +676,20 @@ def finish_report(results, rows, targets, total, args, work):
 
 
 def offsite_targets(t, target, results):
-    """The offsite issue's targets (restic to S3 is not measured here)."""
+    """The offsite and encryption issues' targets."""
     floor = t("aws s3 cp --recursive")
     target("first push <= 1.2 x aws s3 cp --recursive", t("bundle push (first)"),
            1.2 * floor if floor else None)
+    restic = t("restic backup to S3 (first)")
+    target("first push <= 0.7 x restic's first backup to S3", t("bundle push (first)"),
+           0.7 * restic if restic else None)
+    plain = t("bundle push (first)")
+    target("encrypted first push <= 1.1 x the plain one", t("bundle push (first, encrypted)"),
+           1.1 * plain if plain else None)
+    rss = results.get("bundle push (first)", {}).get("peak_rss_mib")
+    enc_rss = results.get("bundle push (first, encrypted)", {}).get("peak_rss_mib")
+    target("encrypted push peak RSS <= plain push peak RSS + 4 MiB", enc_rss,
+           rss + 4 if rss else None)
     target("unchanged push <= 1 s", t("bundle push (after unchanged create)"), 1.0)
     ratio = results.get("remote bytes / local bytes", {}).get("ratio")
     target("remote bytes <= 0.6 x local bundle bytes", ratio, 0.6)
