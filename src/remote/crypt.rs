@@ -81,23 +81,32 @@ impl Identity {
         })
     }
 
-    /// Decrypts the age stream `input`: `Ok(Err(why))` when none of these
-    /// keys opens it or it is not an age file.
+    /// Decrypts the age stream `input`; why not when it cannot.
     pub fn decrypt<R: Read>(
         &self,
         input: R,
-    ) -> std::result::Result<age::stream::StreamReader<R>, String> {
-        let decryptor = age::Decryptor::new(input).map_err(|e| e.to_string())?;
+    ) -> std::result::Result<age::stream::StreamReader<R>, Undecrypted> {
+        let decryptor = age::Decryptor::new(input)
+            .map_err(|e| Undecrypted::Damaged(format!("not a readable age file ({e})")))?;
         decryptor
             .decrypt(self.keys.iter().map(|k| k.as_ref() as &dyn age::Identity))
             .map_err(|e| match e {
-                age::DecryptError::NoMatchingKeys => format!(
+                age::DecryptError::NoMatchingKeys => Undecrypted::WrongKey(format!(
                     "encrypted to other keys: {} cannot open it",
                     self.path.display()
-                ),
-                other => other.to_string(),
+                )),
+                other => Undecrypted::Damaged(other.to_string()),
             })
     }
+}
+
+/// Why an object could not be decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undecrypted {
+    /// None of the identity's keys opens it.
+    WrongKey(String),
+    /// It is not an intact age file.
+    Damaged(String),
 }
 
 /// Whether `bytes` start like an age file (binary or armored).

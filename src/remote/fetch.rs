@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::manifest::FileRecord;
+use crate::remote::crypt::Undecrypted;
 use crate::remote::engine::ObjectReader;
 use crate::remote::layout::{RemoteIndex, StoredObject};
 use crate::remote::Remote;
@@ -159,7 +160,10 @@ fn open_into(
         let identity = remote
             .identity(at.bundle)
             .map_err(|e| Unopened::WrongKey(e.to_string()))?;
-        let decrypted = identity.decrypt(stored).map_err(Unopened::WrongKey)?;
+        let decrypted = identity.decrypt(stored).map_err(|e| match e {
+            Undecrypted::WrongKey(why) => Unopened::WrongKey(why),
+            Undecrypted::Damaged(why) => Unopened::Damaged(format!("does not decrypt ({why})")),
+        })?;
         let mut decoder = zstd::stream::read::Decoder::new(decrypted).map_err(damaged)?;
         std::io::copy(&mut decoder, plain).map_err(damaged)?;
     } else {
@@ -251,6 +255,15 @@ pub fn small_object(
     }
 }
 
+/// A reader that fails at once (an object whose age header is damaged).
+struct Failing(String);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other(self.0.clone()))
+    }
+}
+
 /// A reader that keeps the first error it met (a decryption or
 /// decompression failure, told apart from its consumer's own).
 struct Watched<R> {
@@ -290,7 +303,8 @@ pub fn with_plaintext<T>(
         let plain: Box<dyn Read + '_> = match at.encrypted {
             true => match remote.identity(at.bundle)?.decrypt(&mut stored) {
                 Ok(r) => Box::new(r),
-                Err(why) => return Err(wrong_key(remote, at.bundle, &why)),
+                Err(Undecrypted::WrongKey(why)) => return Err(wrong_key(remote, at.bundle, &why)),
+                Err(Undecrypted::Damaged(why)) => Box::new(Failing(why)),
             },
             false => Box::new(&mut stored),
         };

@@ -270,6 +270,10 @@ fn a_wrong_identity_a_tampered_or_truncated_object_are_named_and_never_restored(
             "truncated",
             Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 17)),
         ),
+        (
+            "with its header rewritten",
+            Box::new(|b: &mut Vec<u8>| b[20] = b'9'),
+        ),
     ] {
         std::fs::write(&index_path, &original).unwrap();
         let object = remote.join("f/1");
