@@ -61,7 +61,7 @@ impl Engine {
         let mut multipart: Option<Arc<dyn MultipartStore>> = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match scheme {
             "s3" => {
-                check_credentials(&spec.name)?;
+                let credentials = crate::remote::credentials::find(&spec.name)?;
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
                     return Err(fail("the url names no bucket (s3://bucket/prefix)".into()));
@@ -81,6 +81,14 @@ impl Engine {
                             .with_connect_timeout(Duration::from_secs(10))
                             .with_timeout(Duration::from_secs(300)),
                     );
+                if let crate::remote::credentials::Credentials::Profile(keys) = credentials {
+                    builder = builder
+                        .with_access_key_id(keys.access_key_id)
+                        .with_secret_access_key(keys.secret_access_key);
+                    if let Some(token) = keys.session_token {
+                        builder = builder.with_token(token);
+                    }
+                }
                 if let Some(endpoint) = &spec.endpoint {
                     builder = builder
                         .with_endpoint(endpoint)
@@ -327,29 +335,6 @@ fn retry_config() -> object_store::RetryConfig {
         max_retries: 8,
         retry_timeout: Duration::from_secs(secs),
         ..object_store::RetryConfig::default()
-    }
-}
-
-/// Refuses to go on without credentials in the environment, naming what is
-/// missing (never printing a value).
-fn check_credentials(remote: &str) -> Result<()> {
-    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-    let fail = |reason: &str| {
-        Err(Error::Usage(format!(
-            "remote \"{remote}\": {reason}; credentials come only from the environment (see docs/remotes.md)"
-        )))
-    };
-    if set("AWS_WEB_IDENTITY_TOKEN_FILE")
-        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-    {
-        return Ok(());
-    }
-    match (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY")) {
-        (true, true) => Ok(()),
-        (true, false) => fail("AWS_SECRET_ACCESS_KEY is not set"),
-        (false, true) => fail("AWS_ACCESS_KEY_ID is not set"),
-        (false, false) => fail("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
     }
 }
 

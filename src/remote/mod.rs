@@ -8,6 +8,7 @@
 //! `prune`, and the next push finishes it.
 
 pub mod check;
+pub mod credentials;
 pub mod crypt;
 pub mod destination;
 pub mod engine;

@@ -580,3 +580,38 @@ fn create_push_then_prune_the_remote_by_its_own_retention() {
     push.code(0);
     assert_eq!(push.json()[0]["outcome"], "pushed", "{}", push.stdout);
 }
+
+#[test]
+fn credentials_from_a_profile_of_the_shared_credentials_file() {
+    let Some(port) = server() else { return };
+    let ws = Workspace::new();
+    setup(&ws, &s3_remote(port, "profile"));
+    ws.create(&[]);
+    ws.write(
+        "aws/credentials",
+        "[default]\naws_access_key_id = nope\n[bench]\naws_access_key_id = profile-key\naws_secret_access_key = profile-secret-do-not-print\n",
+    );
+    let file = ws.path("aws/credentials");
+    let file = file.to_str().unwrap();
+    let with = |profile: &str| {
+        run_with(
+            &ws,
+            &[
+                ("AWS_SHARED_CREDENTIALS_FILE", file),
+                ("AWS_PROFILE", profile),
+            ],
+            &["--json", "push"],
+        )
+    };
+    let run = with("missing");
+    run.code(2);
+    assert!(
+        run.stdout.contains("profile \\\"missing\\\""),
+        "{}",
+        run.stdout
+    );
+    let run = with("bench");
+    run.code(0);
+    assert_eq!(run.json()[0]["outcome"], "pushed", "{}", run.stdout);
+    assert!(!run.stdout.contains("do-not-print") && !run.stderr.contains("do-not-print"));
+}
