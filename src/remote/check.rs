@@ -116,7 +116,16 @@ fn check_objects(remote: &Remote, id: &str, bundle: &RemoteBundle) -> Result<Vec
         .chain([format!("{id}/{INDEX}")])
         .collect();
     for name in listed.keys().filter(|n| !known.contains(n)) {
-        add(name, "object the index does not list".into());
+        let generation = name.strip_prefix(&format!("{id}/g")).is_some_and(|rest| {
+            rest.split('/')
+                .next()
+                .is_some_and(|g| g.parse::<u32>().is_ok())
+        });
+        let why = match generation {
+            true => "object the index does not list (left by an interrupted `push --reencrypt`; running it again removes it)",
+            false => "object the index does not list",
+        };
+        add(name, why.into());
     }
     if bundle.opened.is_some() {
         if let Err(why) = small_object(remote, &bundle.index, SUM_OBJECT)? {

@@ -637,3 +637,65 @@ fn reencrypt_encrypts_what_was_pushed_in_plaintext() {
     )
     .code(0);
 }
+
+#[test]
+fn an_interrupted_reencrypt_leaves_one_whole_bundle_and_the_next_run_cleans_up() {
+    let ws = Workspace::new();
+    let (old_key, old_public) = new_key(&ws, "old");
+    let (new_key_path, new_public) = new_key(&ws, "new");
+    let dir = age_folder(&ws, &old_public);
+    ws.create(&[]);
+    run_with(&ws, &[], &["push"]).code(0);
+    let bundle = only_bundle(&dir);
+    let id = bundle.file_name().unwrap().to_str().unwrap().to_string();
+    let before = tree(&bundle);
+    set_recipient(&ws, &new_public);
+
+    // Killed before the new index was written: a half-written generation.
+    std::fs::create_dir_all(bundle.join("g1/f")).unwrap();
+    std::fs::write(bundle.join("g1/m"), b"half written").unwrap();
+    std::fs::write(bundle.join("g1/f/0"), b"half written").unwrap();
+    // The old bundle is whole and reads with the old key; verify names the strays.
+    let verify = with_key(
+        &ws,
+        &old_key,
+        &["verify", "--remote", "offsite", &id, "--read-data"],
+    );
+    verify.code(1);
+    assert!(verify.stdout.contains("g1/m"), "{}", verify.stdout);
+    let pull = with_key(&ws, &old_key, &["--json", "pull", &id, "--dest", "pulled"]);
+    pull.code(0);
+    // The next run removes them and rewrites the bundle.
+    with_key(&ws, &old_key, &["push", "--reencrypt"]).code(0);
+    with_key(
+        &ws,
+        &new_key_path,
+        &["verify", "--remote", "offsite", &id, "--read-data"],
+    )
+    .code(0);
+
+    // Killed after the new index, before the old objects went.
+    for (rel, bytes) in &before {
+        if rel != Path::new("index.json") {
+            std::fs::create_dir_all(bundle.join(rel).parent().unwrap()).unwrap();
+            std::fs::write(bundle.join(rel), bytes).unwrap();
+        }
+    }
+    with_key(&ws, &new_key_path, &["push", "--reencrypt"]).code(0);
+    let names: Vec<String> = tree(&bundle)
+        .into_iter()
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "index.json" || n.starts_with("g1/")),
+        "{names:?}"
+    );
+    with_key(
+        &ws,
+        &new_key_path,
+        &["verify", "--remote", "offsite", &id, "--read-data"],
+    )
+    .code(0);
+}
