@@ -61,43 +61,9 @@ impl Engine {
         let mut multipart: Option<Arc<dyn MultipartStore>> = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match scheme {
             "s3" => {
-                let credentials = crate::remote::credentials::find(&spec.name)?;
-                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                if bucket.is_empty() {
-                    return Err(fail("the url names no bucket (s3://bucket/prefix)".into()));
-                }
-                let region = spec
-                    .region
-                    .clone()
-                    .or_else(|| std::env::var("AWS_REGION").ok())
-                    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-                    .unwrap_or_else(|| "us-east-1".into());
-                let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_region(region)
-                    .with_retry(retry_config())
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_connect_timeout(Duration::from_secs(10))
-                            .with_timeout(Duration::from_secs(300)),
-                    );
-                if let crate::remote::credentials::Credentials::Profile(keys) = credentials {
-                    builder = builder
-                        .with_access_key_id(keys.access_key_id)
-                        .with_secret_access_key(keys.secret_access_key);
-                    if let Some(token) = keys.session_token {
-                        builder = builder.with_token(token);
-                    }
-                }
-                if let Some(endpoint) = &spec.endpoint {
-                    builder = builder
-                        .with_endpoint(endpoint)
-                        .with_allow_http(endpoint.starts_with("http://"))
-                        .with_virtual_hosted_style_request(false);
-                }
-                let store = Arc::new(builder.build().map_err(|e| fail(engine_message(&e)))?);
+                let (store, prefix) = s3_store(spec, rest)?;
                 multipart = Some(store.clone());
-                (store, prefix.to_string())
+                (store, prefix)
             }
             "file" => {
                 let root = std::path::Path::new(rest);
@@ -322,6 +288,50 @@ impl std::io::Read for ObjectReader<'_> {
 enum StreamFailure {
     Remote(object_store::Error),
     Local(std::io::Error),
+}
+
+/// The S3 store of `spec`, whose url is `s3://` + `rest`, and its prefix.
+fn s3_store(spec: &RemoteSpec, rest: &str) -> Result<(Arc<object_store::aws::AmazonS3>, String)> {
+    let fail = |reason: String| Error::Remote {
+        remote: spec.name.clone(),
+        reason,
+    };
+    let credentials = crate::remote::credentials::find(&spec.name)?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(fail("the url names no bucket (s3://bucket/prefix)".into()));
+    }
+    let region = spec
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".into());
+    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_region(region)
+        .with_retry(retry_config())
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(10))
+                .with_timeout(Duration::from_secs(300)),
+        );
+    if let crate::remote::credentials::Credentials::Profile(keys) = credentials {
+        builder = builder
+            .with_access_key_id(keys.access_key_id)
+            .with_secret_access_key(keys.secret_access_key);
+        if let Some(token) = keys.session_token {
+            builder = builder.with_token(token);
+        }
+    }
+    if let Some(endpoint) = &spec.endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false);
+    }
+    let store = builder.build().map_err(|e| fail(engine_message(&e)))?;
+    Ok((Arc::new(store), prefix.to_string()))
 }
 
 /// Retries of transient errors: backoff, at most `BUNDLE_REMOTE_RETRY_SECS`

@@ -78,6 +78,22 @@ impl Ledger {
         })
     }
 
+    /// The ledger of encrypted `remote` in `destination`, keeping the lines
+    /// of the bundles `listing` shows (complete or not).
+    pub fn for_listing(
+        remote: &crate::remote::Remote,
+        listing: &crate::remote::RemoteListing,
+        destination: &Path,
+    ) -> Result<Ledger> {
+        let on_remote: HashSet<String> = listing
+            .bundles
+            .iter()
+            .map(|b| b.id.to_string())
+            .chain(listing.incomplete.iter().map(|(id, _)| id.clone()))
+            .collect();
+        Ledger::open(destination, &remote.spec.name, &on_remote)
+    }
+
     /// What was pushed as object `object` of `bundle`.
     pub fn get(&self, bundle: &str, object: &str) -> Option<&Pushed> {
         self.by_object

@@ -89,7 +89,7 @@ pub fn push(
     remote.engine.abort_abandoned_uploads(&unfinished)?;
     let ledger = match remote.recipients.is_empty() {
         true => None,
-        false => Some(open_ledger(remote, listing, destination)?),
+        false => Some(Ledger::for_listing(remote, listing, destination)?),
     };
     let pusher = Pusher {
         recall: Recall {
@@ -146,18 +146,6 @@ pub fn push(
         }
     }
     Ok(reports)
-}
-
-/// The ledger of encrypted `remote` in `destination`, keeping the lines of
-/// the bundles `listing` shows (complete or not).
-pub fn open_ledger(remote: &Remote, listing: &RemoteListing, destination: &Path) -> Result<Ledger> {
-    let on_remote: HashSet<String> = listing
-        .bundles
-        .iter()
-        .map(|b| b.id.to_string())
-        .chain(listing.incomplete.iter().map(|(id, _)| id.clone()))
-        .collect();
-    Ledger::open(destination, &remote.spec.name, &on_remote)
 }
 
 /// One push's settings and knowledge.

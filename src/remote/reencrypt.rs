@@ -242,7 +242,7 @@ pub fn reencrypt_all(
     progress: &dyn Progress,
 ) -> Result<Vec<Pushed>> {
     ready(remote)?;
-    let ledger = crate::remote::push::open_ledger(remote, listing, destination)?;
+    let ledger = Ledger::for_listing(remote, listing, destination)?;
     let fingerprint = crate::remote::crypt::fingerprint(&remote.recipients);
     let mut reports = Vec::new();
     for bundle in &listing.bundles {
