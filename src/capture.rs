@@ -65,9 +65,7 @@ pub struct UnitDone {
 /// Captures `unit` into the bundle being built.
 pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
     let dest = ctx.target(&unit.rel);
-    let meta =
-        std::fs::metadata(&unit.src).map_err(|e| Error::io("could not stat", &unit.src, e))?;
-    let before = source_stat(&unit.src, unit.kind == UnitKind::Sqlite)?;
+    let (before, meta) = SourceStat::read_with_metadata(&unit.src, unit.kind == UnitKind::Sqlite)?;
     if let Some(mut done) = try_reuse(unit, &before, &dest, ctx) {
         record_ownership(&mut done.file, &meta);
         return Ok(done);
@@ -302,8 +300,10 @@ impl Previous {
         if !same_kind {
             return None;
         }
+        // Every file of this bundle was found a regular file of its
+        // recorded size when it was chosen ([`Previous::newest_good`]), and
+        // nothing else changes it while this create holds the destination lock.
         let path = self.bundle.join(record.rel().ok()?);
-        let on_disk = std::fs::symlink_metadata(&path).ok()?;
-        (on_disk.is_file() && on_disk.len() == record.bytes).then_some((path, record))
+        Some((path, record))
     }
 }

@@ -136,7 +136,6 @@ fn capture_bundle(
     // Walk every store first (no copying), so space is known before writing.
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
-    let plans = walk_stores(&stores, safety.is_some())?;
     // Read once: the previous good bundle to reuse from, and the history a
     // new bundle is judged against.
     let history = crate::bundle::list(&opts.destination).map_or_else(|_| Vec::new(), |l| l.bundles);
@@ -144,6 +143,7 @@ fn capture_bundle(
         .reuse
         .then(|| Previous::newest_good(&history))
         .flatten();
+    let plans = walk_stores(&stores, safety.is_some(), previous.as_ref())?;
     check_space(
         &opts.destination,
         &plans,
@@ -218,20 +218,36 @@ fn prepare_destination(
     Ok((lock, staging::remove_leftovers(destination)?))
 }
 
-/// Walks every store into its capture plan. A store that cannot be walked
+/// Walks every store into its capture plan (a file the previous bundle
+/// holds unchanged as plain is not opened). A store that cannot be walked
 /// fails alone (its plan says so); a config error stops all, except in a
 /// safety snapshot, which keeps such a store's raw bytes instead.
-fn walk_stores(stores: &[StoreSpec], safety: bool) -> Result<Vec<CapturePlan>> {
+fn walk_stores(
+    stores: &[StoreSpec],
+    safety: bool,
+    previous: Option<&Previous>,
+) -> Result<Vec<CapturePlan>> {
+    // A file unchanged since the previous bundle recorded it as plain is
+    // still not a database: its header need not be read again.
+    let known_plain = |unit: &store::Unit| {
+        previous.is_some_and(|prev| {
+            unit.walked
+                .as_ref()
+                .is_some_and(|stat| prev.candidate(unit, stat, false).is_some())
+        })
+    };
     stores
         .iter()
-        .map(|spec| match store::plan_capture(spec) {
-            Ok(plan) => Ok(plan),
-            Err(e @ Error::Usage(_)) if !safety => Err(Error::Snapshot {
-                store: spec.name.clone(),
-                source: Box::new(e),
-            }),
-            Err(e) => Ok(CapturePlan::failed(e)),
-        })
+        .map(
+            |spec| match store::plan_capture_knowing(spec, &known_plain) {
+                Ok(plan) => Ok(plan),
+                Err(e @ Error::Usage(_)) if !safety => Err(Error::Snapshot {
+                    store: spec.name.clone(),
+                    source: Box::new(e),
+                }),
+                Err(e) => Ok(CapturePlan::failed(e)),
+            },
+        )
         .collect()
 }
 
@@ -264,8 +280,11 @@ fn check_space(
     let mut needed: u64 = 0;
     for unit in plans.iter().flat_map(|p| &p.units) {
         let reusable = previous.is_some_and(|prev| {
-            unit::source_stat(&unit.src, unit.kind == UnitKind::Sqlite)
-                .is_ok_and(|stat| prev.candidate(unit, &stat, full_check).is_some())
+            let stat = match &unit.walked {
+                Some(stat) => Ok(stat.clone()),
+                None => unit::source_stat(&unit.src, unit.kind == UnitKind::Sqlite),
+            };
+            stat.is_ok_and(|stat| prev.candidate(unit, &stat, full_check).is_some())
         });
         if !reusable {
             needed = needed.saturating_add(unit.bytes);

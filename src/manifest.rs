@@ -229,6 +229,20 @@ pub struct SourceStat {
 impl SourceStat {
     /// The identity of `path` now (and of its `-wal` for a database).
     pub fn read(path: &Path, with_wal: bool) -> Result<SourceStat> {
+        Ok(Self::read_with_metadata(path, with_wal)?.0)
+    }
+
+    /// The identity `meta` (of a file without a `-wal`) gives.
+    pub fn of(meta: &std::fs::Metadata) -> SourceStat {
+        stat_of(meta, None)
+    }
+
+    /// [`SourceStat::read`], with the metadata of `path` it was made from
+    /// (one `stat` for both).
+    pub fn read_with_metadata(
+        path: &Path,
+        with_wal: bool,
+    ) -> Result<(SourceStat, std::fs::Metadata)> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("could not stat", path, e))?;
         let wal = if with_wal {
             let wal = {
@@ -249,7 +263,7 @@ impl SourceStat {
         } else {
             None
         };
-        Ok(stat_of(&meta, wal))
+        Ok((stat_of(&meta, wal), meta))
     }
 }
 

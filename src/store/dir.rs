@@ -216,13 +216,14 @@ pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
             ));
         } else if is_sidecar(src)? {
             continue;
-        } else if sqlite::is_sqlite_file(src)? {
-            plan.units
-                .push(crate::store::sqlite::unit(&spec.name, src, at));
         } else {
-            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            plan.units
-                .push(Unit::new(&spec.name, at, src, UnitKind::Plain, bytes));
+            // Whether it is a database is settled by `store::plan_capture_knowing`.
+            let meta = entry.metadata().ok();
+            let bytes = meta.as_ref().map_or(0, |m| m.len());
+            let mut unit = Unit::new(&spec.name, at, src, UnitKind::Plain, bytes);
+            unit.walked = meta.as_ref().map(crate::manifest::SourceStat::of);
+            unit.may_be_sqlite = true;
+            plan.units.push(unit);
         }
     }
     Ok(plan)

@@ -51,6 +51,14 @@ pub struct Unit {
     pub kind: UnitKind,
     /// Bytes it is expected to take in the bundle (an estimate for space and scheduling).
     pub bytes: u64,
+    /// The source's stat when the walk that found it took one: enough for
+    /// the free-space estimate, which then need not stat it again (capture
+    /// always takes its own).
+    pub walked: Option<crate::manifest::SourceStat>,
+    /// Found by a folder walk that has not yet looked inside it: it is an
+    /// SQLite database (captured through the backup API) if its header says
+    /// so. [`plan_capture_knowing`] settles it before anyone sees the plan.
+    pub may_be_sqlite: bool,
 }
 
 /// What capturing a store will do, found by walking it without copying.
@@ -197,6 +205,33 @@ pub fn handler(kind: StoreKind) -> &'static dyn StoreHandler {
 /// Plans capturing a store; an absent source is recorded as such, not an
 /// error, and one with nothing in it as empty, with a warning.
 pub fn plan_capture(spec: &StoreSpec) -> Result<CapturePlan> {
+    plan_capture_knowing(spec, &|_| false)
+}
+
+/// [`plan_capture`], where `known_plain` may say that a file a folder walk
+/// found is known not to be a database (unchanged since a bundle recorded
+/// it as a plain file): its header is then not read. Every other such file
+/// is opened and its header decides.
+pub fn plan_capture_knowing(
+    spec: &StoreSpec,
+    known_plain: &dyn Fn(&Unit) -> bool,
+) -> Result<CapturePlan> {
+    let mut plan = plan_walked(spec)?;
+    for unit in plan.units.iter_mut().filter(|u| u.may_be_sqlite) {
+        unit.may_be_sqlite = false;
+        if !known_plain(unit) && crate::format::sqlite::is_sqlite_file(&unit.src)? {
+            let encoded = crate::fsutil::EncodedPath {
+                text: unit.path.clone(),
+                hex: unit.path_hex.clone(),
+            };
+            *unit = sqlite::unit(&unit.store, &unit.src, (encoded, unit.rel.clone()));
+        }
+    }
+    Ok(plan)
+}
+
+/// The plan as the store's handler makes it.
+fn plan_walked(spec: &StoreSpec) -> Result<CapturePlan> {
     match std::fs::symlink_metadata(&spec.path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(CapturePlan {
@@ -253,6 +288,8 @@ impl Unit {
             rel,
             src: src.to_path_buf(),
             kind,
+            walked: None,
+            may_be_sqlite: false,
             bytes,
         }
     }
