@@ -458,10 +458,16 @@ impl Manifest {
 
     /// Parses manifest bytes; checks the format version first.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Manifest, String> {
-        let value: serde_json::Value =
+        /// Only the version, read first (the rest is skipped, not built).
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: Option<serde_json::Value>,
+        }
+        let version: Version =
             serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-        match value
-            .get("format_version")
+        match version
+            .format_version
+            .as_ref()
             .and_then(serde_json::Value::as_u64)
         {
             Some(v) if v == u64::from(FORMAT_VERSION) => {}
@@ -472,7 +478,9 @@ impl Manifest {
             }
             None => return Err("format_version is missing".into()),
         }
-        serde_json::from_value(value).map_err(|e| format!("does not match format 1: {e}"))
+        // Straight into the structs: no tree of values in between (a
+        // manifest of many files is tens of MB).
+        serde_json::from_slice(bytes).map_err(|e| format!("does not match format 1: {e}"))
     }
 
     /// Serializes the manifest as pretty JSON with a trailing newline.
