@@ -257,13 +257,9 @@ fn key(text: &str, hex: Option<&str>) -> String {
 }
 
 impl Previous {
-    /// The newest of `bundles` (a destination's listing, oldest first) that
-    /// passes the quick check, if any.
-    pub fn newest_good(bundles: &[ListedBundle]) -> Option<Previous> {
-        let good = bundles
-            .iter()
-            .rev()
-            .find(|b| crate::bundle::files_present(&b.path, &b.manifest).is_none())?;
+    /// Reuse from `good`, a bundle that was just found to pass the quick
+    /// check ([`crate::bundle::files_present`]).
+    pub fn of_checked(good: &ListedBundle) -> Previous {
         let files = good
             .manifest
             .stores
@@ -272,10 +268,10 @@ impl Previous {
             .filter(|f| f.source_stat.is_some())
             .map(|f| (key(&f.path, f.path_hex.as_deref()), f.clone()))
             .collect();
-        Some(Previous {
+        Previous {
             bundle: good.path.clone(),
             files,
-        })
+        }
     }
 
     /// The previous copy of `unit` and its record, when the source is unchanged.
@@ -301,7 +297,7 @@ impl Previous {
             return None;
         }
         // Every file of this bundle was found a regular file of its
-        // recorded size when it was chosen ([`Previous::newest_good`]), and
+        // recorded size when it was chosen ([`Previous::of_checked`]), and
         // nothing else changes it while this create holds the destination lock.
         let path = self.bundle.join(record.rel().ok()?);
         Some((path, record))

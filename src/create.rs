@@ -138,11 +138,7 @@ fn capture_bundle(
     stores.sort_by(|a, b| a.name.cmp(&b.name));
     // Read once: the previous good bundle to reuse from, and the history a
     // new bundle is judged against.
-    let history = crate::bundle::list(&opts.destination).map_or_else(|_| Vec::new(), |l| l.bundles);
-    let previous = opts
-        .reuse
-        .then(|| Previous::newest_good(&history))
-        .flatten();
+    let (history, previous) = read_history(&opts.destination, &stores, opts.reuse);
     let plans = walk_stores(&stores, safety.is_some(), previous.as_ref())?;
     check_space(
         &opts.destination,
@@ -216,6 +212,35 @@ fn prepare_destination(
         crate::bundle::journal::refuse_if_interrupted(destination)?;
     }
     Ok((lock, staging::remove_leftovers(destination)?))
+}
+
+/// The bundles a create is judged against, read newest first until each
+/// store has the newest bundle in which it was healthy (its shrink
+/// baseline) and, with `reuse`, one passed the quick check: the previous
+/// bundle to reuse from.
+fn read_history(
+    destination: &Path,
+    stores: &[StoreSpec],
+    reuse: bool,
+) -> (Vec<ListedBundle>, Option<Previous>) {
+    let mut missing: std::collections::BTreeSet<&str> =
+        stores.iter().map(|s| s.name.as_str()).collect();
+    let mut good: Option<BundleId> = None;
+    let history = crate::bundle::newest_until(destination, |bundle| {
+        if reuse
+            && good.is_none()
+            && crate::bundle::files_present(&bundle.path, &bundle.manifest).is_none()
+        {
+            good = Some(bundle.id.clone());
+        }
+        missing.retain(|name| !crate::shrink::healthy_in(&bundle.manifest, name));
+        missing.is_empty() && (!reuse || good.is_some())
+    })
+    .unwrap_or_default();
+    let previous = good
+        .and_then(|id| history.iter().find(|b| b.id == id))
+        .map(Previous::of_checked);
+    (history, previous)
 }
 
 /// Walks every store into its capture plan (a file the previous bundle

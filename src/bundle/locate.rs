@@ -65,6 +65,46 @@ pub fn list(destination: &Path) -> Result<BundleListing> {
     Ok(listing)
 }
 
+/// The destination's readable bundles, oldest first, but read newest first
+/// and only until `enough` (called with each bundle as it is read) says so:
+/// a create needs the newest few manifests, not every one (a manifest of a
+/// store of many files is tens of MB).
+pub fn newest_until(
+    destination: &Path,
+    mut enough: impl FnMut(&ListedBundle) -> bool,
+) -> Result<Vec<ListedBundle>> {
+    let mut ids: Vec<(BundleId, PathBuf)> = match std::fs::read_dir(destination) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                let id = BundleId::parse(&e.file_name().to_string_lossy())?;
+                Some((id, e.path()))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("could not read destination", destination, e)),
+    };
+    ids.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut read = Vec::new();
+    for (id, path) in ids {
+        let Ok(manifest) = Manifest::read(&path.join(MANIFEST_FILE)) else {
+            continue;
+        };
+        if manifest.id != id.to_string() {
+            continue;
+        }
+        let bundle = ListedBundle { id, path, manifest };
+        let done = enough(&bundle);
+        read.push(bundle);
+        if done {
+            break;
+        }
+    }
+    read.reverse();
+    Ok(read)
+}
+
 /// Resolves a `<BUNDLE>` argument to a bundle folder.
 ///
 /// An existing folder is taken as a path; otherwise `latest` or an id is looked
