@@ -691,6 +691,18 @@ fn captured_record(
 /// Writes the manifest and its checksum file into the staging folder.
 fn write_manifest(staging_dir: &Path, manifest: &Manifest) -> Result<()> {
     let bytes = manifest.to_bytes();
+    // Never publish a bundle this tool could not read back.
+    if bytes.len() as u64 > manifest::MAX_MANIFEST_BYTES {
+        return Err(Error::CheckFailed {
+            store: manifest.stores.iter().max_by_key(|s| s.files.len()).map_or_else(String::new, |s| s.name.clone()),
+            reason: format!(
+                "the manifest would be {} bytes ({} files), more than the {} bytes a bundle's manifest may have; nothing was published. Split the largest store into several stores (or `exclude` what need not be backed up)",
+                bytes.len(),
+                manifest.stores.iter().map(|s| s.files.len()).sum::<usize>(),
+                manifest::MAX_MANIFEST_BYTES
+            ),
+        });
+    }
     fsutil::write_new_file(&staging_dir.join(MANIFEST_FILE), &bytes)?;
     fsutil::write_new_file(
         &staging_dir.join(manifest::MANIFEST_SUM_FILE),

@@ -30,8 +30,10 @@ pub const PRE_RESTORE: &str = "pre-restore";
 /// The only manifest format this version reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Manifests larger than this are refused unread (a real one is far smaller).
-pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+/// Manifests larger than this are refused unread, so that a forged one
+/// cannot exhaust memory. A real one takes about 480 bytes per file: this
+/// allows about a million files (create refuses to write a larger one).
+pub const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
