@@ -48,6 +48,9 @@ pub enum Step {
         target: PathBuf,
         /// What the restored database must hold.
         facts: SqliteFacts,
+        /// The copy's expected sha256.
+        #[serde(skip)]
+        sha256: String,
         /// Whether `target` exists now.
         exists: bool,
         /// Owner and mode for a new file (a replaced one keeps its own).
@@ -85,6 +88,10 @@ pub enum Step {
         sha256: String,
         /// Its JSONL line counts, when a JSONL file.
         jsonl: Option<JsonlFacts>,
+        /// Its SQLite facts, when a database inside a folder store (checked
+        /// on the staged copy before anything live changes).
+        #[serde(skip)]
+        sqlite: Option<SqliteFacts>,
         /// Owner and mode for a new file (a replaced one keeps its own).
         #[serde(skip)]
         owner: Ownership,

@@ -66,6 +66,10 @@ pub struct VerifyReport {
 pub struct VerifyOptions {
     /// `quick_check` instead of the full `integrity_check` on SQLite files.
     pub quick: bool,
+    /// Check only the manifest, the layout and each file's presence and
+    /// size, reading no file's content (a replace restore hashes what it
+    /// uses while staging it, so the bundle is read once).
+    pub skip_content: bool,
 }
 
 /// Verifies the bundle at `bundle`. Problems are findings, not errors: the
@@ -127,7 +131,9 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
     for store in &manifest.stores {
         checker.check_store(store);
     }
-    checker.read_all();
+    if !opts.skip_content {
+        checker.read_all();
+    }
     checker.check_sets(&manifest);
     checker.check_unlisted();
     report.ok = report.problems.is_empty();

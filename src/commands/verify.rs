@@ -20,7 +20,14 @@ pub fn run(cli: &Cli, args: &VerifyArgs, printer: Printer) -> Result<ExitCode> {
         None => {
             let destination = destination_of(&config, args.dest.as_ref()).ok();
             let path = bundle::bundle::resolve(&args.bundle, destination.as_deref())?;
-            verify(&path, VerifyOptions { quick: args.quick }, &bar)?
+            verify(
+                &path,
+                VerifyOptions {
+                    quick: args.quick,
+                    skip_content: false,
+                },
+                &bar,
+            )?
         }
     };
     drop(bar);

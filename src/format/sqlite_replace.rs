@@ -1,21 +1,18 @@
-//! Restoring SQLite databases in place: the backup API into a live
-//! database, the atomic replace where SQLite cannot, stale sidecars, the
-//! checks of a restored or merged database, and the in-use probe. Every
+//! Restoring SQLite databases: readying a staged copy, swapping it in for
+//! the live database with its sidecars settled first, the checks of a
+//! restored or merged database, and the in-use probe. Every
 //! live database is reached through a [`RootDir`] walk first (a regular
 //! file beneath real folders) and opened with `SQLITE_OPEN_NOFOLLOW`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
-use crate::format::sqlite::{
-    backup_all, inspect, leave_as_found, open_copy, run_check, wal_path, SIDECARS,
-};
+use crate::format::sqlite::{leave_as_found, run_check, verify_copy, wal_path, SIDECARS};
 use crate::manifest::SqliteFacts;
-use crate::rooted::{Ownership, RootDir};
+use crate::rooted::{Entry, RootDir, Staged};
 
 /// Flags for reading a live database: read-only, and never through a final symlink.
 fn live_read_only() -> OpenFlags {
@@ -43,118 +40,82 @@ pub fn check_merged_database(target: &Path) -> Result<Option<String>> {
     }))
 }
 
-/// Full integrity check and table counts of a restored database.
-pub fn check_database(target: &Path, facts: &SqliteFacts) -> Result<Vec<String>> {
-    let sq = |e| Error::sqlite(target, e);
-    let conn = Connection::open_with_flags(target, live_read_only()).map_err(sq)?;
-    let mut problems = Vec::new();
-    let result = run_check(&conn, "integrity_check").map_err(sq)?;
-    if result != "ok" {
-        problems.push(format!(
-            "{} failed integrity_check: {result}",
-            target.display()
-        ));
+/// Readies the staged copy of a bundle database before anything live
+/// changes: the full `integrity_check` and the bundle's row counts (the
+/// problems found, if any), then the journal mode the source had.
+pub fn ready_staged(path: &Path, facts: &SqliteFacts) -> Result<Vec<String>> {
+    let problems = verify_copy(path, facts, true);
+    if !problems.is_empty() || facts.source_journal_mode != "wal" {
+        return Ok(problems);
     }
-    let (counts, _) = inspect(&conn).map_err(sq)?;
-    if counts != facts.tables {
-        problems.push(format!(
-            "{} does not hold the bundle's row counts",
-            target.display()
-        ));
-    }
-    Ok(problems)
+    let sq = |e| Error::sqlite(path, e);
+    let conn = Connection::open_with_flags(path, live_read_write()).map_err(sq)?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+        .map_err(sq)?;
+    // Closing the last connection checkpoints and removes the copy's `-wal`.
+    conn.close().map_err(|(_, e)| sq(e))?;
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("could not fsync", path, e))?;
+    Ok(Vec::new())
 }
 
-/// Puts the bundle's database at `target`: through the backup API into an
-/// existing database, else (new file, or SQLite refuses) an atomic file replace.
-pub fn replace_database(
-    root: &RootDir,
-    source: &Path,
-    target: &Path,
-    facts: &SqliteFacts,
-    exists: bool,
-    owner: Ownership,
-) -> Result<()> {
-    let rel = root.relative(target)?;
-    if exists {
+/// Puts a staged database in place of `rel` so that a crash at any instant
+/// leaves the old database or the new one: whatever the live database's
+/// sidecars hold is folded into it first (WAL checkpointed, hot journal
+/// rolled back), the sidecars are removed and that made durable, and only
+/// then is the staged file renamed over it, so a stale WAL can never be
+/// replayed onto the new file.
+pub fn swap_in(root: &RootDir, rel: &Path, staged: &Staged) -> Result<()> {
+    let sidecars: Vec<PathBuf> = SIDECARS.iter().map(|s| sidecar(rel, s)).collect();
+    let mut any_sidecar = false;
+    for s in &sidecars {
+        any_sidecar |= root.entry(s)? != Entry::Missing;
+    }
+    if any_sidecar && matches!(root.entry(rel)?, Entry::File(_)) {
         root.require_file(rel)?;
-        match backup_into(source, target) {
-            Ok(()) => return remove_stale_sidecars(root, rel),
-            Err(BackupFailure::Unsupported) => {}
-            Err(BackupFailure::Sqlite(e)) => return Err(Error::sqlite(target, e)),
-        }
-        checkpoint_and_leave_wal(target)?;
+        settle(&root.display(rel))?;
     }
-    // A stale WAL must never be replayed onto the new file: remove sidecars
-    // (their content was checkpointed above) before the new file appears.
-    for suffix in SIDECARS {
-        root.remove_file(&sidecar(rel, suffix))?;
+    for s in &sidecars {
+        root.remove_file(s)?;
     }
-    root.write_file(rel, owner, |out| {
-        let mut input = std::fs::File::open(source)?;
-        std::io::copy(&mut input, out)?;
-        Ok(())
-    })?;
-    if facts.source_journal_mode == "wal" {
-        root.require_file(rel)?;
-        let conn = Connection::open_with_flags(target, live_read_write())
-            .map_err(|e| Error::sqlite(target, e))?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .map_err(|e| Error::sqlite(target, e))?;
-    }
-    Ok(())
+    root.sync_folder_of(rel)?;
+    root.commit(staged)
 }
 
-enum BackupFailure {
-    /// SQLite cannot do it in place (e.g. WAL target with another page size).
-    Unsupported,
-    Sqlite(rusqlite::Error),
-}
-
-/// Copies the bundle database into the live one through the backup API.
-fn backup_into(source: &Path, target: &Path) -> std::result::Result<(), BackupFailure> {
-    let src = open_copy(source).map_err(BackupFailure::Sqlite)?;
-    let mut dst =
-        Connection::open_with_flags(target, live_read_write()).map_err(BackupFailure::Sqlite)?;
-    dst.busy_timeout(Duration::from_secs(5))
-        .map_err(BackupFailure::Sqlite)?;
-    match backup_all(&src, &mut dst) {
-        Ok(()) => {}
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ReadOnly => {
-            return Err(BackupFailure::Unsupported)
-        }
-        Err(e) => return Err(BackupFailure::Sqlite(e)),
-    }
-    dst.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        .map_err(BackupFailure::Sqlite)?;
-    Ok(())
-}
-
-/// Checkpoints a live WAL database fully and switches it to rollback mode so
-/// no `-wal` content remains to be replayed.
-fn checkpoint_and_leave_wal(target: &Path) -> Result<()> {
+/// Folds a live database's sidecars into it so removing them loses
+/// nothing. A live file SQLite cannot read as a database is left as it is
+/// (the safety snapshot keeps its raw bytes, sidecars included).
+fn settle(target: &Path) -> Result<()> {
     let conn = Connection::open_with_flags(target, live_read_write())
         .map_err(|e| Error::sqlite(target, e))?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+    conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| Error::sqlite(target, e))?;
-    conn.query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))
-        .map_err(|e| Error::sqlite(target, e))?;
-    Ok(())
+    let settled = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())));
+    match settled {
+        Ok(()) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(Error::sqlite(target, e)),
+    }
 }
 
-/// After an in-place restore: a database not in WAL mode has no use for a
-/// `-wal`/`-shm`; remove any stale ones so they can never be replayed later.
-fn remove_stale_sidecars(root: &RootDir, rel: &Path) -> Result<()> {
-    let mut header = [0u8; 20];
-    let path = root.display(rel);
-    root.open_read(rel)?
-        .read_exact(&mut header)
-        .map_err(|e| Error::io("could not read", &path, e))?;
-    if header[18] != 2 {
-        root.remove_file(&sidecar(rel, "-wal"))?;
-        root.remove_file(&sidecar(rel, "-shm"))?;
-    }
-    Ok(())
+/// Whether a database put in place by [`swap_in`] opens and reads (its
+/// content was checked in full while staged); the problem, if not.
+pub fn check_swapped(target: &Path) -> Option<String> {
+    let opened = Connection::open_with_flags(target, live_read_only())
+        .and_then(|c| c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())));
+    opened
+        .err()
+        .map(|e| format!("{} does not open as a database: {e}", target.display()))
 }
 
 fn sidecar(target: &Path, suffix: &str) -> PathBuf {

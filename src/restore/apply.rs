@@ -1,43 +1,182 @@
-//! Executing a restore plan, then checking the live result against the bundle.
+//! Executing a restore plan in two phases, then checking the live result.
 //!
-//! Every write resolves beneath the store's folder without following links
-//! ([`crate::rooted`]). Every file write is temp + fsync + rename; SQLite databases are written
-//! through the backup API (transactional) or, where SQLite cannot, replaced
-//! atomically after checkpointing, with stale sidecars removed first.
+//! [`stage`] streams every bundle file a store's plan writes once into a
+//! staged file in the store's folder, hashing it on the way (and checking a
+//! database copy in full); nothing live changes until every staged file of
+//! every store matched the manifest. [`apply`] then moves the staged files
+//! into place (one rename each; a database after its live sidecars were
+//! settled and removed) and does the in-place merges. [`check`] confirms
+//! each restored path is the very file that was staged, so nothing is read
+//! a third time. Every write resolves beneath the store's folder without
+//! following links ([`crate::rooted`]).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::{jsonl_merge as identity, sqlite_merge, sqlite_replace};
 use crate::plan::{Counts, Step};
 use crate::progress::Progress;
-use crate::rooted::{Entry, Ownership, RootDir};
+use crate::rooted::{Entry, Ownership, RootDir, Staged};
 
-/// Executes store `store`'s steps beneath `root` (the store's folder, or the
-/// folder of a single-file store); returns what was actually done. Every
-/// write resolves beneath `root` without following links.
+/// The staged file of each step of a store's plan (`None` for a step that
+/// writes no bundle file), in step order.
+pub type StagedSteps = Vec<Option<Staged>>;
+
+/// Phase one: stages the bundle file of every `Write` and `SqliteReplace`
+/// step beneath `root`, each read once, hashed and (a database) checked.
+/// A file that does not match is [`Error::BundleInvalid`]; on any error
+/// every file staged so far is removed again, and nothing live was changed.
+pub fn stage(
+    bundle: &Path,
+    root: &RootDir,
+    steps: &[Step],
+    progress: &dyn Progress,
+) -> Result<StagedSteps> {
+    let mut staged: StagedSteps = Vec::with_capacity(steps.len());
+    for step in steps {
+        match stage_step(bundle, root, step) {
+            Ok(s) => {
+                if s.is_some() {
+                    progress.advance(step.source_bytes());
+                }
+                staged.push(s);
+            }
+            Err(e) => {
+                discard(root, &staged);
+                return Err(e);
+            }
+        }
+    }
+    Ok(staged)
+}
+
+/// Removes staged files that will not be used.
+pub fn discard(root: &RootDir, staged: &[Option<Staged>]) {
+    for s in staged.iter().flatten() {
+        root.discard(s);
+    }
+}
+
+/// The staged file of one step, if it writes a bundle file.
+fn stage_step(bundle: &Path, root: &RootDir, step: &Step) -> Result<Option<Staged>> {
+    let (source, target, sha256, sqlite, owner, database) = match step {
+        Step::Write {
+            source,
+            target,
+            sha256,
+            sqlite,
+            owner,
+            ..
+        } => (source, target, sha256, sqlite.as_ref(), *owner, false),
+        Step::SqliteReplace {
+            source,
+            target,
+            sha256,
+            facts,
+            owner,
+            ..
+        } => (source, target, sha256, Some(facts), *owner, true),
+        _ => return Ok(None),
+    };
+    let staged = stage_copy(bundle, root, source, root.relative(target)?, sha256, owner)?;
+    let Some(facts) = sqlite else {
+        return Ok(Some(staged));
+    };
+    let path = root.staged_path(&staged);
+    let problems = if database {
+        sqlite_replace::ready_staged(&path, facts)
+    } else {
+        Ok(crate::format::sqlite::verify_copy(&path, facts, true))
+    };
+    match problems {
+        Ok(p) if p.is_empty() => Ok(Some(staged)),
+        Ok(p) => {
+            root.discard(&staged);
+            Err(Error::BundleInvalid {
+                bundle: bundle.to_path_buf(),
+                problems: p
+                    .into_iter()
+                    .map(|p| format!("{}: {p}", in_bundle(bundle, source)))
+                    .collect(),
+            })
+        }
+        Err(e) => {
+            root.discard(&staged);
+            Err(e)
+        }
+    }
+}
+
+/// A bundle file's path relative to the bundle (for messages).
+fn in_bundle(bundle: &Path, source: &Path) -> String {
+    source
+        .strip_prefix(bundle)
+        .unwrap_or(source)
+        .display()
+        .to_string()
+}
+
+/// Streams a bundle file once into a staged file for `rel`, hashing it on
+/// the way; a hash that differs from the manifest's removes it again.
+fn stage_copy(
+    bundle: &Path,
+    root: &RootDir,
+    source: &Path,
+    rel: &Path,
+    sha256: &str,
+    owner: Ownership,
+) -> Result<Staged> {
+    let mut actual = String::new();
+    let staged = root.stage_file(rel, owner, |out| {
+        let input = std::fs::File::open(source)?;
+        let sparse = crate::sparse::has_holes(&input.metadata()?);
+        let mut writer = crate::sparse::SparseWriter::new(out, sparse);
+        let (_, sha) = crate::hash::stream_hashed(input, |chunk| writer.write(chunk))?;
+        writer.finish()?;
+        actual = sha;
+        Ok(())
+    })?;
+    if actual != sha256 {
+        root.discard(&staged);
+        return Err(Error::BundleInvalid {
+            bundle: bundle.to_path_buf(),
+            problems: vec![format!(
+                "{}: sha256 does not match the manifest",
+                in_bundle(bundle, source)
+            )],
+        });
+    }
+    Ok(staged)
+}
+
+/// Phase two: executes store `store`'s steps beneath `root` (the store's
+/// folder, or the folder of a single-file store), moving each staged file
+/// into place in step order; returns what was actually done. Every write
+/// resolves beneath `root` without following links.
 pub fn apply(
     store: &str,
     root: &RootDir,
     steps: &[Step],
+    staged: &[Option<Staged>],
     progress: &dyn Progress,
 ) -> Result<(Counts, Vec<String>)> {
     let mut done = Counts::default();
     let mut notes = Vec::new();
-    for step in steps {
+    for (step, staged) in steps.iter().zip(staged) {
+        if let Some(staged) = staged {
+            match step {
+                Step::SqliteReplace { .. } => sqlite_replace::swap_in(root, staged.rel(), staged)?,
+                _ => root.commit(staged)?,
+            }
+            done.written += 1;
+            continue;
+        }
         let bytes = step.source_bytes();
         match step {
-            Step::SqliteReplace {
-                source,
-                target,
-                facts,
-                exists,
-                owner,
-            } => {
-                sqlite_replace::replace_database(root, source, target, facts, *exists, *owner)?;
-                done.written += 1;
+            Step::SqliteReplace { .. } | Step::Write { .. } => {
+                unreachable!("a step that writes a bundle file is staged first")
             }
             Step::SqliteMerge {
                 source,
@@ -52,16 +191,6 @@ pub fn apply(
                 done.kept += present;
                 done.conflicts += merged.conflicts;
                 notes.extend(merge_notes(target, &merged));
-            }
-            Step::Write {
-                source,
-                target,
-                sha256,
-                owner,
-                ..
-            } => {
-                write_file(root, source, root.relative(target)?, sha256, *owner)?;
-                done.written += 1;
             }
             Step::JsonlAppend {
                 source,
@@ -92,6 +221,7 @@ pub fn apply(
         }
         progress.advance(bytes);
     }
+    root.sync()?;
     Ok((done, notes))
 }
 
@@ -115,8 +245,9 @@ fn merge_notes(target: &Path, merged: &sqlite_merge::Merged) -> Vec<String> {
 }
 
 /// Checks that the live result holds what the bundle has; returns problems.
-/// Like apply, it reads beneath `root` without following links.
-pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
+/// A staged file found in place is what was hashed and checked, so it is
+/// not read again. Like apply, it reads beneath `root` without following links.
+pub fn check(root: &RootDir, steps: &[Step], staged: &[Option<Staged>]) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     // A removed link (or file) on the way to a bundle path is a folder now.
     let written: Vec<&Path> = steps
@@ -128,23 +259,22 @@ pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
             _ => None,
         })
         .collect();
-    for step in steps {
+    for (step, staged) in steps.iter().zip(staged) {
+        if let Some(staged) = staged {
+            let in_place = root.holds_staged(staged)?;
+            problems.extend(check_staged(root, step, in_place)?);
+            continue;
+        }
         match step {
-            Step::SqliteReplace { target, facts, .. } => {
-                root.require_file(root.relative(target)?)?;
-                problems.extend(sqlite_replace::check_database(target, facts)?);
+            Step::SqliteReplace { target, .. } => {
+                problems.push(format!("{} was not restored", target.display()));
             }
             Step::SqliteMerge { target, .. } => {
                 root.require_file(root.relative(target)?)?;
                 problems.extend(sqlite_replace::check_merged_database(target)?);
             }
-            Step::Write { target, sha256, .. } => {
-                if !crate::store::steps::same_hash(root, root.relative(target)?, sha256)? {
-                    problems.push(format!(
-                        "{} does not match the bundle's sha256",
-                        target.display()
-                    ));
-                }
+            Step::Write { target, .. } => {
+                problems.push(format!("{} was not restored", target.display()));
             }
             Step::JsonlAppend {
                 source,
@@ -188,26 +318,20 @@ pub fn check(root: &RootDir, steps: &[Step]) -> Result<Vec<String>> {
     Ok(problems)
 }
 
-/// Copies a bundle file to `rel` atomically, checking its hash on the way.
-fn write_file(
-    root: &RootDir,
-    source: &Path,
-    rel: &Path,
-    sha256: &str,
-    owner: Ownership,
-) -> Result<()> {
-    root.write_file(rel, owner, |out| {
-        let input = std::fs::File::open(source)?;
-        let sparse = crate::sparse::has_holes(&input.metadata()?);
-        let mut writer = crate::sparse::SparseWriter::new(out, sparse);
-        let (_, actual) = crate::hash::stream_hashed(input, |chunk| writer.write(chunk))?;
-        writer.finish()?;
-        if actual != sha256 {
-            return Err(std::io::Error::other(
-                "the bundle's file changed since it was verified",
-            ));
+/// The problem with a step's staged file after apply, if any: a database
+/// must open; a file not found in place (moved by copy across a mount
+/// point) must hash to the bundle's sha256.
+fn check_staged(root: &RootDir, step: &Step, in_place: bool) -> Result<Option<String>> {
+    Ok(match step {
+        Step::SqliteReplace { target, .. } if in_place => sqlite_replace::check_swapped(target),
+        Step::Write { .. } if in_place => None,
+        Step::SqliteReplace { target, sha256, .. } | Step::Write { target, sha256, .. } => {
+            let rel = root.relative(target)?;
+            let same = matches!(root.entry(rel)?, Entry::File(_))
+                && crate::store::steps::same_hash(root, rel, sha256)?;
+            (!same).then(|| format!("{} does not match the bundle's sha256", target.display()))
         }
-        Ok(())
+        _ => None,
     })
 }
 

@@ -167,9 +167,21 @@ impl Selected<'_> {
     }
 }
 
-/// Verifies the bundle fully; returns its manifest and the manifest's sha256.
-fn preflight(bundle: &Path, progress: &dyn Progress) -> Result<(Manifest, String)> {
-    let report = verify(bundle, VerifyOptions { quick: false }, progress)?;
+/// Verifies the bundle; returns its manifest and the manifest's sha256.
+/// With `read_data` every file is hashed and checked here (a merge reads
+/// the bundle in place); without it, only the manifest, layout and sizes,
+/// and every file a replace uses is hashed and checked as it is staged,
+/// before anything live changes.
+fn preflight(
+    bundle: &Path,
+    read_data: bool,
+    progress: &dyn Progress,
+) -> Result<(Manifest, String)> {
+    let opts = VerifyOptions {
+        quick: false,
+        skip_content: !read_data,
+    };
+    let report = verify(bundle, opts, progress)?;
     if !report.ok {
         return Err(Error::BundleInvalid {
             bundle: bundle.to_path_buf(),
@@ -257,8 +269,9 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     } else {
         None
     };
-    // 1. Preflight: nothing is trusted before a full verify.
-    let (manifest, manifest_sha) = preflight(&opts.bundle, progress)?;
+    // 1. Preflight: nothing is trusted before a verify (a replace hashes
+    // what it uses as it stages it, so the data is read once).
+    let (manifest, manifest_sha) = preflight(&opts.bundle, opts.mode == Mode::Merge, progress)?;
 
     // 2. Targets.
     let selected = select_targets(opts, &manifest)?;
@@ -283,6 +296,15 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         interrupted.safety_snapshot,
         interrupted.leftover_tag,
     );
+
+    // The temp files an interrupted run left go before planning, so that
+    // no plan lists them as live files (only once this run may write).
+    let may_write = !opts.dry_run
+        && (opts.mode == Mode::Merge
+            || token_refusal(opts.confirm_token.as_deref(), &token).is_none());
+    if let Some(tag) = leftover_tag.as_deref().filter(|_| may_write) {
+        remove_leftover_temps(&selected, tag)?;
+    }
 
     // 4. Plan.
     let stores = plan_stores(opts, &selected, &token)?;
@@ -319,9 +341,6 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     }
     if opts.into.is_some() {
         return apply_plan(opts, &selected, &destination, report, progress);
-    }
-    if let Some(tag) = &leftover_tag {
-        remove_leftover_temps(&selected, tag)?;
     }
     apply_live(opts, &selected, &destination, report, progress)
 }
@@ -462,8 +481,25 @@ fn apply_confined(
         .map(Step::source_bytes)
         .sum();
     progress.start("restoring", Some(total));
-    let outcomes = apply_and_check(&report.stores, &report.confirm_token, progress);
+    let outcomes = apply_and_check(
+        &opts.bundle,
+        &report.stores,
+        &report.confirm_token,
+        progress,
+    );
     progress.finish();
+    let outcomes = match outcomes {
+        // Nothing live changed: the journal has nothing to finish (unless
+        // it is an earlier, interrupted run's).
+        Err(Staging(e)) => {
+            if live && !report.resumed {
+                journal::remove(destination)?;
+            }
+            return Err(e);
+        }
+        Err(Applying(e)) => Err(e),
+        Ok(o) => Ok(o),
+    };
     let mut problems = Vec::new();
     for (store, (done, notes, found)) in report.stores.iter_mut().zip(outcomes?) {
         let planned = store.counts.conflicts;
@@ -597,20 +633,53 @@ fn write_journal(
 /// Counts, notes and check problems of one applied store.
 type Applied = (Counts, Vec<String>, Vec<String>);
 
-/// Applies every store's steps beneath its folder, then checks the result.
+/// Where a restore's writing failed: while staging (nothing live changed)
+/// or while applying (the journal says how to finish).
+enum Failed {
+    Staging(Error),
+    Applying(Error),
+}
+use Failed::{Applying, Staging};
+
+/// Stages every store's bundle files (in parallel, each read once and
+/// checked); only when all of them matched, applies every store's steps
+/// beneath its folder and checks the result. A failure while staging
+/// removes every staged file again.
 fn apply_and_check(
+    bundle: &Path,
     stores: &[StoreReport],
     token: &str,
     progress: &dyn Progress,
-) -> Result<Vec<Applied>> {
-    crate::parallel::map(stores, crate::parallel::default_jobs(), |store| {
+) -> std::result::Result<Vec<Applied>, Failed> {
+    let jobs = crate::parallel::default_jobs();
+    let staged = crate::parallel::map(stores, jobs, |store| {
         if store.steps.is_empty() {
-            return Ok((Counts::default(), Vec::new(), Vec::new()));
+            return Ok(Ok(None));
         }
-        let root = RootDir::open(&store.root, token)?;
-        let (done, notes) = apply::apply(&store.name, &root, &store.steps, progress)?;
-        Ok((done, notes, apply::check(&root, &store.steps)?))
+        Ok(RootDir::open(&store.root, token).and_then(|root| {
+            let staged = apply::stage(bundle, &root, &store.steps, progress)?;
+            Ok(Some((root, staged)))
+        }))
     })
+    .map_err(Staging)?;
+    if let Some(first) = staged.iter().position(Result::is_err) {
+        for (root, files) in staged.iter().flatten().flatten() {
+            apply::discard(root, files);
+        }
+        let e = staged.into_iter().nth(first).and_then(Result::err);
+        return Err(Staging(e.expect("the failed store's error")));
+    }
+    let staged: Vec<_> = staged.into_iter().flatten().collect();
+    let work: Vec<(&StoreReport, &Option<(RootDir, apply::StagedSteps)>)> =
+        stores.iter().zip(&staged).collect();
+    crate::parallel::map(&work, jobs, |(store, staged)| {
+        let Some((root, files)) = staged else {
+            return Ok((Counts::default(), Vec::new(), Vec::new()));
+        };
+        let (done, notes) = apply::apply(&store.name, root, &store.steps, files, progress)?;
+        Ok((done, notes, apply::check(root, &store.steps, files)?))
+    })
+    .map_err(Applying)
 }
 
 /// Refuses (exit 4) when the safety snapshot and the restored bytes do not fit.

@@ -44,6 +44,7 @@ pub fn sqlite_file(
             source,
             target,
             facts: facts.clone(),
+            sha256: file.sha256.clone(),
             exists,
             owner: file.ownership(),
         });
@@ -75,6 +76,7 @@ pub fn plain_file(
         target,
         sha256: file.sha256.clone(),
         jsonl: file.jsonl,
+        sqlite: file.sqlite.clone(),
         owner: file.ownership(),
     };
     let entry = t.entry(&target)?;

@@ -240,8 +240,20 @@ fn kill_restore_loop(mode: &str) {
     // The old live state: other rows, other files.
     std::fs::remove_dir_all(ws.path("data")).unwrap();
     big_stores(&ws, "o");
+    // The old live database has committed transactions still in its WAL: a
+    // restore must fold them in before the swap (the safety snapshot holds
+    // them) and never let that WAL be replayed onto the restored file.
+    let wal_holder = Connection::open(ws.path("data/memory.db")).unwrap();
+    wal_holder
+        .execute_batch(
+            "PRAGMA wal_autocheckpoint=0;
+             UPDATE mem SET kind = 'wal-' || kind WHERE id % 3 = 0;",
+        )
+        .unwrap();
+    assert!(ws.path("data/memory.db-wal").metadata().unwrap().len() > 0);
     let old_fp = db_fingerprint(&ws.path("data/memory.db"));
     copy_tree(&ws.path("data"), &ws.path("pristine"));
+    drop(wal_holder);
     // The old segments differ from the bundle's: a finished merge keeps them
     // and says so (incomplete, exit 1); a finished replace exits 0.
     let finished = if mode == "merge" { 1 } else { 0 };

@@ -488,3 +488,54 @@ fn checking_a_bundle_database_runs_nothing_from_it() {
     // The trigger never ran either: the live log is as it was.
     assert_eq!(crate::support::count(&ws.path("data/memory.db"), "log"), 2);
 }
+
+#[test]
+fn replace_checks_a_forged_database_copy_in_full_before_anything_live_changes() {
+    let ws = Workspace::new();
+    ws.sqlite(
+        "data/memory.db",
+        "CREATE TABLE c(id INTEGER PRIMARY KEY, n INTEGER CHECK (n > 0));
+         INSERT INTO c VALUES (1, 5), (2, 6);",
+    );
+    ws.write(
+        "bundle.toml",
+        "destination = \"backups\"\n[[stores]]\nname = \"memory\"\nkind = \"sqlite\"\npath = \"data/memory.db\"\n",
+    );
+    let good = ws.create(&[]);
+    Connection::open(ws.path("data/memory.db"))
+        .unwrap()
+        .execute_batch("INSERT INTO c VALUES (3, 7);")
+        .unwrap();
+    let live = std::fs::read(ws.path("data/memory.db")).unwrap();
+    // Hash and size match the forged manifest, so only the full check of
+    // the staged copy can refuse it.
+    let forged = tamper_database(
+        &ws,
+        &good,
+        "PRAGMA ignore_check_constraints=ON; UPDATE c SET n = -1 WHERE id = 2;",
+    );
+    let token = ws.replace_token(&forged, &[]);
+    let run = ws.run(&[
+        "restore",
+        forged.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--confirm-token",
+        &token,
+    ]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("memory/memory.db")
+            && run.stderr.contains("violate its CHECK constraints"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(ws.path("data/memory.db")).unwrap(), live);
+    let left: Vec<_> = std::fs::read_dir(ws.path("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "memory.db")
+        .collect();
+    assert!(left.is_empty(), "staged files left: {left:?}");
+    assert!(!ws.path("backups/.restore-journal.json").exists());
+}

@@ -26,6 +26,24 @@ fn random_bit_flips_and_truncations_are_all_caught_and_restore_refuses_before_wr
     let ws = Workspace::new();
     demo_stores(&ws);
     let good = ws.create(&[]);
+    // Every live file differs from the bundle's, so a replace writes (and
+    // so reads and checks) every bundle file: a damaged one must be found.
+    // (A file live already holds as the bundle has it is not read.)
+    for rel in [
+        "kb/2026/a.jsonl",
+        "kb/b.jsonl",
+        "kb/README.txt",
+        "vectors/seg-1/data_level0.bin",
+    ] {
+        let path = ws.path(&format!("data/{rel}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"live\":1}\n");
+        std::fs::write(&path, bytes).unwrap();
+    }
+    ws.sqlite(
+        "data/vectors/chroma.sqlite3",
+        "INSERT INTO embeddings(v) VALUES (x'03');",
+    );
     let token = ws.replace_token(&good, &[]);
     let files: Vec<PathBuf> = tree(&good).into_iter().map(|(p, _)| p).collect();
     let live_before = tree(&ws.path("data"));

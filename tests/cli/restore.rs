@@ -837,3 +837,145 @@ fn a_stores_own_check_runs_in_drill_and_after_restore() {
     ws.run(&["restore", b, "--mode", "merge"]).code(0);
     assert!(!ws.path("backups/.restore-journal.json").exists());
 }
+
+/// Every file under `root` with its bytes (links as their target), sorted.
+fn tree(root: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| {
+            let bytes = if e.file_type().is_symlink() {
+                std::fs::read_link(e.path())
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                std::fs::read(e.path()).unwrap()
+            };
+            (e.path().strip_prefix(root).unwrap().to_path_buf(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn replace_reads_each_file_once_and_a_same_size_alteration_changes_nothing_live() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    // Live differs from the bundle in every store, so the replace writes
+    // (and stages) files of each.
+    ws.write("data/kb/b.jsonl", "{\"id\":4}\n");
+    ws.write(
+        "data/vectors/seg-1/data_level0.bin",
+        "other segment bytes!!!!!",
+    );
+    sql(
+        &ws,
+        "INSERT INTO notes(project_id, body) VALUES (2, 'live only');",
+    );
+    // One byte of the bundle's JSONL file flipped, its size kept: only the
+    // hash as it is staged can find it.
+    make_writable(&bundle);
+    let victim = bundle.join("kb/b.jsonl");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[1] ^= 0x20;
+    std::fs::write(&victim, &bytes).unwrap();
+    let token = ws.replace_token(&bundle, &["--no-safety-snapshot"]);
+    let before = tree(&ws.path("data"));
+
+    let run = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--no-safety-snapshot",
+        "--confirm-token",
+        &token,
+    ]);
+    run.code(1);
+    let out = run.json();
+    assert_eq!(out["error"]["kind"], "bundle_invalid", "{out}");
+    let message = out["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("kb/b.jsonl: sha256 does not match the manifest")
+            && message.contains("nothing was changed"),
+        "{message}"
+    );
+    // Every live byte as it was, no staged file left, no journal: the next
+    // create is not refused as after an interrupted restore.
+    assert_eq!(tree(&ws.path("data")), before);
+    assert!(!ws.path("backups/.restore-journal.json").exists());
+    ws.run(&["create"]).code(0);
+
+    // Mended, the same token restores every store and leaves nothing staged.
+    let mut good = bytes.clone();
+    good[1] ^= 0x20;
+    std::fs::write(&victim, &good).unwrap();
+    ws.run(&[
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--no-safety-snapshot",
+        "--confirm-token",
+        &token,
+    ])
+    .code(0);
+    assert_eq!(read(&ws, "data/kb/b.jsonl"), "{\"id\":3}\n");
+    assert_eq!(
+        read(&ws, "data/vectors/seg-1/data_level0.bin"),
+        "binary-ish segment bytes"
+    );
+    assert_eq!(notes(&ws), ["tomatoes", "basil", "trains"]);
+    let staged: Vec<_> = tree(&ws.path("data"))
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("bundle-tmp"))
+        .collect();
+    assert!(staged.is_empty(), "{:?}", staged.len());
+}
+
+#[test]
+fn a_replaced_wal_database_gets_the_new_rows_and_never_the_old_wal() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    // The live database moves on, with its last transactions only in its WAL
+    // (a connection stays open until the moment before the restore).
+    let holder = Connection::open(ws.path("data/memory.db")).unwrap();
+    holder
+        .execute_batch(
+            "PRAGMA wal_autocheckpoint=0;
+             DELETE FROM notes WHERE body = 'basil';
+             INSERT INTO notes(project_id, body) VALUES (1, 'in the wal');",
+        )
+        .unwrap();
+    // Keep the WAL and its index as a crashed writer would leave them.
+    let wal = std::fs::read(ws.path("data/memory.db-wal")).unwrap();
+    assert!(!wal.is_empty());
+    let main = std::fs::read(ws.path("data/memory.db")).unwrap();
+    drop(holder);
+    std::fs::write(ws.path("data/memory.db"), &main).unwrap();
+    std::fs::write(ws.path("data/memory.db-wal"), &wal).unwrap();
+    let snapshot = ws.replace(&bundle, &[]);
+    assert_eq!(snapshot["ok"], true, "{snapshot}");
+    // Had the old WAL been replayed onto the restored file, it would hold
+    // 'in the wal' and lack 'basil' (or fail to open).
+    assert_eq!(notes(&ws), ["tomatoes", "basil", "trains"]);
+    let conn = Connection::open(ws.path("data/memory.db")).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        mode, "wal",
+        "the restored database keeps the source's journal mode"
+    );
+    drop(conn);
+    // The safety snapshot holds the live rows, the WAL's included.
+    let taken = PathBuf::from(snapshot["safety_snapshot"].as_str().unwrap());
+    ws.replace(&taken, &["--no-safety-snapshot"]);
+    assert_eq!(notes(&ws), ["tomatoes", "trains", "in the wal"]);
+}

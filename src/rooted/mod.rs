@@ -10,7 +10,7 @@
 //! ([`Error::ThroughLink`]), and links themselves are only ever removed or
 //! replaced, never written through.
 //!
-//! Temp files are named `.bundle-tmp-<tag>-<n>` (short whatever the target's
+//! Temp files are named `.bundle-tmp-<tag>-<pid>-<n>` (short whatever the target's
 //! name, so they always fit the 255-byte limit); a restore tags them with its
 //! confirm token, which the journal records, so a resumed or undone restore
 //! finds and removes every temp file an interrupted one left.
@@ -26,6 +26,9 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
+
+mod stage;
+pub use stage::Staged;
 
 /// Prefix of every temp file a [`RootDir`] writes.
 pub const TEMP_PREFIX: &str = ".bundle-tmp-";
@@ -328,11 +331,13 @@ impl RootDir {
         Ok(removed)
     }
 
-    /// A fresh temp name: short, whatever the target's name.
+    /// A fresh temp name: short, whatever the target's name, and never one
+    /// an earlier (interrupted) process used (it carries the process id).
     fn temp_name(&self) -> String {
         format!(
-            "{TEMP_PREFIX}{}-{}",
+            "{TEMP_PREFIX}{}-{}-{}",
             self.tag,
+            std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         )
     }

@@ -1,0 +1,175 @@
+//! Staged files: written in full and fsynced under a temp name, checked,
+//! and only then moved into place.
+//!
+//! A restore streams each bundle file once into a staged file, hashing it on
+//! the way; nothing live changes until every staged file of every store
+//! matched the manifest. Staged files sit in the root folder itself, not
+//! beside their targets, so that staging creates no folder in a live store
+//! and a link on the way to a target (which the restore removes first) does
+//! not stop it; the move into place is one rename on the same file system.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::{apply_owner, current_umask, split, Ownership, RootDir};
+use crate::error::{Error, Result};
+
+/// A complete, fsynced file waiting under a temp name in the root folder to
+/// be renamed to `rel` ([`RootDir::commit`]) or removed ([`RootDir::discard`]).
+#[derive(Debug)]
+pub struct Staged {
+    temp: String,
+    rel: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Staged {
+    /// Where it goes, relative to the root.
+    pub fn rel(&self) -> &Path {
+        &self.rel
+    }
+}
+
+impl RootDir {
+    /// Writes a file meant for `rel` under a temp name in the root folder:
+    /// `fill` writes it; it gets the owner and mode of the file now at `rel`
+    /// (or `new` when there is none) and is fsynced. Nothing at `rel`, and
+    /// no folder on the way to it, is touched.
+    pub fn stage_file(
+        &self,
+        rel: &Path,
+        new: Ownership,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<Staged> {
+        let (parts, name) = split(rel, &self.path)?;
+        let existing = self
+            .walk(&parts, false)
+            .ok()
+            .and_then(|parent| rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok())
+            .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        let temp = self.temp_name();
+        let created = rustix::fs::openat(
+            &self.fd,
+            temp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.err("could not create a temp file for", rel, e))?;
+        let mut file = File::from(created);
+        let result = (|| -> std::io::Result<(u64, u64)> {
+            fill(&mut file)?;
+            match existing {
+                Some(st) => apply_owner(&file, Some(st.st_uid), Some(st.st_gid), st.st_mode)?,
+                None => apply_owner(
+                    &file,
+                    new.uid,
+                    new.gid,
+                    new.mode.unwrap_or(0o644 & !current_umask()),
+                )?,
+            }
+            file.sync_all()?;
+            let st = rustix::fs::fstat(&file)?;
+            Ok((st.st_dev, st.st_ino))
+        })();
+        match result {
+            Ok((dev, ino)) => Ok(Staged {
+                temp,
+                rel: rel.to_path_buf(),
+                dev,
+                ino,
+            }),
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&self.fd, temp.as_str(), AtFlags::empty());
+                Err(Error::io("could not write", &self.display(rel), e))
+            }
+        }
+    }
+
+    /// The staged file's path, for SQLite, which opens by path (the root
+    /// folder itself: no link lies between it and the file).
+    pub fn staged_path(&self, staged: &Staged) -> PathBuf {
+        self.path.join(&staged.temp)
+    }
+
+    /// Moves a staged file to its place (creating the folders on the way,
+    /// never through a link; a symlink there is replaced itself) and fsyncs
+    /// that folder. The root folder is fsynced by [`RootDir::sync`].
+    pub fn commit(&self, staged: &Staged) -> Result<()> {
+        let rel = staged.rel.as_path();
+        let (parts, name) = split(rel, &self.path)?;
+        let parent = self.walk_or_err(&parts, true, rel)?;
+        if let Ok(st) = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                return Err(Error::Refused(format!(
+                    "{} is a folder where the bundle has a file; move it away first",
+                    self.display(rel).display()
+                )));
+            }
+        }
+        match rustix::fs::renameat(&self.fd, staged.temp.as_str(), &parent, name) {
+            Ok(()) => {}
+            // A mount point inside the store: copy across, then drop the temp.
+            Err(Errno::XDEV) => return self.commit_by_copy(staged),
+            Err(e) => return Err(self.err("could not move into place", rel, e)),
+        }
+        rustix::fs::fsync(&parent).map_err(|e| self.err("could not fsync the folder of", rel, e))
+    }
+
+    /// [`RootDir::commit`] when the target is on another file system.
+    fn commit_by_copy(&self, staged: &Staged) -> Result<()> {
+        let path = self.staged_path(staged);
+        let mut input = File::open(&path).map_err(|e| Error::io("could not open", &path, e))?;
+        let st =
+            rustix::fs::fstat(&input).map_err(|e| Error::io("could not stat", &path, e.into()))?;
+        let owner = Ownership {
+            mode: Some(st.st_mode & 0o777),
+            uid: Some(st.st_uid),
+            gid: Some(st.st_gid),
+        };
+        self.write_file(&staged.rel, owner, |out| {
+            std::io::copy(&mut input, out).map(drop)
+        })?;
+        self.discard(staged);
+        Ok(())
+    }
+
+    /// Removes a staged file that will not be used.
+    pub fn discard(&self, staged: &Staged) {
+        let _ = rustix::fs::unlinkat(&self.fd, staged.temp.as_str(), AtFlags::empty());
+    }
+
+    /// Whether `rel` is now the very file that was staged (same inode), so a
+    /// restored file need not be read again to know it holds what was checked.
+    pub fn holds_staged(&self, staged: &Staged) -> Result<bool> {
+        let (parts, name) = split(&staged.rel, &self.path)?;
+        let Ok(parent) = self.walk(&parts, false) else {
+            return Ok(false);
+        };
+        Ok(
+            match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st.st_dev == staged.dev && st.st_ino == staged.ino,
+                Err(_) => false,
+            },
+        )
+    }
+
+    /// Fsyncs the folder holding `rel` (after removals that must be durable
+    /// before what follows them); fine when that folder does not exist.
+    pub fn sync_folder_of(&self, rel: &Path) -> Result<()> {
+        let (parts, _) = split(rel, &self.path)?;
+        match self.walk(&parts, false) {
+            Ok(parent) => rustix::fs::fsync(&parent)
+                .map_err(|e| self.err("could not fsync the folder of", rel, e)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Fsyncs the root folder itself (the staged names leaving it).
+    pub fn sync(&self) -> Result<()> {
+        rustix::fs::fsync(&self.fd).map_err(|e| Error::io("could not fsync", &self.path, e.into()))
+    }
+}
