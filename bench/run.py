@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Whether this run times the many-files set (its targets differ).
+MANY_FILES = False
 MIB = 1024 * 1024
 
 
@@ -233,6 +235,8 @@ def main():
     ap.add_argument("--many-files", type=int, metavar="N",
                     help="instead of the mixed set: one dir store of N files of 4 KiB in folders of 100")
     args = ap.parse_args()
+    global MANY_FILES
+    MANY_FILES = bool(args.many_files)
 
     if args.bundle is None:
         log("cargo build --release")
@@ -642,6 +646,23 @@ def local_targets(t, target, first, cp):
     rr = t("restic restore")
     target("restore replace <= 0.5 x restic restore", t("bundle restore --mode replace"),
            0.5 * rr if rr else None)
+    # The speed issue's targets, against the durable copy.
+    cps = t("cp -r + sync")
+    scaled = lambda f, v: f * v if v else None
+    unchanged = t("bundle create (unchanged)")
+    restore = t("bundle restore --mode replace")
+    if MANY_FILES:
+        target("many files: first create <= 1.5 x cp -r + sync", first, scaled(1.5, cps))
+        target("many files: first create <= 0.7 x restic backup (first)", first,
+               scaled(0.7, t("restic backup (first)")))
+        target("many files: unchanged create <= 0.5 s", unchanged, 0.5)
+        target("many files: unchanged create <= 0.2 x restic backup (unchanged)", unchanged,
+               scaled(0.2, t("restic backup (unchanged)")))
+        target("many files: restore after files changed <= restic restore", restore, rr)
+    else:
+        target("restore replace <= 1.3 x cp -r + sync", restore, scaled(1.3, cps))
+        target("first create <= 1.2 x cp -r + sync", first, scaled(1.2, cps))
+        target("unchanged create <= 0.1 s", unchanged, 0.1)
 
 
 def finish_report(results, rows, targets, total, args, work):
