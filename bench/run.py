@@ -353,6 +353,13 @@ def main():
         lambda _: B + ["restore", str(base), "--mode", "replace", "--no-safety-snapshot",
                        "--confirm-token", token_only.token])
 
+    # Every byte written: into an empty folder, as restic restores.
+    out = work / "out"
+    results["bundle restore --into (empty folder)"] = measure(
+        "bundle restore --into (empty folder)", runs, lambda _: rm(out),
+        lambda _: B + ["restore", str(base), "--mode", "replace", "--into", str(out)])
+    rm(out)
+
     if args.only == "all" and args.many_files:
         peers(results, work, data, runs)
     elif args.only == "all":

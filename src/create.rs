@@ -740,7 +740,8 @@ fn writes_the_bundle(e: &Error, staging: &Path) -> bool {
 /// links to a previous bundle's synced copies), in parallel (the copies were
 /// written without waiting for the disk, so writeback overlapped the
 /// capture), then every folder, deepest first, so the files and their
-/// entries are durable before the rename commits the bundle.
+/// entries are durable before the rename commits the bundle. Many new files
+/// are made durable by one `syncfs` instead.
 fn fsync_tree(
     root: &Path,
     jobs: usize,
@@ -755,6 +756,9 @@ fn fsync_tree(
         } else if entry.file_type().is_file() && !durable.contains(entry.path()) {
             files.push(entry.into_path());
         }
+    }
+    if files.len() > fsutil::SYNCFS_ABOVE_FILES {
+        return fsutil::syncfs(root);
     }
     parallel::map(&files, jobs, |f| fsutil::fsync_path(f))?;
     folders.iter().try_for_each(|d| fsutil::fsync_path(d))

@@ -52,11 +52,9 @@ pub fn ready_staged(path: &Path, facts: &SqliteFacts) -> Result<Vec<String>> {
     let conn = Connection::open_with_flags(path, live_read_write()).map_err(sq)?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
         .map_err(sq)?;
-    // Closing the last connection checkpoints and removes the copy's `-wal`.
+    // Closing the last connection checkpoints and removes the copy's `-wal`
+    // (the copy is fsynced with every staged file before the swap).
     conn.close().map_err(|(_, e)| sq(e))?;
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("could not fsync", path, e))?;
     Ok(Vec::new())
 }
 

@@ -80,7 +80,8 @@ fn stage_step(bundle: &Path, root: &RootDir, step: &Step) -> Result<Option<Stage
         } => (source, target, sha256, Some(facts), *owner, true),
         _ => return Ok(None),
     };
-    let staged = stage_copy(bundle, root, source, root.relative(target)?, sha256, owner)?;
+    let rel = root.relative(target)?;
+    let staged = stage_copy(bundle, root, source, rel, sha256, owner, sqlite.is_none())?;
     let Some(facts) = sqlite else {
         return Ok(Some(staged));
     };
@@ -119,7 +120,9 @@ fn in_bundle(bundle: &Path, source: &Path) -> String {
 }
 
 /// Streams a bundle file once into a staged file for `rel`, hashing it on
-/// the way; a hash that differs from the manifest's removes it again.
+/// the way; a hash that differs from the manifest's removes it again. A
+/// file that is not read again (`write_back`: not a database to check) has
+/// its writeback started at once.
 fn stage_copy(
     bundle: &Path,
     root: &RootDir,
@@ -127,6 +130,7 @@ fn stage_copy(
     rel: &Path,
     sha256: &str,
     owner: Ownership,
+    write_back: bool,
 ) -> Result<Staged> {
     let mut actual = String::new();
     let staged = root.stage_file(rel, owner, |out| {
@@ -135,6 +139,9 @@ fn stage_copy(
         let mut writer = crate::sparse::SparseWriter::new(out, sparse);
         let (_, sha) = crate::hash::stream_hashed(input, |chunk| writer.write(chunk))?;
         writer.finish()?;
+        if write_back {
+            crate::fsutil::start_writeback(out);
+        }
         actual = sha;
         Ok(())
     })?;

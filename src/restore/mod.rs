@@ -670,6 +670,17 @@ fn apply_and_check(
         return Err(Staging(e.expect("the failed store's error")));
     }
     let staged: Vec<_> = staged.into_iter().flatten().collect();
+    // Every staged file durable before the first rename.
+    let durable = crate::parallel::map(&staged, jobs, |s| match s {
+        Some((root, files)) => root.sync_staged(files.iter().flatten()),
+        None => Ok(()),
+    });
+    if let Err(e) = durable {
+        for (root, files) in staged.iter().flatten() {
+            apply::discard(root, files);
+        }
+        return Err(Staging(e));
+    }
     let work: Vec<(&StoreReport, &Option<(RootDir, apply::StagedSteps)>)> =
         stores.iter().zip(&staged).collect();
     crate::parallel::map(&work, jobs, |(store, staged)| {

@@ -37,8 +37,10 @@ impl Staged {
 impl RootDir {
     /// Writes a file meant for `rel` under a temp name in the root folder:
     /// `fill` writes it; it gets the owner and mode of the file now at `rel`
-    /// (or `new` when there is none) and is fsynced. Nothing at `rel`, and
-    /// no folder on the way to it, is touched.
+    /// (or `new` when there is none). It is made durable by
+    /// [`RootDir::sync_staged`] once every file is staged, so writeback
+    /// overlaps the rest of the staging. Nothing at `rel`, and no folder on
+    /// the way to it, is touched.
     pub fn stage_file(
         &self,
         rel: &Path,
@@ -71,7 +73,6 @@ impl RootDir {
                     new.mode.unwrap_or(0o644 & !current_umask()),
                 )?,
             }
-            file.sync_all()?;
             let st = rustix::fs::fstat(&file)?;
             Ok((st.st_dev, st.st_ino))
         })();
@@ -87,6 +88,28 @@ impl RootDir {
                 Err(Error::io("could not write", &self.display(rel), e))
             }
         }
+    }
+
+    /// Makes staged files durable before they are moved into place: each
+    /// fsynced, or, for many, one `syncfs` of the root's file system.
+    pub fn sync_staged<'a>(&self, staged: impl IntoIterator<Item = &'a Staged>) -> Result<()> {
+        let staged: Vec<&Staged> = staged.into_iter().collect();
+        if staged.len() > crate::fsutil::SYNCFS_ABOVE_FILES {
+            return rustix::fs::syncfs(&self.fd)
+                .map_err(|e| Error::io("could not sync the file system of", &self.path, e.into()));
+        }
+        for s in staged {
+            let fd = rustix::fs::openat(
+                &self.fd,
+                s.temp.as_str(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.err("could not open the staged file for", &s.rel, e))?;
+            rustix::fs::fsync(&fd)
+                .map_err(|e| self.err("could not fsync the staged file for", &s.rel, e))?;
+        }
+        Ok(())
     }
 
     /// The staged file's path, for SQLite, which opens by path (the root
@@ -171,5 +194,68 @@ impl RootDir {
     /// Fsyncs the root folder itself (the staged names leaving it).
     pub fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.fd).map_err(|e| Error::io("could not fsync", &self.path, e.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn staging_touches_nothing_at_the_target_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old"), b"live").unwrap();
+        let root = RootDir::open(dir.path(), "tok").unwrap();
+        let staged = root
+            .stage_file(Path::new("a/b/new"), Ownership::default(), |f| {
+                f.write_all(b"bundle")
+            })
+            .unwrap();
+        // No folder made yet, the staged bytes in the root folder.
+        assert!(!dir.path().join("a").exists());
+        assert_eq!(std::fs::read(root.staged_path(&staged)).unwrap(), b"bundle");
+        assert!(!root.holds_staged(&staged).unwrap());
+        root.sync_staged([&staged]).unwrap();
+        root.commit(&staged).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b/new")).unwrap(),
+            b"bundle"
+        );
+        assert!(root.holds_staged(&staged).unwrap());
+        assert!(!root.staged_path(&staged).exists());
+
+        let unused = root
+            .stage_file(Path::new("old"), Ownership::default(), |f| {
+                f.write_all(b"x")
+            })
+            .unwrap();
+        root.discard(&unused);
+        assert_eq!(std::fs::read(dir.path().join("old")).unwrap(), b"live");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(super::super::TEMP_PREFIX))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_commit_never_goes_through_a_link_on_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
+        let root = RootDir::open(dir.path(), "tok").unwrap();
+        let staged = root
+            .stage_file(Path::new("sub/f"), Ownership::default(), |f| {
+                f.write_all(b"x")
+            })
+            .unwrap();
+        assert!(matches!(
+            root.commit(&staged),
+            Err(Error::ThroughLink { .. })
+        ));
+        assert!(!outside.path().join("f").exists());
+        root.discard(&staged);
     }
 }
