@@ -13,6 +13,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::format::{jsonl_merge as identity, sqlite_merge, sqlite_replace};
@@ -25,31 +26,47 @@ use crate::rooted::{Entry, Ownership, RootDir, Staged};
 pub type StagedSteps = Vec<Option<Staged>>;
 
 /// Phase one: stages the bundle file of every `Write` and `SqliteReplace`
-/// step beneath `root`, each read once, hashed and (a database) checked.
-/// A file that does not match is [`Error::BundleInvalid`]; on any error
-/// every file staged so far is removed again, and nothing live was changed.
+/// step beneath `root`, each read once, hashed and (a database) checked, on
+/// all cores. A file that does not match is [`Error::BundleInvalid`]; on any
+/// error every file staged so far is removed again, and nothing live was
+/// changed.
 pub fn stage(
     bundle: &Path,
     root: &RootDir,
     steps: &[Step],
     progress: &dyn Progress,
 ) -> Result<StagedSteps> {
+    let failed = AtomicBool::new(false);
+    let results = crate::parallel::map(steps, crate::parallel::default_jobs(), |step| {
+        if failed.load(Ordering::Relaxed) {
+            return Ok(Ok(None));
+        }
+        let result = stage_step(bundle, root, step);
+        match &result {
+            Ok(Some(_)) => progress.advance(step.source_bytes()),
+            Ok(None) => {}
+            Err(_) => failed.store(true, Ordering::Relaxed),
+        }
+        Ok(result)
+    })?;
     let mut staged: StagedSteps = Vec::with_capacity(steps.len());
-    for step in steps {
-        match stage_step(bundle, root, step) {
-            Ok(s) => {
-                if s.is_some() {
-                    progress.advance(step.source_bytes());
-                }
-                staged.push(s);
-            }
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(s) => staged.push(s),
             Err(e) => {
-                discard(root, &staged);
-                return Err(e);
+                first_error.get_or_insert(e);
+                staged.push(None);
             }
         }
     }
-    Ok(staged)
+    match first_error {
+        Some(e) => {
+            discard(root, &staged);
+            Err(e)
+        }
+        None => Ok(staged),
+    }
 }
 
 /// Removes staged files that will not be used.
@@ -228,7 +245,7 @@ pub fn apply(
         }
         progress.advance(bytes);
     }
-    root.sync()?;
+    root.sync_committed(staged.iter().flatten())?;
     Ok((done, notes))
 }
 

@@ -119,8 +119,9 @@ impl RootDir {
     }
 
     /// Moves a staged file to its place (creating the folders on the way,
-    /// never through a link; a symlink there is replaced itself) and fsyncs
-    /// that folder. The root folder is fsynced by [`RootDir::sync`].
+    /// never through a link; a symlink there is replaced itself). The move
+    /// is made durable by [`RootDir::sync_committed`] once a store's files
+    /// are all in place (one fsync per folder, not per file).
     pub fn commit(&self, staged: &Staged) -> Result<()> {
         let rel = staged.rel.as_path();
         let (parts, name) = split(rel, &self.path)?;
@@ -139,7 +140,28 @@ impl RootDir {
             Err(Errno::XDEV) => return self.commit_by_copy(staged),
             Err(e) => return Err(self.err("could not move into place", rel, e)),
         }
-        rustix::fs::fsync(&parent).map_err(|e| self.err("could not fsync the folder of", rel, e))
+        Ok(())
+    }
+
+    /// Makes the moves of committed files durable: each folder they went to
+    /// fsynced once, then the root folder (or, for many files, one `syncfs`).
+    pub fn sync_committed<'a>(&self, staged: impl IntoIterator<Item = &'a Staged>) -> Result<()> {
+        let mut folders: Vec<&Path> = Vec::new();
+        let mut count = 0usize;
+        for s in staged {
+            count += 1;
+            folders.push(&s.rel);
+        }
+        if count > crate::fsutil::SYNCFS_ABOVE_FILES {
+            return rustix::fs::syncfs(&self.fd)
+                .map_err(|e| Error::io("could not sync the file system of", &self.path, e.into()));
+        }
+        folders.sort_by_key(|rel| Path::parent(rel));
+        folders.dedup_by_key(|rel| Path::parent(rel));
+        for rel in folders {
+            self.sync_folder_of(rel)?;
+        }
+        self.sync()
     }
 
     /// [`RootDir::commit`] when the target is on another file system.
