@@ -297,14 +297,7 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         interrupted.leftover_tag,
     );
 
-    // The temp files an interrupted run left go before planning, so that
-    // no plan lists them as live files (only once this run may write).
-    let may_write = !opts.dry_run
-        && (opts.mode == Mode::Merge
-            || token_refusal(opts.confirm_token.as_deref(), &token).is_none());
-    if let Some(tag) = leftover_tag.as_deref().filter(|_| may_write) {
-        remove_leftover_temps(&selected, tag)?;
-    }
+    remove_leftovers_before_planning(opts, &selected, &token, leftover_tag.as_deref())?;
 
     // 4. Plan.
     let stores = plan_stores(opts, &selected, &token)?;
@@ -364,6 +357,24 @@ fn nothing_to_change(mut report: RestoreReport) -> RestoreReport {
     report.ok = true;
     report.outcome = Outcome::Applied;
     report
+}
+
+/// The temp files an interrupted run left go before planning, so that no
+/// plan lists them as live files; only once this run may write (not a dry
+/// run, and a replace approved by its token).
+fn remove_leftovers_before_planning(
+    opts: &RestoreOptions,
+    selected: &[Selected],
+    token: &str,
+    leftover_tag: Option<&str>,
+) -> Result<()> {
+    let may_write = !opts.dry_run
+        && (opts.mode == Mode::Merge
+            || token_refusal(opts.confirm_token.as_deref(), token).is_none());
+    match leftover_tag.filter(|_| may_write) {
+        Some(tag) => remove_leftover_temps(selected, tag),
+        None => Ok(()),
+    }
 }
 
 /// Removes the temp files an interrupted run tagged `tag` left in the stores,
@@ -488,18 +499,7 @@ fn apply_confined(
         progress,
     );
     progress.finish();
-    let outcomes = match outcomes {
-        // Nothing live changed: the journal has nothing to finish (unless
-        // it is an earlier, interrupted run's).
-        Err(Staging(e)) => {
-            if live && !report.resumed {
-                journal::remove(destination)?;
-            }
-            return Err(e);
-        }
-        Err(Applying(e)) => Err(e),
-        Ok(o) => Ok(o),
-    };
+    let outcomes = settle_staging_failure(outcomes, live && !report.resumed, destination)?;
     let mut problems = Vec::new();
     for (store, (done, notes, found)) in report.stores.iter_mut().zip(outcomes?) {
         let planned = store.counts.conflicts;
@@ -632,6 +632,25 @@ fn write_journal(
 
 /// Counts, notes and check problems of one applied store.
 type Applied = (Counts, Vec<String>, Vec<String>);
+
+/// A failure while staging changed nothing live: the journal this run
+/// wrote (`own_journal`; not an earlier, interrupted run's) goes with it.
+fn settle_staging_failure(
+    outcomes: std::result::Result<Vec<Applied>, Failed>,
+    own_journal: bool,
+    destination: &Path,
+) -> Result<std::result::Result<Vec<Applied>, Error>> {
+    match outcomes {
+        Err(Staging(e)) => {
+            if own_journal {
+                journal::remove(destination)?;
+            }
+            Err(e)
+        }
+        Err(Applying(e)) => Ok(Err(e)),
+        Ok(o) => Ok(Ok(o)),
+    }
+}
 
 /// Where a restore's writing failed: while staging (nothing live changed)
 /// or while applying (the journal says how to finish).
