@@ -330,6 +330,8 @@ def main():
     def nightly_then_token(_):
         time.sleep(2.5)
         subprocess.run(B + ["create"], check=True)
+        # The nightly create's writeback is not the restore's to pay.
+        subprocess.run(["sync"], check=True)
         newest = sorted(p for p in dest.iterdir() if not p.name.startswith("."))[-1]
         plan = subprocess.run(
             [bundle, "--config", str(config), "--json", "restore", str(base),
