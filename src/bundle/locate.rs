@@ -27,37 +27,49 @@ pub struct BundleListing {
     pub unreadable: Vec<(String, String)>,
 }
 
-/// Lists the bundles in `destination`, oldest first. Hidden folders (staging) and
-/// anything not named like a bundle id are ignored. A missing destination is empty.
-pub fn list(destination: &Path) -> Result<BundleListing> {
-    let mut listing = BundleListing::default();
+/// The folders of `destination` named like bundle ids, with their ids and
+/// names, in no order. A missing destination has none.
+fn bundle_folders(destination: &Path) -> Result<Vec<(BundleId, String, PathBuf)>> {
     let entries = match std::fs::read_dir(destination) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("could not read destination", destination, e)),
     };
+    let mut found = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("could not read destination", destination, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(id) = BundleId::parse(&name) else {
             continue;
         };
-        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            continue;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.push((id, name, entry.path()));
         }
-        let path = entry.path();
-        match Manifest::read(&path.join(MANIFEST_FILE)) {
-            Ok(manifest) if manifest.id == name => {
-                listing.bundles.push(ListedBundle { id, path, manifest })
-            }
-            Ok(manifest) => listing.unreadable.push((
-                name,
-                format!(
-                    "manifest id \"{}\" differs from the folder name",
-                    manifest.id
-                ),
-            )),
-            Err(e) => listing.unreadable.push((name, error_chain(&e))),
+    }
+    Ok(found)
+}
+
+/// The manifest of the bundle folder `path` named `name`: why not, when it
+/// cannot be read or names another id.
+fn read_listed(path: &Path, name: &str) -> std::result::Result<Manifest, String> {
+    match Manifest::read(&path.join(MANIFEST_FILE)) {
+        Ok(manifest) if manifest.id == name => Ok(manifest),
+        Ok(manifest) => Err(format!(
+            "manifest id \"{}\" differs from the folder name",
+            manifest.id
+        )),
+        Err(e) => Err(error_chain(&e)),
+    }
+}
+
+/// Lists the bundles in `destination`, oldest first. Hidden folders (staging) and
+/// anything not named like a bundle id are ignored. A missing destination is empty.
+pub fn list(destination: &Path) -> Result<BundleListing> {
+    let mut listing = BundleListing::default();
+    for (id, name, path) in bundle_folders(destination)? {
+        match read_listed(&path, &name) {
+            Ok(manifest) => listing.bundles.push(ListedBundle { id, path, manifest }),
+            Err(why) => listing.unreadable.push((name, why)),
         }
     }
     listing.bundles.sort_by(|a, b| a.id.cmp(&b.id));
@@ -73,27 +85,13 @@ pub fn newest_until(
     destination: &Path,
     mut enough: impl FnMut(&ListedBundle) -> bool,
 ) -> Result<Vec<ListedBundle>> {
-    let mut ids: Vec<(BundleId, PathBuf)> = match std::fs::read_dir(destination) {
-        Ok(entries) => entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| {
-                let id = BundleId::parse(&e.file_name().to_string_lossy())?;
-                Some((id, e.path()))
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io("could not read destination", destination, e)),
-    };
-    ids.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut folders = bundle_folders(destination)?;
+    folders.sort_by(|a, b| b.0.cmp(&a.0));
     let mut read = Vec::new();
-    for (id, path) in ids {
-        let Ok(manifest) = Manifest::read(&path.join(MANIFEST_FILE)) else {
+    for (id, name, path) in folders {
+        let Ok(manifest) = read_listed(&path, &name) else {
             continue;
         };
-        if manifest.id != id.to_string() {
-            continue;
-        }
         let bundle = ListedBundle { id, path, manifest };
         let done = enough(&bundle);
         read.push(bundle);

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+/// What is said when no credentials are found at all.
+const NO_CREDENTIALS: &str =
+    "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials";
+
 /// Keys read from a shared credentials file.
 pub struct ProfileKeys {
     /// `aws_access_key_id`.
@@ -50,14 +54,17 @@ pub fn find(remote: &str) -> Result<Credentials> {
     let named = std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty());
     let profile = named.clone().unwrap_or_else(|| "default".into());
     let Some(file) = credentials_file() else {
-        return fail("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials".into());
+        return fail(NO_CREDENTIALS.into());
     };
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
-        Err(_) if named.is_none() => {
-            return fail("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials".into())
+        Err(_) if named.is_none() => return fail(NO_CREDENTIALS.into()),
+        Err(e) => {
+            return fail(format!(
+                "AWS_PROFILE is {profile:?} but {} cannot be read ({e})",
+                file.display()
+            ))
         }
-        Err(e) => return fail(format!("AWS_PROFILE is {profile:?} but {} cannot be read ({e})", file.display())),
     };
     match profile_keys(&text, &profile) {
         Some(keys) => Ok(Credentials::Profile(keys)),

@@ -43,7 +43,7 @@ pub fn stage(
         }
         let result = stage_step(bundle, root, step);
         match &result {
-            Ok(Some(_)) => progress.advance(step.source_bytes()),
+            Ok(Some(staged)) => progress.advance(staged.bytes()),
             Ok(None) => {}
             Err(_) => failed.store(true, Ordering::Relaxed),
         }

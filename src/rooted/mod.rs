@@ -218,45 +218,76 @@ impl RootDir {
     ) -> Result<()> {
         let (parts, name) = split(rel, &self.path)?;
         let parent = self.walk_or_err(&parts, true, rel)?;
-        let existing = match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                return Err(Error::Refused(format!(
-                    "{} is a folder where the bundle has a file; move it away first",
-                    self.display(rel).display()
-                )))
-            }
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => Some(st),
-            _ => None,
-        };
+        let existing = self.file_to_replace(&parent, name, rel)?;
         let temp = self.temp_name();
-        let created = rustix::fs::openat(
-            &parent,
-            temp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| self.err("could not create a temp file beside", rel, e))?;
-        let mut file = File::from(created);
-        let result = (|| -> std::io::Result<()> {
-            fill(&mut file)?;
-            match existing {
-                Some(st) => apply_owner(&file, Some(st.st_uid), Some(st.st_gid), st.st_mode)?,
-                None => apply_owner(
-                    &file,
-                    new.uid,
-                    new.gid,
-                    new.mode.unwrap_or(0o644 & !current_umask()),
-                )?,
-            }
-            file.sync_all()?;
-            rustix::fs::renameat(&parent, temp.as_str(), &parent, name)?;
-            Ok(())
-        })();
-        if let Err(e) = result {
+        let file = self.filled_temp(&parent, &temp, rel, existing.as_ref(), new, fill)?;
+        let moved = file.sync_all().and_then(|()| {
+            rustix::fs::renameat(&parent, temp.as_str(), &parent, name).map_err(Into::into)
+        });
+        if let Err(e) = moved {
             let _ = rustix::fs::unlinkat(&parent, temp.as_str(), AtFlags::empty());
             return Err(Error::io("could not write", &self.display(rel), e));
         }
         rustix::fs::fsync(&parent).map_err(|e| self.err("could not fsync the folder of", rel, e))
+    }
+
+    /// What is at `name` in `dir` (`rel`), where a file is about to be put:
+    /// a regular file's stat (the new file takes its owner and mode), nothing
+    /// for anything else (a link is replaced itself); a folder is refused.
+    fn file_to_replace(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        rel: &Path,
+    ) -> Result<Option<rustix::fs::Stat>> {
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                Err(Error::Refused(format!(
+                    "{} is a folder where the bundle has a file; move it away first",
+                    self.display(rel).display()
+                )))
+            }
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => Ok(Some(st)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Creates the temp file `temp` in `dir`, lets `fill` write it (the
+    /// content meant for `rel`) and gives it the owner and mode of the file
+    /// it replaces, `existing` (a new file: `new`); removed again on failure.
+    fn filled_temp(
+        &self,
+        dir: &OwnedFd,
+        temp: &str,
+        rel: &Path,
+        existing: Option<&rustix::fs::Stat>,
+        new: Ownership,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<File> {
+        let created = rustix::fs::openat(
+            dir,
+            temp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.err("could not create a temp file for", rel, e))?;
+        let mut file = File::from(created);
+        let filled = fill(&mut file).and_then(|()| match existing {
+            Some(st) => apply_owner(&file, Some(st.st_uid), Some(st.st_gid), st.st_mode),
+            None => apply_owner(
+                &file,
+                new.uid,
+                new.gid,
+                new.mode.unwrap_or(0o644 & !current_umask()),
+            ),
+        });
+        match filled {
+            Ok(()) => Ok(file),
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(dir, temp, AtFlags::empty());
+                Err(Error::io("could not write", &self.display(rel), e))
+            }
+        }
     }
 
     /// Removes the file or symlink at `rel` (a link itself, never its target);

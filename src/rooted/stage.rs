@@ -11,23 +11,30 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{apply_owner, current_umask, split, Ownership, RootDir};
+use super::{split, Ownership, RootDir};
 use crate::error::{Error, Result};
 
-/// A complete, fsynced file waiting under a temp name in the root folder to
-/// be renamed to `rel` ([`RootDir::commit`]) or removed ([`RootDir::discard`]).
+/// A complete file waiting under a temp name in the root folder (made
+/// durable by [`RootDir::sync_staged`]) to be renamed to `rel`
+/// ([`RootDir::commit`]) or removed ([`RootDir::discard`]).
 #[derive(Debug)]
 pub struct Staged {
     temp: String,
     rel: PathBuf,
     dev: u64,
     ino: u64,
+    bytes: u64,
 }
 
 impl Staged {
+    /// Its size.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Where it goes, relative to the root.
     pub fn rel(&self) -> &Path {
         &self.rel
@@ -48,44 +55,25 @@ impl RootDir {
         fill: impl FnOnce(&mut File) -> std::io::Result<()>,
     ) -> Result<Staged> {
         let (parts, name) = split(rel, &self.path)?;
-        let existing = self
-            .walk(&parts, false)
-            .ok()
-            .and_then(|parent| rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok())
-            .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        // A folder on the way that is missing (or a link the restore removes
+        // first) means a new file.
+        let existing = match self.walk(&parts, false) {
+            Ok(parent) => self.file_to_replace(&parent, name, rel)?,
+            Err(_) => None,
+        };
         let temp = self.temp_name();
-        let created = rustix::fs::openat(
-            &self.fd,
-            temp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| self.err("could not create a temp file for", rel, e))?;
-        let mut file = File::from(created);
-        let result = (|| -> std::io::Result<(u64, u64)> {
-            fill(&mut file)?;
-            match existing {
-                Some(st) => apply_owner(&file, Some(st.st_uid), Some(st.st_gid), st.st_mode)?,
-                None => apply_owner(
-                    &file,
-                    new.uid,
-                    new.gid,
-                    new.mode.unwrap_or(0o644 & !current_umask()),
-                )?,
-            }
-            let st = rustix::fs::fstat(&file)?;
-            Ok((st.st_dev, st.st_ino))
-        })();
-        match result {
-            Ok((dev, ino)) => Ok(Staged {
+        let file = self.filled_temp(&self.fd, &temp, rel, existing.as_ref(), new, fill)?;
+        match rustix::fs::fstat(&file) {
+            Ok(st) => Ok(Staged {
                 temp,
                 rel: rel.to_path_buf(),
-                dev,
-                ino,
+                dev: st.st_dev,
+                ino: st.st_ino,
+                bytes: st.st_size as u64,
             }),
             Err(e) => {
                 let _ = rustix::fs::unlinkat(&self.fd, temp.as_str(), AtFlags::empty());
-                Err(Error::io("could not write", &self.display(rel), e))
+                Err(Error::io("could not stat", &self.display(rel), e.into()))
             }
         }
     }
@@ -95,8 +83,7 @@ impl RootDir {
     pub fn sync_staged<'a>(&self, staged: impl IntoIterator<Item = &'a Staged>) -> Result<()> {
         let staged: Vec<&Staged> = staged.into_iter().collect();
         if staged.len() > crate::fsutil::SYNCFS_ABOVE_FILES {
-            return rustix::fs::syncfs(&self.fd)
-                .map_err(|e| Error::io("could not sync the file system of", &self.path, e.into()));
+            return self.sync_file_system();
         }
         for s in staged {
             let fd = rustix::fs::openat(
@@ -126,14 +113,7 @@ impl RootDir {
         let rel = staged.rel.as_path();
         let (parts, name) = split(rel, &self.path)?;
         let parent = self.walk_or_err(&parts, true, rel)?;
-        if let Ok(st) = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                return Err(Error::Refused(format!(
-                    "{} is a folder where the bundle has a file; move it away first",
-                    self.display(rel).display()
-                )));
-            }
-        }
+        self.file_to_replace(&parent, name, rel)?;
         match rustix::fs::renameat(&self.fd, staged.temp.as_str(), &parent, name) {
             Ok(()) => {}
             // A mount point inside the store: copy across, then drop the temp.
@@ -153,8 +133,7 @@ impl RootDir {
             folders.push(&s.rel);
         }
         if count > crate::fsutil::SYNCFS_ABOVE_FILES {
-            return rustix::fs::syncfs(&self.fd)
-                .map_err(|e| Error::io("could not sync the file system of", &self.path, e.into()));
+            return self.sync_file_system();
         }
         folders.sort_by_key(|rel| Path::parent(rel));
         folders.dedup_by_key(|rel| Path::parent(rel));
@@ -211,6 +190,12 @@ impl RootDir {
                 .map_err(|e| self.err("could not fsync the folder of", rel, e)),
             Err(_) => Ok(()),
         }
+    }
+
+    /// One `syncfs` of the root's file system: everything written to it durable.
+    fn sync_file_system(&self) -> Result<()> {
+        rustix::fs::syncfs(&self.fd)
+            .map_err(|e| Error::io("could not sync the file system of", &self.path, e.into()))
     }
 
     /// Fsyncs the root folder itself (the staged names leaving it).

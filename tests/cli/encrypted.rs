@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::remote::{run_with, s3_remote, server, setup, tree, ENV};
-use crate::support::{count, Run, Workspace};
+use crate::remote::{run_with, s3_remote, server, setup, ENV};
+use crate::support::{count, tree, Run, Workspace};
 
 /// `bundle key new --out NAME` in the workspace: the identity's path and public key.
 fn new_key(ws: &Workspace, name: &str) -> (PathBuf, String) {

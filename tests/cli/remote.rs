@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::support::{count, demo_stores, Run, Workspace};
+use crate::support::{count, demo_stores, tree, Run, Workspace};
 
 /// An S3 server started by a test: its port (it stops when dropped, or
 /// when this process exits).
@@ -132,22 +132,6 @@ pub(crate) fn incompressible(len: usize) -> Vec<u8> {
             state as u8
         })
         .collect()
-}
-
-/// Every file under `dir` with its bytes, sorted.
-pub(crate) fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out: Vec<_> = walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
-            (rel, std::fs::read(e.path()).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::support::{count, demo_stores, make_writable, Workspace};
+use crate::support::{count, demo_stores, make_writable, tree, Workspace};
 
 fn sql(ws: &Workspace, batch: &str) {
     Connection::open(ws.path("data/memory.db"))
@@ -838,28 +838,6 @@ fn a_stores_own_check_runs_in_drill_and_after_restore() {
     assert!(!ws.path("backups/.restore-journal.json").exists());
 }
 
-/// Every file under `root` with its bytes (links as their target), sorted.
-fn tree(root: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<(PathBuf, Vec<u8>)> = walkdir::WalkDir::new(root)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|e| !e.file_type().is_dir())
-        .map(|e| {
-            let bytes = if e.file_type().is_symlink() {
-                std::fs::read_link(e.path())
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else {
-                std::fs::read(e.path()).unwrap()
-            };
-            (e.path().strip_prefix(root).unwrap().to_path_buf(), bytes)
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn replace_reads_each_file_once_and_a_same_size_alteration_changes_nothing_live() {
     let ws = Workspace::new();
@@ -886,16 +864,19 @@ fn replace_reads_each_file_once_and_a_same_size_alteration_changes_nothing_live(
     let token = ws.replace_token(&bundle, &["--no-safety-snapshot"]);
     let before = tree(&ws.path("data"));
 
-    let run = ws.run(&[
-        "--json",
-        "restore",
-        bundle.to_str().unwrap(),
-        "--mode",
-        "replace",
-        "--no-safety-snapshot",
-        "--confirm-token",
-        &token,
-    ]);
+    let replace = || {
+        ws.run(&[
+            "--json",
+            "restore",
+            bundle.to_str().unwrap(),
+            "--mode",
+            "replace",
+            "--no-safety-snapshot",
+            "--confirm-token",
+            &token,
+        ])
+    };
+    let run = replace();
     run.code(1);
     let out = run.json();
     assert_eq!(out["error"]["kind"], "bundle_invalid", "{out}");
@@ -915,16 +896,7 @@ fn replace_reads_each_file_once_and_a_same_size_alteration_changes_nothing_live(
     let mut good = bytes.clone();
     good[1] ^= 0x20;
     std::fs::write(&victim, &good).unwrap();
-    ws.run(&[
-        "restore",
-        bundle.to_str().unwrap(),
-        "--mode",
-        "replace",
-        "--no-safety-snapshot",
-        "--confirm-token",
-        &token,
-    ])
-    .code(0);
+    replace().code(0);
     assert_eq!(read(&ws, "data/kb/b.jsonl"), "{\"id\":3}\n");
     assert_eq!(
         read(&ws, "data/vectors/seg-1/data_level0.bin"),

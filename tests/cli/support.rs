@@ -305,3 +305,18 @@ pub fn spawn_until(cmd: &mut std::process::Command, line: &str) -> std::process:
     assert_eq!(got.trim(), line, "the helper did not start");
     child
 }
+
+/// Every file under `dir` (relative to it) with its bytes, sorted.
+pub fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
+            (rel, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
