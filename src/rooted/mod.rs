@@ -64,6 +64,22 @@ pub enum Entry {
     ThroughLink,
 }
 
+/// What identifies a regular file's content without reading it: device,
+/// inode, size, and modification and status-change times (nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Modification time.
+    pub mtime_ns: i64,
+    /// Status-change time (set by the kernel on every change, never by a user).
+    pub ctime_ns: i64,
+}
+
 /// A handle on a folder beneath which every path is resolved without links.
 #[derive(Debug)]
 pub struct RootDir {
@@ -128,6 +144,29 @@ impl RootDir {
             }),
             Err(Errno::NOENT) => Ok(Entry::Missing),
             Err(Errno::NOTDIR) => Ok(Entry::ThroughLink),
+            Err(e) => Err(Error::io("could not stat", &self.display(rel), e.into())),
+        }
+    }
+
+    /// The identity of the regular file at `rel` (`None`: not a regular file
+    /// reached through real folders), never following a link; compared with
+    /// a bundle's record of its source to tell a file is unchanged unread.
+    pub fn identity(&self, rel: &Path) -> Result<Option<FileIdentity>> {
+        let (parts, name) = split(rel, &self.path)?;
+        let Ok(parent) = self.walk(&parts, false) else {
+            return Ok(None);
+        };
+        match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                Ok(Some(FileIdentity {
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                    bytes: st.st_size as u64,
+                    mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+                    ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+                }))
+            }
+            Ok(_) | Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
             Err(e) => Err(Error::io("could not stat", &self.display(rel), e.into())),
         }
     }

@@ -84,7 +84,8 @@ pub fn plain_file(
         Entry::Missing => return Ok(write(target)),
         Entry::File(len) if len == file.bytes => {
             let root = t.live_root()?;
-            if same_hash(root, root.relative(&target)?, &file.sha256)? {
+            let rel = root.relative(&target)?;
+            if unchanged_since_captured(root, rel, file)? || same_hash(root, rel, &file.sha256)? {
                 return Ok(Step::Keep { target });
             }
         }
@@ -186,6 +187,25 @@ pub fn symlink(
     }
 }
 
+/// Whether the live file at `rel` is the very file this record's copy was
+/// made from, unchanged since: same device, inode, size, mtime and ctime as
+/// the source identity the create trusted (taken before the copy, confirmed
+/// after it, and old enough that a later write must show). The same test
+/// lets a create reuse a copy unread; only plain copies, whose bytes are the
+/// source's, qualify (a database copy is a snapshot, not the file's bytes).
+fn unchanged_since_captured(root: &RootDir, rel: &Path, file: &FileRecord) -> Result<bool> {
+    let Some(stat) = file.source_stat.as_ref() else {
+        return Ok(false);
+    };
+    if file.sqlite.is_some() || stat.wal.is_some() || stat.bytes != file.bytes {
+        return Ok(false);
+    }
+    Ok(root.identity(rel)?.is_some_and(|now| {
+        (now.dev, now.ino, now.bytes, now.mtime_ns, now.ctime_ns)
+            == (stat.dev, stat.ino, stat.bytes, stat.mtime_ns, stat.ctime_ns)
+    }))
+}
+
 /// Whether file `rel` beneath `root` hashes to `sha256` (read without following links).
 pub fn same_hash(root: &RootDir, rel: &Path, sha256: &str) -> Result<bool> {
     let file = root.open_read(rel)?;
@@ -193,4 +213,74 @@ pub fn same_hash(root: &RootDir, rel: &Path, sha256: &str) -> Result<bool> {
     let (_, sha) = crate::hash::hash_reader(file, |_| {})
         .map_err(|e| Error::io("could not read", &path, e))?;
     Ok(sha == sha256)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::SourceStat;
+
+    /// A record of `path` as a create would write it, with `sha256`.
+    fn record(path: &Path, sha256: &str) -> FileRecord {
+        let meta = std::fs::metadata(path).unwrap();
+        FileRecord {
+            path: "a/f.bin".into(),
+            path_hex: None,
+            bytes: meta.len(),
+            sha256: sha256.into(),
+            sqlite: None,
+            jsonl: None,
+            source_stat: Some(SourceStat::of(&meta)),
+            reused: false,
+            mode: None,
+            uid: None,
+            gid: None,
+        }
+    }
+
+    fn plan(root: &RootDir, dir: &Path, file: &FileRecord) -> Step {
+        let t = Target {
+            path: dir.to_path_buf(),
+            live: Some(root),
+            bundle_root: dir,
+            mode: Mode::Replace,
+            key: None,
+        };
+        plain_file(dir.join("copy"), file, dir.join("a/f.bin"), &t).unwrap()
+    }
+
+    #[test]
+    fn the_very_file_the_record_was_made_from_is_kept_unread_and_any_change_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let live = dir.path().join("a/f.bin");
+        std::fs::write(&live, b"sixteen bytes!!!").unwrap();
+        let root = RootDir::open(dir.path(), "t").unwrap();
+        // A sha256 no content has: only a plan that never read the file keeps it.
+        let unread = record(&live, &"0".repeat(64));
+        assert!(matches!(plan(&root, dir.path(), &unread), Step::Keep { .. }));
+
+        // Changed in place with its size and mtime put back: ctime moved, so
+        // the file is read, and it differs.
+        let mtime = std::fs::metadata(&live).unwrap().modified().unwrap();
+        std::fs::write(&live, b"sixteen bytes???").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&live)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(matches!(plan(&root, dir.path(), &unread), Step::Write { .. }));
+
+        // Same bytes in a new inode (as after a restore): read, found equal, kept.
+        let sha = crate::hash::hash_reader(std::fs::File::open(&live).unwrap(), |_| {})
+            .unwrap()
+            .1;
+        let copy = dir.path().join("copy");
+        std::fs::copy(&live, &copy).unwrap();
+        let stale = record(&copy, &sha);
+        assert!(matches!(plan(&root, dir.path(), &stale), Step::Keep { .. }));
+        let forged = record(&copy, &"0".repeat(64));
+        assert!(matches!(plan(&root, dir.path(), &forged), Step::Write { .. }));
+    }
 }

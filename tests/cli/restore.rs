@@ -951,3 +951,55 @@ fn a_replaced_wal_database_gets_the_new_rows_and_never_the_old_wal() {
     ws.replace(&taken, &["--no-safety-snapshot"]);
     assert_eq!(notes(&ws), ["tomatoes", "trains", "in the wal"]);
 }
+
+#[test]
+fn replace_still_restores_a_file_changed_in_place_with_its_size_and_mtime_put_back() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    // Old enough for the create to record (and a replace to trust) each
+    // source's identity.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let bundle = ws.create(&[]);
+    let manifest = ws.manifest(&bundle);
+    let record = crate::support::file_record(&manifest, "vectors/seg-1/data_level0.bin");
+    assert!(record["source_stat"].is_object(), "{record}");
+
+    // The way `cp -p`, `rsync -t` or a careless tool leaves a file: other
+    // bytes, same size, the old mtime.
+    let live = ws.path("data/vectors/seg-1/data_level0.bin");
+    let mtime = std::fs::metadata(&live).unwrap().modified().unwrap();
+    std::fs::write(&live, "BINARY-ISH SEGMENT BYTES").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&live).unwrap().modified().unwrap(), mtime);
+
+    let out = ws.replace(&bundle, &["--no-safety-snapshot"]);
+    assert_eq!(
+        read(&ws, "data/vectors/seg-1/data_level0.bin"),
+        "binary-ish segment bytes",
+        "{out}"
+    );
+    // The files left as the create read them are kept, the altered one written.
+    let store = |name: &str| {
+        out["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(store("kb")["kept"], 2, "{out}");
+    let bin = store("vectors")["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["target"].as_str().unwrap().ends_with("data_level0.bin"))
+        .unwrap()
+        .clone();
+    assert_eq!(bin["step"], "write", "{out}");
+}
