@@ -36,7 +36,7 @@ pub struct CaptureContext<'a> {
     /// Where progress goes (units only advance it; they run in parallel).
     pub progress: &'a dyn Progress,
     /// The previous good bundle, whose copies of unchanged files are reused.
-    pub previous: Option<&'a Previous>,
+    pub previous: Option<&'a Previous<'a>>,
 }
 
 impl CaptureContext<'_> {
@@ -78,7 +78,7 @@ pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
             let (bytes, sha, facts, stat) =
                 sqlite::capture_file(&unit.store, &unit.src, &dest, ctx.full_check, ctx.progress)?;
             let mut file = record(bytes, sha);
-            file.sqlite = Some(facts);
+            file.sqlite = Some(Box::new(facts));
             (file, Some(stat))
         }
         UnitKind::Jsonl => {
@@ -242,34 +242,30 @@ fn still(stat: &SourceStat, path: &Path, kind: UnitKind) -> bool {
     source_stat(path, kind == UnitKind::Sqlite).is_ok_and(|now| &now == stat)
 }
 
-/// The previous good bundle's files that carry a source stat.
+/// The previous good bundle's files that carry a source stat, borrowed from
+/// its manifest (a manifest may list hundreds of thousands of files: they
+/// are looked up, never copied).
 #[derive(Debug)]
-pub struct Previous {
+pub struct Previous<'m> {
     /// Its folder.
-    pub bundle: PathBuf,
-    files: HashMap<String, FileRecord>,
+    pub bundle: &'m Path,
+    files: HashMap<(&'m str, Option<&'m str>), &'m FileRecord>,
 }
 
-/// A lookup key for a manifest path (its text is not unique on its own
-/// when paths are not UTF-8).
-fn key(text: &str, hex: Option<&str>) -> String {
-    format!("{text}\0{}", hex.unwrap_or(""))
-}
-
-impl Previous {
+impl<'m> Previous<'m> {
     /// Reuse from `good`, a bundle that was just found to pass the quick
     /// check ([`crate::bundle::files_present`]).
-    pub fn of_checked(good: &ListedBundle) -> Previous {
+    pub fn of_checked(good: &'m ListedBundle) -> Previous<'m> {
         let files = good
             .manifest
             .stores
             .iter()
             .flat_map(|s| &s.files)
             .filter(|f| f.source_stat.is_some())
-            .map(|f| (key(&f.path, f.path_hex.as_deref()), f.clone()))
+            .map(|f| ((f.path.as_str(), f.path_hex.as_deref()), f))
             .collect();
         Previous {
-            bundle: good.path.clone(),
+            bundle: &good.path,
             files,
         }
     }
@@ -280,8 +276,10 @@ impl Previous {
         unit: &Unit,
         stat: &SourceStat,
         full_check: bool,
-    ) -> Option<(PathBuf, &FileRecord)> {
-        let record = self.files.get(&key(&unit.path, unit.path_hex.as_deref()))?;
+    ) -> Option<(PathBuf, &'m FileRecord)> {
+        let record = *self
+            .files
+            .get(&(unit.path.as_str(), unit.path_hex.as_deref()))?;
         if record.source_stat.as_ref() != Some(stat) {
             return None;
         }

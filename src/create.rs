@@ -15,6 +15,7 @@ use crate::capture::{self as unit, CaptureContext, Previous, UnitDone};
 use crate::config::{Hooks, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::hash;
 use crate::hooks::{self, HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
@@ -138,7 +139,8 @@ fn capture_bundle(
     stores.sort_by(|a, b| a.name.cmp(&b.name));
     // Read once: the previous good bundle to reuse from, and the history a
     // new bundle is judged against.
-    let (history, previous) = read_history(&opts.destination, &stores, opts.reuse);
+    let (history, good) = read_history(&opts.destination, &stores, opts.reuse);
+    let previous = good.map(|i| Previous::of_checked(&history[i]));
     let plans = walk_stores(&stores, safety.is_some(), previous.as_ref())?;
     check_space(
         &opts.destination,
@@ -217,12 +219,12 @@ fn prepare_destination(
 /// The bundles a create is judged against, read newest first until each
 /// store has the newest bundle in which it was healthy (its shrink
 /// baseline) and, with `reuse`, one passed the quick check: the previous
-/// bundle to reuse from.
+/// bundle to reuse from (its index in the history).
 fn read_history(
     destination: &Path,
     stores: &[StoreSpec],
     reuse: bool,
-) -> (Vec<ListedBundle>, Option<Previous>) {
+) -> (Vec<ListedBundle>, Option<usize>) {
     let mut missing: std::collections::BTreeSet<&str> =
         stores.iter().map(|s| s.name.as_str()).collect();
     let mut good: Option<BundleId> = None;
@@ -237,9 +239,7 @@ fn read_history(
         missing.is_empty() && (!reuse || good.is_some())
     })
     .unwrap_or_default();
-    let previous = good
-        .and_then(|id| history.iter().find(|b| b.id == id))
-        .map(Previous::of_checked);
+    let previous = good.and_then(|id| history.iter().position(|b| b.id == id));
     (history, previous)
 }
 
@@ -250,7 +250,7 @@ fn read_history(
 fn walk_stores(
     stores: &[StoreSpec],
     safety: bool,
-    previous: Option<&Previous>,
+    previous: Option<&Previous<'_>>,
 ) -> Result<Vec<CapturePlan>> {
     // A file unchanged since the previous bundle recorded it as plain is
     // still not a database: its header need not be read again.
@@ -299,7 +299,7 @@ fn refuse_partial(manifest: &Manifest, path: &Path) -> Result<()> {
 fn check_space(
     destination: &Path,
     plans: &[CapturePlan],
-    previous: Option<&Previous>,
+    previous: Option<&Previous<'_>>,
     full_check: bool,
 ) -> Result<()> {
     let mut needed: u64 = 0;
@@ -506,7 +506,8 @@ fn capture_all(
     });
     ctx.progress.finish();
     let mut captured = Captured {
-        by_path: HashMap::new(),
+        // Sized once: growing a table of many records holds two at once.
+        by_path: HashMap::with_capacity(units.len()),
         failed: BTreeMap::new(),
         damaged: BTreeMap::new(),
         sets: BTreeMap::new(),
@@ -664,7 +665,7 @@ fn captured_record(
     by_path: &mut HashMap<(String, Option<String>), UnitDone>,
     warnings: &mut Vec<String>,
 ) -> StoreRecord {
-    let mut files = Vec::new();
+    let mut files = Vec::with_capacity(plan.units.len());
     for u in &plan.units {
         let d = by_path
             .remove(&(u.path.clone(), u.path_hex.clone()))
@@ -688,25 +689,42 @@ fn captured_record(
     }
 }
 
-/// Writes the manifest and its checksum file into the staging folder.
+/// Writes the manifest (streamed: never held whole in memory) and its
+/// checksum file into the staging folder.
 fn write_manifest(staging_dir: &Path, manifest: &Manifest) -> Result<()> {
-    let bytes = manifest.to_bytes();
+    let path = staging_dir.join(MANIFEST_FILE);
+    let file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io("could not create", &path, e))?;
+    let mut out = hash::HashingWriter::new(std::io::BufWriter::with_capacity(hash::BUF_SIZE, file));
+    manifest
+        .write_to(&mut out)
+        .and_then(|()| std::io::Write::flush(&mut out))
+        .map_err(|e| Error::io("could not write", &path, e))?;
+    let (file, bytes, sha256) = out.finish();
+    let file = file
+        .into_inner()
+        .map_err(|e| Error::io("could not write", &path, e.into_error()))?;
     // Never publish a bundle this tool could not read back.
-    if bytes.len() as u64 > manifest::MAX_MANIFEST_BYTES {
+    if bytes > manifest::MAX_MANIFEST_BYTES {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
         return Err(Error::CheckFailed {
             store: manifest.stores.iter().max_by_key(|s| s.files.len()).map_or_else(String::new, |s| s.name.clone()),
             reason: format!(
-                "the manifest would be {} bytes ({} files), more than the {} bytes a bundle's manifest may have; nothing was published. Split the largest store into several stores (or `exclude` what need not be backed up)",
-                bytes.len(),
+                "the manifest would be {bytes} bytes ({} files), more than the {} bytes a bundle's manifest may have; nothing was published. Split the largest store into several stores (or `exclude` what need not be backed up)",
                 manifest.stores.iter().map(|s| s.files.len()).sum::<usize>(),
                 manifest::MAX_MANIFEST_BYTES
             ),
         });
     }
-    fsutil::write_new_file(&staging_dir.join(MANIFEST_FILE), &bytes)?;
+    file.sync_all()
+        .map_err(|e| Error::io("could not write", &path, e))?;
     fsutil::write_new_file(
         &staging_dir.join(manifest::MANIFEST_SUM_FILE),
-        manifest::manifest_sum(&bytes).as_bytes(),
+        manifest::sum_line(&sha256).as_bytes(),
     )
 }
 

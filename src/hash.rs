@@ -17,6 +17,49 @@ pub fn finish_hex(hasher: Sha256) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// A writer that hashes and counts what passes through it to `inner`, so a
+/// file can be written and its sha256 known without holding it in memory.
+#[derive(Debug)]
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The inner writer, the byte count and the sha256 (hex) of everything written.
+    pub fn finish(self) -> (W, u64, String) {
+        (self.inner, self.bytes, finish_hex(self.hasher))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Which side of a [`stream_hashed`] failed.
 #[derive(Debug)]
 pub enum StreamError {

@@ -21,7 +21,12 @@ pub const MANIFEST_SUM_FILE: &str = "bundle-meta.json.sha256";
 
 /// The text of [`MANIFEST_SUM_FILE`] for manifest bytes `bytes`.
 pub fn manifest_sum(bytes: &[u8]) -> String {
-    format!("{}  {MANIFEST_FILE}\n", hash::sha256_hex(bytes))
+    sum_line(&hash::sha256_hex(bytes))
+}
+
+/// The text of [`MANIFEST_SUM_FILE`] for a manifest whose sha256 is `sha256`.
+pub fn sum_line(sha256: &str) -> String {
+    format!("{sha256}  {MANIFEST_FILE}\n")
 }
 
 /// `reason` of a safety bundle taken before a restore.
@@ -167,9 +172,10 @@ pub struct FileRecord {
     pub bytes: u64,
     /// sha256 of the content, lowercase hex.
     pub sha256: String,
-    /// Facts about an SQLite database file.
+    /// Facts about an SQLite database file (boxed: most records are of
+    /// plain files, and a manifest may hold hundreds of thousands).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sqlite: Option<SqliteFacts>,
+    pub sqlite: Option<Box<SqliteFacts>>,
     /// Facts about a JSONL file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jsonl: Option<JsonlFacts>,
@@ -487,9 +493,16 @@ impl Manifest {
 
     /// Serializes the manifest as pretty JSON with a trailing newline.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        out.push(b'\n');
+        let mut out = Vec::new();
+        self.write_to(&mut out).expect("manifest serializes");
         out
+    }
+
+    /// Writes the bytes of [`Manifest::to_bytes`] to `out` as they are made
+    /// (a manifest of many files is tens of MB: it is never held whole).
+    pub fn write_to(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")
     }
 
     /// Total bytes of all files listed.
@@ -563,5 +576,17 @@ mod tests {
     #[test]
     fn the_fuzz_sample_is_a_valid_manifest() {
         assert!(Manifest::parse(SAMPLE.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_streamed_manifest_has_the_bytes_and_sum_of_the_whole_one() {
+        let manifest = Manifest::parse(SAMPLE.as_bytes()).unwrap();
+        let mut out = hash::HashingWriter::new(Vec::new());
+        manifest.write_to(&mut out).unwrap();
+        let (bytes, len, sha256) = out.finish();
+        assert_eq!(bytes, manifest.to_bytes());
+        assert_eq!(len, bytes.len() as u64);
+        assert_eq!(sum_line(&sha256), manifest_sum(&bytes));
+        assert!(bytes.ends_with(b"}\n"));
     }
 }

@@ -47,7 +47,7 @@ pub enum Step {
         #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
         /// What the restored database must hold.
-        facts: SqliteFacts,
+        facts: Box<SqliteFacts>,
         /// The copy's expected sha256.
         #[serde(skip)]
         sha256: String,
@@ -70,7 +70,7 @@ pub enum Step {
         /// Rows already present live.
         present: u64,
         /// The bundle's facts: which tables to merge, which are virtual.
-        facts: SqliteFacts,
+        facts: Box<SqliteFacts>,
         /// Bundle columns the live tables lack (`table.column`).
         missing_columns: Vec<String>,
         /// Virtual tables whose missing rows merge cannot bring back.
@@ -91,7 +91,7 @@ pub enum Step {
         /// Its SQLite facts, when a database inside a folder store (checked
         /// on the staged copy before anything live changes).
         #[serde(skip)]
-        sqlite: Option<SqliteFacts>,
+        sqlite: Option<Box<SqliteFacts>>,
         /// Owner and mode for a new file (a replaced one keeps its own).
         #[serde(skip)]
         owner: Ownership,

@@ -62,20 +62,32 @@ impl StoreHandler for DirStore {
     }
 }
 
+/// Adds the folders above `path` to `folders`, stopping at the first one
+/// already there (its own are then there too): one allocation per new
+/// folder, not one per file and level.
+fn add_folders(folders: &mut BTreeSet<std::path::PathBuf>, path: &Path) {
+    for folder in path.ancestors().skip(1) {
+        if folders.contains(folder) {
+            break;
+        }
+        folders.insert(folder.to_path_buf());
+    }
+}
+
 impl DirStore {
     /// Plans a dir store: for replace, first the removal of everything the
     /// bundle lacks (live symlinks included, so nothing is written through
     /// one); then files (SQLite ones through the SQLite path); symlinks last,
     /// each only when it resolves inside the store.
     pub fn plan(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
-        let mut files = Vec::new();
+        let mut files = Vec::with_capacity(record.files.len());
         let mut wanted = BTreeSet::new();
         let mut databases = BTreeSet::new();
         let mut folders = BTreeSet::new();
         for file in &record.files {
             let live = live_path(record, &target.path, file.rel())?;
             wanted.insert(live.clone());
-            folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
+            add_folders(&mut folders, &live);
             let source = target.source(file)?;
             files.push(match &file.sqlite {
                 // Databases go through the SQLite path: replaced whole, or
@@ -117,7 +129,7 @@ impl DirStore {
         for (link, (rel, points_to)) in record.symlinks.iter().zip(&in_order) {
             let live = live_path(record, &target.path, link.rel())?;
             wanted.insert(live.clone());
-            folders.extend(live.ancestors().skip(1).map(Path::to_path_buf));
+            add_folders(&mut folders, &live);
             let inside = fsutil::link_stays_inside(rel, points_to, lookup);
             links.push(plan::symlink(
                 live,

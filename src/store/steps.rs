@@ -43,7 +43,7 @@ pub fn sqlite_file(
         return Ok(Step::SqliteReplace {
             source,
             target,
-            facts: facts.clone(),
+            facts: Box::new(facts.clone()),
             sha256: file.sha256.clone(),
             exists,
             owner: file.ownership(),
@@ -58,7 +58,7 @@ pub fn sqlite_file(
         target,
         rows: estimate.missing,
         present: estimate.present,
-        facts: facts.clone(),
+        facts: Box::new(facts.clone()),
         missing_columns: estimate.missing_columns,
         left_out: estimate.left_out,
     })
@@ -258,7 +258,10 @@ mod tests {
         let root = RootDir::open(dir.path(), "t").unwrap();
         // A sha256 no content has: only a plan that never read the file keeps it.
         let unread = record(&live, &"0".repeat(64));
-        assert!(matches!(plan(&root, dir.path(), &unread), Step::Keep { .. }));
+        assert!(matches!(
+            plan(&root, dir.path(), &unread),
+            Step::Keep { .. }
+        ));
 
         // Changed in place with its size and mtime put back: ctime moved, so
         // the file is read, and it differs.
@@ -270,7 +273,10 @@ mod tests {
             .unwrap()
             .set_modified(mtime)
             .unwrap();
-        assert!(matches!(plan(&root, dir.path(), &unread), Step::Write { .. }));
+        assert!(matches!(
+            plan(&root, dir.path(), &unread),
+            Step::Write { .. }
+        ));
 
         // Same bytes in a new inode (as after a restore): read, found equal, kept.
         let sha = crate::hash::hash_reader(std::fs::File::open(&live).unwrap(), |_| {})
@@ -281,6 +287,9 @@ mod tests {
         let stale = record(&copy, &sha);
         assert!(matches!(plan(&root, dir.path(), &stale), Step::Keep { .. }));
         let forged = record(&copy, &"0".repeat(64));
-        assert!(matches!(plan(&root, dir.path(), &forged), Step::Write { .. }));
+        assert!(matches!(
+            plan(&root, dir.path(), &forged),
+            Step::Write { .. }
+        ));
     }
 }
