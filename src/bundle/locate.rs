@@ -14,8 +14,23 @@ pub struct ListedBundle {
     pub id: BundleId,
     /// Its folder.
     pub path: PathBuf,
-    /// Its parsed manifest.
+    /// Its parsed manifest (from [`list_summaries`]: without file records).
     pub manifest: Manifest,
+    /// The total size of its files, as its manifest records them.
+    pub bytes: u64,
+}
+
+impl ListedBundle {
+    /// The bundle at `path` with id `id` and manifest `manifest`.
+    fn new(id: BundleId, path: PathBuf, manifest: Manifest) -> ListedBundle {
+        let bytes = manifest.total_bytes();
+        ListedBundle {
+            id,
+            path,
+            manifest,
+            bytes,
+        }
+    }
 }
 
 /// Everything found in a destination.
@@ -65,10 +80,32 @@ fn read_listed(path: &Path, name: &str) -> std::result::Result<Manifest, String>
 /// Lists the bundles in `destination`, oldest first. Hidden folders (staging) and
 /// anything not named like a bundle id are ignored. A missing destination is empty.
 pub fn list(destination: &Path) -> Result<BundleListing> {
+    list_keeping(destination, true)
+}
+
+/// [`list`] for callers that need each bundle's summary, not its file
+/// records: each manifest is still read and checked in full (an unreadable
+/// one is reported as such), its bytes totalled, then its file records are
+/// dropped before the next is read, so memory is that of one manifest
+/// however many bundles there are.
+pub fn list_summaries(destination: &Path) -> Result<BundleListing> {
+    list_keeping(destination, false)
+}
+
+/// [`list`], keeping each manifest's file records or not.
+fn list_keeping(destination: &Path, files: bool) -> Result<BundleListing> {
     let mut listing = BundleListing::default();
     for (id, name, path) in bundle_folders(destination)? {
         match read_listed(&path, &name) {
-            Ok(manifest) => listing.bundles.push(ListedBundle { id, path, manifest }),
+            Ok(manifest) => {
+                let mut bundle = ListedBundle::new(id, path, manifest);
+                if !files {
+                    for store in &mut bundle.manifest.stores {
+                        store.files = Vec::new();
+                    }
+                }
+                listing.bundles.push(bundle);
+            }
             Err(why) => listing.unreadable.push((name, why)),
         }
     }
@@ -92,7 +129,7 @@ pub fn newest_until(
         let Ok(manifest) = read_listed(&path, &name) else {
             continue;
         };
-        let bundle = ListedBundle { id, path, manifest };
+        let bundle = ListedBundle::new(id, path, manifest);
         let done = enough(&bundle);
         read.push(bundle);
         if done {

@@ -13,7 +13,7 @@ pub fn run(cli: &Cli, args: &ListArgs, printer: Printer) -> Result<ExitCode> {
         return remote_list(cli, &config, name, args, printer);
     }
     let destination = destination_of(&config, args.dest.as_ref())?;
-    let listing = bundle::bundle::list(&destination)?;
+    let listing = bundle::bundle::list_summaries(&destination)?;
     for (name, why) in &listing.unreadable {
         output::warn(&format!(
             "{name} looks like a bundle but cannot be read: {why}"
@@ -45,7 +45,7 @@ fn remote_list(
     }
     let local = destination_of(config, args.dest.as_ref())
         .ok()
-        .and_then(|d| bundle::bundle::list(&d).ok())
+        .and_then(|d| bundle::bundle::list_summaries(&d).ok())
         .map(|l| l.bundles)
         .unwrap_or_default();
     let rows = output::list::remote_json(&listing.bundles, &local, name);

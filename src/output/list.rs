@@ -25,17 +25,18 @@ pub struct ListedJson<'a> {
 pub fn json(bundles: &[ListedBundle]) -> Vec<ListedJson<'_>> {
     bundles
         .iter()
-        .map(|b| row(&b.manifest, b.path.display().to_string()))
+        .map(|b| row(&b.manifest, b.path.display().to_string(), b.bytes))
         .collect()
 }
 
-/// The row of the bundle `manifest` describes, found at `path`.
-fn row(manifest: &Manifest, path: String) -> ListedJson<'_> {
+/// The row of the bundle `manifest` describes, found at `path`, holding
+/// `bytes` in its files.
+fn row(manifest: &Manifest, path: String, bytes: u64) -> ListedJson<'_> {
     ListedJson {
         id: &manifest.id,
         path,
         created_at: &manifest.created_at,
-        bytes: Some(manifest.total_bytes()),
+        bytes: Some(bytes),
         stores: manifest.stores.iter().map(|s| s.name.as_str()).collect(),
         label: manifest.label.as_deref(),
         reason: manifest.reason.as_deref(),
@@ -98,7 +99,7 @@ pub fn remote_json<'a>(
         .map(|b| {
             let path = format!("{name}:{}", b.index.bundle_id);
             let row = match &b.opened {
-                Some(opened) => row(&opened.manifest, path),
+                Some(opened) => row(&opened.manifest, path, opened.manifest.total_bytes()),
                 None => ListedJson {
                     id: &b.index.bundle_id,
                     path,
