@@ -65,6 +65,17 @@ pub struct UnitDone {
 /// Captures `unit` into the bundle being built.
 pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
     let dest = ctx.target(&unit.rel);
+    // A plain file unchanged since the walk's stat (which carries no `-wal`,
+    // so never a database's) is reused on that stat: the bundle then holds
+    // the file as it was at the walk, and says so.
+    if unit.kind == UnitKind::Plain {
+        if let (Some(stat), Some(owner)) = (&unit.walked, unit.walked_owner) {
+            if let Some(mut done) = try_reuse(unit, stat, &dest, ctx) {
+                set_ownership(&mut done.file, owner);
+                return Ok(done);
+            }
+        }
+    }
     let (before, meta) = SourceStat::read_with_metadata(&unit.src, unit.kind == UnitKind::Sqlite)?;
     if let Some(mut done) = try_reuse(unit, &before, &dest, ctx) {
         record_ownership(&mut done.file, &meta);
@@ -148,9 +159,23 @@ pub fn bundle_mode(source_mode: u32) -> u32 {
 
 /// Records the source's permission bits, owner and group in `file`.
 fn record_ownership(file: &mut FileRecord, meta: &std::fs::Metadata) {
-    file.mode = Some(meta.mode() & 0o7777);
-    file.uid = Some(meta.uid());
-    file.gid = Some(meta.gid());
+    set_ownership(file, ownership_of(meta));
+}
+
+/// The owner, group and permission bits (`0o7777` at most) `meta` gives.
+pub fn ownership_of(meta: &std::fs::Metadata) -> crate::rooted::Ownership {
+    crate::rooted::Ownership {
+        mode: Some(meta.mode() & 0o7777),
+        uid: Some(meta.uid()),
+        gid: Some(meta.gid()),
+    }
+}
+
+/// Records `owner` as the file's source owner, group and mode.
+fn set_ownership(file: &mut FileRecord, owner: crate::rooted::Ownership) {
+    file.mode = owner.mode;
+    file.uid = owner.uid;
+    file.gid = owner.gid;
 }
 
 /// A fresh record for a copied unit; kind facts and the source stat are added by the caller.

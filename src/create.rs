@@ -477,6 +477,12 @@ struct Captured {
     sets: BTreeMap<String, manifest::ChromaFacts>,
 }
 
+/// Files smaller than this are captured in runs of [`SMALL_RUN`] per thread.
+const SMALL_FILE: u64 = 256 * 1024;
+
+/// How many small files a capture thread takes at once.
+const SMALL_RUN: usize = 32;
+
 /// Captures every unit, biggest first, `opts.jobs` at once. A file that
 /// cannot be captured fails its own store; a failure to write the bundle
 /// itself (a full disk, say) stops the whole create.
@@ -496,13 +502,25 @@ fn capture_all(
     let total: u64 = units.iter().map(|u| u.bytes).sum();
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
-    let done = parallel::map(&units, opts.jobs, |u| match unit::capture_unit(u, ctx) {
-        Ok(d) => Ok(Ok(d)),
-        Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
-            store: u.store.clone(),
-            source: Box::new(e),
-        }),
-        Err(e) => Ok(Err((u.store.clone(), e))),
+    // Small files come last (sorted by size) and in walk order: a thread
+    // takes a run of them, mostly of one folder, so the threads do not take
+    // turns on one folder's lock for every link or copy made in it.
+    let run = |i: usize| {
+        if units[i].bytes < SMALL_FILE {
+            SMALL_RUN
+        } else {
+            1
+        }
+    };
+    let done = parallel::map_claiming(&units, opts.jobs, run, |u| {
+        match unit::capture_unit(u, ctx) {
+            Ok(d) => Ok(Ok(d)),
+            Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
+                store: u.store.clone(),
+                source: Box::new(e),
+            }),
+            Err(e) => Ok(Err((u.store.clone(), e))),
+        }
     });
     ctx.progress.finish();
     let mut captured = Captured {

@@ -1,9 +1,9 @@
 //! Bounded parallelism: run a function over items on at most `jobs` threads,
 //! results in the items' order whatever the scheduling.
 //!
-//! Scoped std threads pull the next item from a shared counter, so a few big
-//! items and many small ones balance themselves; the first error stops the
-//! others from starting new items.
+//! Scoped std threads pull the next item (or run of items) from a shared
+//! counter, so a few big items and many small ones balance themselves; the
+//! first error stops the others from starting new items.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -24,6 +24,19 @@ pub fn map<T: Sync, R: Send>(
     jobs: usize,
     f: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    map_claiming(items, jobs, |_| 1, f)
+}
+
+/// [`map`], where a thread takes `run(i)` items (at least one) starting at
+/// item `i` at once: runs of neighbouring small items (files of one folder)
+/// then go to one thread, instead of threads contending for that folder's
+/// lock item by item.
+pub fn map_claiming<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    run: impl Fn(usize) -> usize + Sync,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let jobs = jobs.clamp(1, items.len().max(1));
     if jobs == 1 {
         return items.iter().map(f).collect();
@@ -34,17 +47,28 @@ pub fn map<T: Sync, R: Send>(
         Mutex::new(std::iter::repeat_with(|| None).take(items.len()).collect());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
-            scope.spawn(|| loop {
-                if failed.load(Ordering::Relaxed) {
+            scope.spawn(|| 'claims: loop {
+                let start = next.load(Ordering::Relaxed);
+                if start >= items.len() {
                     break;
                 }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let result = f(item);
-                if result.is_err() {
-                    failed.store(true, Ordering::Relaxed);
+                let end = (start + run(start).max(1)).min(items.len());
+                if next
+                    .compare_exchange(start, end, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
                 }
-                slots.lock().expect("no worker panics holding the lock")[i] = Some(result);
+                for (i, item) in items.iter().enumerate().take(end).skip(start) {
+                    if failed.load(Ordering::Relaxed) {
+                        break 'claims;
+                    }
+                    let result = f(item);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    slots.lock().expect("no worker panics holding the lock")[i] = Some(result);
+                }
             });
         }
     });
@@ -85,5 +109,22 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "seven");
         assert!(map(&Vec::<u8>::new(), 4, |&b| Ok(b)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn runs_of_items_go_to_one_thread_and_keep_their_order() {
+        let items: Vec<u64> = (0..1000).collect();
+        let out = map_claiming(
+            &items,
+            2,
+            |i| if i < 10 { 1 } else { 64 },
+            |&i| Ok((i, std::thread::current().id())),
+        )
+        .unwrap();
+        assert_eq!(out.iter().map(|r| r.0).collect::<Vec<_>>(), items);
+        // Every run of 64 after the first ten items ran on a single thread.
+        for run in out[10..].chunks(64) {
+            assert!(run.iter().all(|r| r.1 == run[0].1), "a run was split");
+        }
     }
 }

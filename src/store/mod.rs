@@ -52,9 +52,13 @@ pub struct Unit {
     /// Bytes it is expected to take in the bundle (an estimate for space and scheduling).
     pub bytes: u64,
     /// The source's stat when the walk that found it took one: enough for
-    /// the free-space estimate, which then need not stat it again (capture
-    /// always takes its own).
+    /// the free-space estimate and for reusing an unchanged plain file's
+    /// previous copy (anything else is stat'ed again right before its copy).
     pub walked: Option<crate::manifest::SourceStat>,
+    /// The owner, group and permission bits the same stat gave (with
+    /// [`Unit::walked`], all a plain file's reuse needs: it is not stat'ed
+    /// again).
+    pub walked_owner: Option<crate::rooted::Ownership>,
     /// Found by a folder walk that has not yet looked inside it: it is an
     /// SQLite database (captured through the backup API) if its header says
     /// so. [`plan_capture_knowing`] settles it before anyone sees the plan.
@@ -289,6 +293,7 @@ impl Unit {
             src: src.to_path_buf(),
             kind,
             walked: None,
+            walked_owner: None,
             may_be_sqlite: false,
             bytes,
         }
