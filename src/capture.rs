@@ -159,16 +159,7 @@ pub fn bundle_mode(source_mode: u32) -> u32 {
 
 /// Records the source's permission bits, owner and group in `file`.
 fn record_ownership(file: &mut FileRecord, meta: &std::fs::Metadata) {
-    set_ownership(file, ownership_of(meta));
-}
-
-/// The owner, group and permission bits (`0o7777` at most) `meta` gives.
-pub fn ownership_of(meta: &std::fs::Metadata) -> crate::rooted::Ownership {
-    crate::rooted::Ownership {
-        mode: Some(meta.mode() & 0o7777),
-        uid: Some(meta.uid()),
-        gid: Some(meta.gid()),
-    }
+    set_ownership(file, crate::rooted::Ownership::of(meta));
 }
 
 /// Records `owner` as the file's source owner, group and mode.

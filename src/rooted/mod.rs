@@ -47,6 +47,18 @@ pub struct Ownership {
     pub gid: Option<u32>,
 }
 
+impl Ownership {
+    /// The owner, group and permission bits (`0o7777` at most) `meta` gives.
+    pub fn of(meta: &std::fs::Metadata) -> Ownership {
+        use std::os::unix::fs::MetadataExt;
+        Ownership {
+            mode: Some(meta.mode() & 0o7777),
+            uid: Some(meta.uid()),
+            gid: Some(meta.gid()),
+        }
+    }
+}
+
 /// What is at a path beneath the root (never following a final symlink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entry {

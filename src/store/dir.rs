@@ -234,7 +234,7 @@ pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
             let bytes = meta.as_ref().map_or(0, |m| m.len());
             let mut unit = Unit::new(&spec.name, at, src, UnitKind::Plain, bytes);
             unit.walked = meta.as_ref().map(crate::manifest::SourceStat::of);
-            unit.walked_owner = meta.as_ref().map(crate::capture::ownership_of);
+            unit.walked_owner = meta.as_ref().map(crate::rooted::Ownership::of);
             unit.may_be_sqlite = true;
             plan.units.push(unit);
         }
