@@ -93,9 +93,9 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
             bundle.display()
         )));
     }
-    let manifest = match Manifest::read_with_bytes(&bundle.join(MANIFEST_FILE)) {
-        Ok((m, bytes)) => {
-            if let Some(p) = check_manifest_sum(bundle, &bytes) {
+    let manifest = match Manifest::read_hashed(&bundle.join(MANIFEST_FILE)) {
+        Ok((m, sha256)) => {
+            if let Some(p) = check_manifest_sum(bundle, &sha256) {
                 report
                     .problems
                     .push(problem(None, Some(MANIFEST_SUM_FILE), p));
@@ -143,8 +143,8 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
 pub use crate::bundle::files_present;
 use crate::bundle::in_store;
 
-/// Compares the manifest's bytes with the checksum file beside it.
-fn check_manifest_sum(bundle: &Path, bytes: &[u8]) -> Option<String> {
+/// Compares the manifest's sha256 with the checksum file beside it.
+fn check_manifest_sum(bundle: &Path, sha256: &str) -> Option<String> {
     let path = bundle.join(MANIFEST_SUM_FILE);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if !m.is_file() => return Some("not a regular file".into()),
@@ -156,7 +156,7 @@ fn check_manifest_sum(bundle: &Path, bytes: &[u8]) -> Option<String> {
         Err(e) => return Some(format!("cannot stat: {e}")),
     }
     match std::fs::read(&path) {
-        Ok(text) if text == manifest::manifest_sum(bytes).as_bytes() => None,
+        Ok(text) if text == manifest::sum_line(sha256).as_bytes() => None,
         Ok(_) => Some(format!(
             "{MANIFEST_FILE} does not match its recorded sha256 (the manifest or this file is damaged)"
         )),

@@ -195,8 +195,7 @@ fn preflight(
                 .collect(),
         });
     }
-    let (manifest, bytes) = Manifest::read_with_bytes(&bundle.join(MANIFEST_FILE))?;
-    Ok((manifest, crate::hash::sha256_hex(&bytes)))
+    Manifest::read_hashed(&bundle.join(MANIFEST_FILE))
 }
 
 /// Refuses a non-empty `--into` folder.
