@@ -178,11 +178,12 @@ struct Checker<'a> {
     progress: &'a dyn Progress,
     report: &'a mut VerifyReport,
     listed: BTreeSet<PathBuf>,
-    /// Files that passed the structural checks, to be read: (store, path, record).
-    to_read: Vec<(String, PathBuf, FileRecord)>,
+    /// Files that passed the structural checks, to be read: (store, path,
+    /// record), borrowed from the manifest (never a second copy of it).
+    to_read: Vec<(&'a str, PathBuf, &'a FileRecord)>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn add(&mut self, store: Option<&str>, path: Option<&str>, text: impl Into<String>) {
         self.report.problems.push(problem(store, path, text));
     }
@@ -231,7 +232,7 @@ impl Checker<'_> {
         }
     }
 
-    fn check_store(&mut self, store: &manifest::StoreRecord) {
+    fn check_store(&mut self, store: &'a manifest::StoreRecord) {
         let name = store.name.as_str();
         let holds_files = matches!(store.status, StoreStatus::Ok | StoreStatus::Damaged);
         let lists_any = !store.files.is_empty() || !store.symlinks.is_empty();
@@ -481,7 +482,7 @@ impl Checker<'_> {
         }
     }
 
-    fn check_file(&mut self, store: &str, file: &FileRecord, decoded: &Path) {
+    fn check_file(&mut self, store: &'a str, file: &'a FileRecord, decoded: &Path) {
         let rel = file.path.as_str();
         let path = self.root.join(decoded);
         if !self.listed.insert(path.clone()) {
@@ -507,7 +508,7 @@ impl Checker<'_> {
                 format!("size is {} bytes, manifest says {}", meta.len(), file.bytes),
             );
         }
-        self.to_read.push((store.to_string(), path, file.clone()));
+        self.to_read.push((store, path, file));
     }
 
     /// Reads every listed file that exists, in parallel: hash, JSONL counts,
@@ -536,9 +537,9 @@ impl Checker<'_> {
     /// The content problems of one file, and the bytes read (`None`: unreadable).
     fn check_content(
         &self,
-        (store, path, file): &(String, PathBuf, FileRecord),
+        &(store, ref path, file): &(&str, PathBuf, &FileRecord),
     ) -> (Option<u64>, Vec<Problem>) {
-        let (store, rel) = (Some(store.as_str()), Some(file.path.as_str()));
+        let (store, rel) = (Some(store), Some(file.path.as_str()));
         let (bytes, sha, lines) = match self.read_file(path, file) {
             Ok(v) => v,
             Err(e) => return (None, vec![problem(store, rel, format!("cannot read: {e}"))]),
