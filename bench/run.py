@@ -652,8 +652,13 @@ def local_targets(t, target, first, cp):
                      ("check --read-data", "bundle verify"),
                      ("restore", "bundle restore --mode replace")]:
         target(f"{ours} < rustic {op}", t(ours), t(f"rustic {op}"))
+    # The same job as the peers' restores: every file written into an empty folder.
+    target("bundle restore --into (empty folder) < rustic restore",
+           t("bundle restore --into (empty folder)"), t("rustic restore"))
     rr = t("restic restore")
     target("restore replace <= 0.5 x restic restore", t("bundle restore --mode replace"),
+           0.5 * rr if rr else None)
+    target("restore --into <= 0.5 x restic restore", t("bundle restore --into (empty folder)"),
            0.5 * rr if rr else None)
     # The speed issue's targets, against the durable copy.
     cps = t("cp -r + sync")
