@@ -125,6 +125,7 @@ pub fn verify(bundle: &Path, opts: VerifyOptions, progress: &dyn Progress) -> Re
         progress,
         report: &mut report,
         listed: BTreeSet::new(),
+        real_folders: std::collections::HashSet::new(),
         to_read: Vec::new(),
     };
     checker.check_header(&manifest);
@@ -178,6 +179,8 @@ struct Checker<'a> {
     progress: &'a dyn Progress,
     report: &'a mut VerifyReport,
     listed: BTreeSet<PathBuf>,
+    /// Folders of the bundle already found to be real folders (not links).
+    real_folders: std::collections::HashSet<PathBuf>,
     /// Files that passed the structural checks, to be read: (store, path,
     /// record), borrowed from the manifest (never a second copy of it).
     to_read: Vec<(&'a str, PathBuf, &'a FileRecord)>,
@@ -595,17 +598,23 @@ impl<'a> Checker<'a> {
     }
 
     /// Every folder on the way to `rel` must be a real folder, not a symlink.
-    fn check_no_symlinks(&self, rel: &Path) -> std::result::Result<(), String> {
+    fn check_no_symlinks(&mut self, rel: &Path) -> std::result::Result<(), String> {
         let mut at = self.root.to_path_buf();
         let parts: Vec<&std::ffi::OsStr> = rel.iter().collect();
         for part in &parts[..parts.len().saturating_sub(1)] {
             at.push(part);
+            // Each folder is looked at once, not once for every file in it.
+            if self.real_folders.contains(&at) {
+                continue;
+            }
             match std::fs::symlink_metadata(&at) {
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(format!("path goes through a symlink at {}", at.display()))
                 }
                 Ok(m) if !m.is_dir() => return Err(format!("{} is not a folder", at.display())),
-                Ok(_) => {}
+                Ok(_) => {
+                    self.real_folders.insert(at.clone());
+                }
                 Err(_) => return Ok(()),
             }
         }
