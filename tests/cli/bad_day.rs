@@ -17,16 +17,6 @@ fn corrupt(path: &Path) -> Vec<u8> {
     bytes
 }
 
-/// A store's record in a manifest.
-fn record<'a>(manifest: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    manifest["stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
-}
-
 #[test]
 fn replace_over_a_corrupt_database_keeps_its_raw_bytes_and_restores() {
     let ws = Workspace::new();
@@ -58,7 +48,7 @@ fn replace_over_a_corrupt_database_keeps_its_raw_bytes_and_restores() {
     // The safety snapshot holds the exact damaged bytes, recorded as such.
     let snapshot = Path::new(report["safety_snapshot"].as_str().unwrap()).to_path_buf();
     let manifest = ws.manifest(&snapshot);
-    let rec = record(&manifest, "memory");
+    let rec = store_entry(&manifest, "memory");
     assert_eq!(rec["status"], "damaged");
     assert!(
         rec["error"].as_str().unwrap().contains("malformed"),
@@ -68,7 +58,7 @@ fn replace_over_a_corrupt_database_keeps_its_raw_bytes_and_restores() {
         std::fs::read(snapshot.join("memory/memory.db")).unwrap(),
         damaged
     );
-    assert_eq!(record(&manifest, "kb")["status"], "ok");
+    assert_eq!(store_entry(&manifest, "kb")["status"], "ok");
     // verify calls it whole and says it is damaged.
     let verify = ws.run(&["verify", snapshot.to_str().unwrap()]);
     verify.code(0);
@@ -125,7 +115,7 @@ fn replace_over_a_dir_store_with_a_corrupt_database_inside() {
         .max()
         .unwrap();
     let manifest = ws.manifest(&snapshot);
-    assert_eq!(record(&manifest, "vectors")["status"], "damaged");
+    assert_eq!(store_entry(&manifest, "vectors")["status"], "damaged");
     assert_eq!(
         std::fs::read(snapshot.join("vectors/chroma.sqlite3")).unwrap(),
         damaged

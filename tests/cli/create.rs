@@ -152,15 +152,7 @@ fn absent_and_empty_stores_are_recorded_and_warned() {
     run.code(0);
     let out = run.json();
     let m = ws.manifest(Path::new(out["path"].as_str().unwrap()));
-    let status = |name: &str| {
-        m["stores"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap()["status"]
-            .clone()
-    };
+    let status = |name: &str| crate::support::store_entry(&m, name)["status"].clone();
     assert_eq!(status("gone"), "absent");
     assert_eq!(status("hollow"), "empty");
     assert_eq!(status("log"), "empty");

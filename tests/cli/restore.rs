@@ -752,15 +752,7 @@ fn a_merge_that_cannot_bring_everything_back_says_what_it_left_out() {
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["outcome"], "incomplete");
     assert_eq!(doc["error"]["kind"], "incomplete");
-    let store = |name: &str| {
-        doc["stores"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap()
-            .clone()
-    };
+    let store = |name: &str| crate::support::store_entry(&doc, name);
     let vectors = store("vectors")["left_out"].to_string();
     assert!(vectors.contains("data_level0.bin"), "{vectors}");
     let memory = store("memory")["left_out"].to_string();
@@ -964,18 +956,11 @@ fn replace_still_restores_a_file_changed_in_place_with_its_size_and_mtime_put_ba
     let record = crate::support::file_record(&manifest, "vectors/seg-1/data_level0.bin");
     assert!(record["source_stat"].is_object(), "{record}");
 
-    // The way `cp -p`, `rsync -t` or a careless tool leaves a file: other
-    // bytes, same size, the old mtime.
-    let live = ws.path("data/vectors/seg-1/data_level0.bin");
-    let mtime = std::fs::metadata(&live).unwrap().modified().unwrap();
-    std::fs::write(&live, "BINARY-ISH SEGMENT BYTES").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&live)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    assert_eq!(std::fs::metadata(&live).unwrap().modified().unwrap(), mtime);
+    // Other bytes, same size, the old mtime.
+    crate::support::rewrite_keeping_mtime(
+        &ws.path("data/vectors/seg-1/data_level0.bin"),
+        b"BINARY-ISH SEGMENT BYTES",
+    );
 
     let out = ws.replace(&bundle, &["--no-safety-snapshot"]);
     assert_eq!(
@@ -984,15 +969,7 @@ fn replace_still_restores_a_file_changed_in_place_with_its_size_and_mtime_put_ba
         "{out}"
     );
     // The files left as the create read them are kept, the altered one written.
-    let store = |name: &str| {
-        out["stores"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == name)
-            .unwrap()
-            .clone()
-    };
+    let store = |name: &str| crate::support::store_entry(&out, name);
     assert_eq!(store("kb")["kept"], 2, "{out}");
     let bin = store("vectors")["steps"]
         .as_array()

@@ -57,15 +57,10 @@ fn unchanged_files_are_shared_changed_ones_copied_and_all_verify() {
 
     // Change one JSONL file, one segment (same size, mtime put back), one row.
     ws.write("data/kb/b.jsonl", "{\"id\":3}\n{\"id\":4}\n");
-    let seg = ws.path("data/vectors/seg-1/data_level0.bin");
-    let old_mtime = std::fs::metadata(&seg).unwrap().modified().unwrap();
-    std::fs::write(&seg, "BINARY-ish segment bytes").unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_modified(old_mtime)
-        .unwrap();
+    crate::support::rewrite_keeping_mtime(
+        &ws.path("data/vectors/seg-1/data_level0.bin"),
+        b"BINARY-ish segment bytes",
+    );
     rusqlite::Connection::open(ws.path("data/memory.db"))
         .unwrap()
         .execute_batch("INSERT INTO projects VALUES (3, 'new');")

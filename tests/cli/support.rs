@@ -282,6 +282,31 @@ pub fn forge(bundle: &Path, edit: impl FnOnce(&mut Value)) {
     std::fs::write(bundle.join("bundle-meta.json.sha256"), sum).unwrap();
 }
 
+/// The entry of store `name` in a manifest or a `--json` report (its
+/// `stores` array).
+pub fn store_entry<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no store \"{name}\" in {doc}"))
+}
+
+/// Rewrites `path` with `bytes` and puts its mtime back, as `cp -p`,
+/// `rsync -t` or a careless tool leaves a file (only its ctime moves).
+pub fn rewrite_keeping_mtime(path: &Path, bytes: &[u8]) {
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    std::fs::write(path, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().modified().unwrap(), mtime);
+}
+
 /// The record of store `name` in a manifest, to edit.
 pub fn store<'a>(m: &'a mut Value, name: &str) -> &'a mut Value {
     m["stores"]
