@@ -7,6 +7,11 @@ use sha2::{Digest, Sha256};
 /// Size of the buffers used to stream files (hash, copy).
 pub const BUF_SIZE: usize = 1 << 20;
 
+/// Size of a stream's first buffer: a small file (most files of a store of
+/// many) never pays for zeroing a [`BUF_SIZE`] buffer; a larger one grows
+/// it to [`BUF_SIZE`] after its first full read.
+const FIRST_BUF_SIZE: usize = 16 << 10;
+
 /// sha256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -78,15 +83,16 @@ impl From<StreamError> for std::io::Error {
 }
 
 /// The one stream-and-hash loop: reads `reader` to its end in
-/// [`BUF_SIZE`] chunks (retrying interrupted reads), hashes every chunk and
-/// hands it to `sink` (which writes a copy, reports progress, or both).
+/// [`BUF_SIZE`] chunks (a small first one; retrying interrupted reads),
+/// hashes every chunk and hands it to `sink` (which writes a copy, reports
+/// progress, or both).
 /// Returns (bytes read, sha256 hex).
 pub fn stream_hashed(
     mut reader: impl Read,
     mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<(u64, String), StreamError> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut buf = vec![0u8; FIRST_BUF_SIZE];
     let mut total = 0u64;
     loop {
         let n = match reader.read(&mut buf) {
@@ -98,6 +104,9 @@ pub fn stream_hashed(
         hasher.update(&buf[..n]);
         total += n as u64;
         sink(&buf[..n]).map_err(StreamError::Write)?;
+        if n == buf.len() && n < BUF_SIZE {
+            buf.resize(BUF_SIZE, 0);
+        }
     }
     Ok((total, finish_hex(hasher)))
 }
@@ -127,5 +136,15 @@ mod tests {
         );
         let (n, h) = hash_reader(&b"abc"[..], |_| {}).unwrap();
         assert_eq!((n, h.as_str()), (3, sha256_hex(b"abc").as_str()));
+        // Across the first, small buffer and the grown one.
+        let big: Vec<u8> = (0..3 * BUF_SIZE + 5).map(|i| (i % 251) as u8).collect();
+        let mut copy = Vec::new();
+        let (n, h) = stream_hashed(&big[..], |c| {
+            copy.extend_from_slice(c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((n as usize, h), (big.len(), sha256_hex(&big)));
+        assert_eq!(copy, big);
     }
 }

@@ -10,6 +10,15 @@
 //! ([`Error::ThroughLink`]), and links themselves are only ever removed or
 //! replaced, never written through.
 //!
+//! A root keeps the folders it resolved open (a few dozen, most recent
+//! first), so that the many files of one folder cost one open of that
+//! folder, not one per component per file. A cached handle is a folder
+//! that was reached without links; it stays that folder (the same inode)
+//! even if something renames it, exactly as an open handle does during an
+//! uncached walk. The cache is emptied whenever the root removes a folder,
+//! so a folder the restore removed and made again is never written through
+//! a handle on the removed one.
+//!
 //! Temp files are named `.bundle-tmp-<tag>-<pid>-<n>` (short whatever the target's
 //! name, so they always fit the 255-byte limit); a restore tags them with its
 //! confirm token, which the journal records, so a resumed or undone restore
@@ -21,6 +30,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -92,12 +102,20 @@ pub struct FileIdentity {
     pub ctime_ns: i64,
 }
 
+/// How many resolved folders a root keeps open (file descriptors are
+/// limited: 1,024 by default for the whole process).
+const CACHED_FOLDERS: usize = 48;
+
 /// A handle on a folder beneath which every path is resolved without links.
 #[derive(Debug)]
 pub struct RootDir {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     path: PathBuf,
     tag: String,
+    pid: u32,
+    /// Folders beneath the root already resolved without links, by their
+    /// path relative to the root.
+    folders: Mutex<Vec<(PathBuf, Arc<OwnedFd>)>>,
 }
 
 impl RootDir {
@@ -111,9 +129,11 @@ impl RootDir {
         )
         .map_err(|e| Error::io("could not open folder", path, e.into()))?;
         Ok(RootDir {
-            fd,
+            fd: Arc::new(fd),
             path: path.to_path_buf(),
             tag: tag.to_string(),
+            pid: std::process::id(),
+            folders: Mutex::new(Vec::with_capacity(CACHED_FOLDERS)),
         })
     }
 
@@ -368,7 +388,10 @@ impl RootDir {
             return Ok(false);
         };
         match rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.forget_folders();
+                Ok(true)
+            }
             Err(Errno::NOTEMPTY | Errno::EXIST | Errno::NOENT | Errno::NOTDIR) => Ok(false),
             Err(e) => Err(self.err("could not remove folder", rel, e)),
         }
@@ -419,7 +442,7 @@ impl RootDir {
         format!(
             "{TEMP_PREFIX}{}-{}-{}",
             self.tag,
-            std::process::id(),
+            self.pid,
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         )
     }
@@ -433,7 +456,7 @@ impl RootDir {
         Error::io(action, &self.display(rel), e.into())
     }
 
-    fn walk_or_err(&self, parts: &[&OsStr], create: bool, rel: &Path) -> Result<OwnedFd> {
+    fn walk_or_err(&self, parts: &[&OsStr], create: bool, rel: &Path) -> Result<Arc<OwnedFd>> {
         self.walk(parts, create).map_err(|w| match w {
             Walk::ThroughLink => Error::ThroughLink {
                 path: self.display(rel),
@@ -448,31 +471,81 @@ impl RootDir {
     }
 
     /// Opens the folder `parts` beneath the root, one component at a time,
-    /// never following a link; with `create`, missing folders are made.
-    fn walk(&self, parts: &[&OsStr], create: bool) -> std::result::Result<OwnedFd, Walk> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mut cur = rustix::fs::openat(&self.fd, ".", flags, Mode::empty()).map_err(Walk::io)?;
-        for part in parts {
-            let next = match rustix::fs::openat(&cur, *part, flags, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) if create => {
-                    let st = rustix::fs::fstat(&cur).map_err(Walk::io)?;
-                    match rustix::fs::mkdirat(&cur, *part, Mode::from_raw_mode(0o700)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(Walk::io(e)),
-                    }
-                    let fd = rustix::fs::openat(&cur, *part, flags, Mode::empty())
-                        .map_err(Walk::from_errno)?;
-                    // A new folder is no more open than the one it is made in.
-                    apply_owner(&fd, Some(st.st_uid), Some(st.st_gid), st.st_mode)
-                        .map_err(Walk::Io)?;
-                    fd
-                }
-                Err(e) => return Err(Walk::from_errno(e)),
-            };
-            cur = next;
+    /// never following a link, from the deepest folder on the way already
+    /// resolved; with `create`, missing folders are made.
+    fn walk(&self, parts: &[&OsStr], create: bool) -> std::result::Result<Arc<OwnedFd>, Walk> {
+        let (mut done, mut cur) = self.deepest_cached(parts);
+        while done < parts.len() {
+            let part = parts[done];
+            cur = Arc::new(self.open_folder(&cur, part, create)?);
+            done += 1;
+            self.remember_folder(&parts[..done], &cur);
         }
         Ok(cur)
+    }
+
+    /// Opens the folder `part` in `dir`, never through a link; with
+    /// `create`, makes it when missing, no more open than `dir`.
+    fn open_folder(
+        &self,
+        dir: &OwnedFd,
+        part: &OsStr,
+        create: bool,
+    ) -> std::result::Result<OwnedFd, Walk> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(dir, part, flags, Mode::empty()) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::NOENT) if create => {
+                let st = rustix::fs::fstat(dir).map_err(Walk::io)?;
+                match rustix::fs::mkdirat(dir, part, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(Walk::io(e)),
+                }
+                let fd = rustix::fs::openat(dir, part, flags, Mode::empty())
+                    .map_err(Walk::from_errno)?;
+                // A new folder is no more open than the one it is made in.
+                apply_owner(&fd, Some(st.st_uid), Some(st.st_gid), st.st_mode).map_err(Walk::Io)?;
+                Ok(fd)
+            }
+            Err(e) => Err(Walk::from_errno(e)),
+        }
+    }
+
+    /// How many of `parts` lead to an already resolved folder, and it (the
+    /// root itself when none).
+    fn deepest_cached(&self, parts: &[&OsStr]) -> (usize, Arc<OwnedFd>) {
+        if !parts.is_empty() {
+            let folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+            for depth in (1..=parts.len()).rev() {
+                let key = &parts[..depth];
+                let hit = folders
+                    .iter()
+                    .rev()
+                    .find(|(rel, _)| rel.iter().eq(key.iter().copied()));
+                if let Some((_, fd)) = hit {
+                    return (depth, Arc::clone(fd));
+                }
+            }
+        }
+        (0, Arc::clone(&self.fd))
+    }
+
+    /// Keeps `fd`, the folder `parts`, for later walks (the oldest dropped
+    /// when the cache is full).
+    fn remember_folder(&self, parts: &[&OsStr], fd: &Arc<OwnedFd>) {
+        let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        if folders.len() >= CACHED_FOLDERS {
+            folders.remove(0);
+        }
+        folders.push((parts.iter().collect(), Arc::clone(fd)));
+    }
+
+    /// Drops every resolved folder (after a folder was removed).
+    fn forget_folders(&self) {
+        self.folders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -505,7 +578,8 @@ fn apply_owner(
     gid: Option<u32>,
     mode: u32,
 ) -> std::io::Result<()> {
-    let root = rustix::process::geteuid().is_root();
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let root = *ROOT.get_or_init(|| rustix::process::geteuid().is_root());
     let owner = uid.filter(|_| root).map(rustix::fs::Uid::from_raw);
     let group = gid.map(rustix::fs::Gid::from_raw);
     match rustix::fs::fchown(&fd, owner, group) {
@@ -598,6 +672,39 @@ mod tests {
         assert_eq!(std::fs::read(store.join("f")).unwrap(), b"new");
         assert!(!outside.join("t").exists());
         assert!(root.open_read(Path::new("sub/x")).is_err());
+    }
+
+    #[test]
+    fn a_resolved_folder_is_never_a_way_out_nor_a_removed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(&store).unwrap();
+        let root = RootDir::open(&store, "t").unwrap();
+        let put = |rel: &str| {
+            root.write_file(Path::new(rel), Ownership::default(), |f| {
+                std::io::Write::write_all(f, rel.as_bytes())
+            })
+        };
+        put("a/b/x").unwrap();
+        // The root removes the folder it resolved and makes it again: the
+        // new file is in the new folder, not in the removed one.
+        root.remove_file(Path::new("a/b/x")).unwrap();
+        assert!(root.remove_empty_dir(Path::new("a/b")).unwrap());
+        put("a/b/y").unwrap();
+        assert_eq!(std::fs::read(store.join("a/b/y")).unwrap(), b"a/b/y");
+        // Something else moves the resolved folder away and puts a link to
+        // the outside in its place: the write stays in the folder that was
+        // resolved (now a2), never through the link.
+        std::fs::rename(store.join("a"), store.join("a2")).unwrap();
+        std::os::unix::fs::symlink(&outside, store.join("a")).unwrap();
+        put("a/b/z").unwrap();
+        assert_eq!(std::fs::read(store.join("a2/b/z")).unwrap(), b"a/b/z");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // A fresh root resolves again and refuses the link.
+        let fresh = RootDir::open(&store, "t").unwrap();
+        assert_eq!(fresh.entry(Path::new("a/b/z")).unwrap(), Entry::ThroughLink);
     }
 
     #[test]
