@@ -37,7 +37,9 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
+mod folders;
 mod stage;
+use folders::CACHED_FOLDERS;
 pub use stage::Staged;
 
 /// Prefix of every temp file a [`RootDir`] writes.
@@ -101,10 +103,6 @@ pub struct FileIdentity {
     /// Status-change time (set by the kernel on every change, never by a user).
     pub ctime_ns: i64,
 }
-
-/// How many resolved folders a root keeps open (file descriptors are
-/// limited: 1,024 by default for the whole process).
-const CACHED_FOLDERS: usize = 48;
 
 /// A handle on a folder beneath which every path is resolved without links.
 #[derive(Debug)]
@@ -509,43 +507,6 @@ impl RootDir {
             }
             Err(e) => Err(Walk::from_errno(e)),
         }
-    }
-
-    /// How many of `parts` lead to an already resolved folder, and it (the
-    /// root itself when none).
-    fn deepest_cached(&self, parts: &[&OsStr]) -> (usize, Arc<OwnedFd>) {
-        if !parts.is_empty() {
-            let folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
-            for depth in (1..=parts.len()).rev() {
-                let key = &parts[..depth];
-                let hit = folders
-                    .iter()
-                    .rev()
-                    .find(|(rel, _)| rel.iter().eq(key.iter().copied()));
-                if let Some((_, fd)) = hit {
-                    return (depth, Arc::clone(fd));
-                }
-            }
-        }
-        (0, Arc::clone(&self.fd))
-    }
-
-    /// Keeps `fd`, the folder `parts`, for later walks (the oldest dropped
-    /// when the cache is full).
-    fn remember_folder(&self, parts: &[&OsStr], fd: &Arc<OwnedFd>) {
-        let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
-        if folders.len() >= CACHED_FOLDERS {
-            folders.remove(0);
-        }
-        folders.push((parts.iter().collect(), Arc::clone(fd)));
-    }
-
-    /// Drops every resolved folder (after a folder was removed).
-    fn forget_folders(&self) {
-        self.folders
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
     }
 }
 
