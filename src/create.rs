@@ -4,7 +4,7 @@
 //! every file and folder is fsynced, and only then is it renamed into place:
 //! the rename is the commit point, so a crash never leaves a half bundle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hash;
 use crate::hooks::{self, HookEnv, Operation};
-use crate::manifest::{self, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
+use crate::manifest::{self, FileRecord, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
 use crate::progress::Progress;
 use crate::store::{self, CapturePlan, Unit, UnitKind};
@@ -188,7 +188,6 @@ fn capture_bundle(
         ));
     }
     fsutil::fsync_path(&opts.destination)?;
-    fsutil::make_files_read_only(&path)?;
     refuse_partial(&manifest, &path)?;
     Ok(CreateOutcome {
         path,
@@ -343,16 +342,9 @@ fn build(
     for folder in plans.iter().flat_map(|p| &p.folders) {
         fsutil::create_dir_all(&ctx.target(folder))?;
     }
-    let mut captured = capture_all(opts, stores, &plans, ctx)?;
     let mut plans = plans;
-    captured.sets = capture_sets(
-        opts,
-        stores,
-        &mut plans,
-        ctx,
-        &mut captured.by_path,
-        &mut captured.failed,
-    )?;
+    let mut captured = capture_all(opts, stores, &mut plans, ctx)?;
+    capture_sets(opts, stores, &mut plans, ctx, &mut captured)?;
     if safety.is_some() {
         captured.damaged = keep_raw(stores, &mut plans, &mut captured.failed, ctx, opts.jobs)?;
     }
@@ -379,17 +371,13 @@ fn build(
         accepted_shrink,
     };
     write_manifest(ctx.bundle_root, &manifest)?;
-    // A reused file is a hard link to data already durable in the previous
-    // bundle: only its directory entry is new, and the folders are fsynced.
-    let reused: std::collections::HashSet<PathBuf> = manifest
-        .stores
-        .iter()
-        .flat_map(|s| &s.files)
-        .filter(|f| f.reused)
-        .filter_map(|f| f.rel().ok())
-        .map(|rel| ctx.bundle_root.join(rel))
-        .collect();
-    fsync_tree(ctx.bundle_root, opts.jobs, &reused)?;
+    // A reused file is a hard link to data already durable (and read-only)
+    // in the previous bundle: only its directory entry is new, and the
+    // folders are fsynced. What this create wrote is made read-only, then
+    // durable, before the rename publishes it.
+    let written = written_files(ctx.bundle_root, &manifest);
+    fsutil::make_read_only(written.iter().map(PathBuf::as_path))?;
+    fsync_tree(ctx.bundle_root, opts.jobs, &written)?;
     Ok((manifest, warnings))
 }
 
@@ -403,8 +391,9 @@ fn store_records(
 ) -> Result<(Vec<StoreRecord>, Vec<String>)> {
     let mut records = Vec::new();
     let mut warnings = Vec::new();
-    for (spec, mut plan) in stores.iter().zip(plans) {
+    for (i, (spec, mut plan)) in stores.iter().zip(plans).enumerate() {
         warnings.append(&mut plan.warnings);
+        let files = std::mem::take(&mut captured.files[i]);
         if let Some(record) = captured.damaged.remove(&spec.name) {
             warnings.push(format!(
                 "store \"{}\" could not be captured normally ({}); its exact bytes are kept raw, recorded as damaged",
@@ -421,7 +410,8 @@ fn store_records(
         let record = match failure {
             Some(reason) => failed_record(spec, plan, reason, ctx)?,
             None => {
-                let mut record = captured_record(spec, plan, &mut captured.by_path, &mut warnings);
+                warnings.append(&mut captured.warnings[i]);
+                let mut record = captured_record(spec, plan, files);
                 record.chroma = captured.sets.remove(&spec.name);
                 record
             }
@@ -466,15 +456,28 @@ fn shrink_reasons(
     })
 }
 
-/// What capturing the units gave: each captured file by manifest path, and
-/// the first error of each store that failed.
+/// What capturing the units gave: each store's captured files and their
+/// warnings (by store index, in plan order), and the first error of each
+/// store that failed.
 struct Captured {
-    by_path: HashMap<(String, Option<String>), UnitDone>,
+    /// The records of each store's captured files, unsorted. A store that
+    /// failed may hold some: they are dropped with it.
+    files: Vec<Vec<FileRecord>>,
+    /// The warnings of each store's captured files, in unit order.
+    warnings: Vec<Vec<String>>,
     failed: BTreeMap<String, Error>,
     /// Safety snapshots: the stores kept raw, by name.
     damaged: BTreeMap<String, StoreRecord>,
     /// The facts of each store captured as a set, by name.
     sets: BTreeMap<String, manifest::ChromaFacts>,
+}
+
+impl Captured {
+    /// Takes `done` (a captured file of store `store`) in.
+    fn add(&mut self, store: usize, done: UnitDone) {
+        self.warnings[store].extend(done.warnings);
+        self.files[store].push(done.file);
+    }
 }
 
 /// Files smaller than this are captured in runs of [`SMALL_RUN`] per thread.
@@ -489,74 +492,102 @@ const SMALL_RUN: usize = 32;
 fn capture_all(
     opts: &CreateOptions,
     stores: &[StoreSpec],
-    plans: &[CapturePlan],
+    plans: &mut [CapturePlan],
     ctx: &CaptureContext<'_>,
 ) -> Result<Captured> {
-    // Sets are captured on their own afterwards (see `capture_sets`).
-    let mut units: Vec<&Unit> = plans
+    // Sets are captured on their own afterwards (see `capture_sets`). Each
+    // unit carries its store's index, so that its result goes to its store
+    // without a table of every file by path.
+    let mut units: Vec<((usize, usize), &Unit)> = plans
         .iter()
-        .filter(|p| !p.as_set)
-        .flat_map(|p| &p.units)
+        .enumerate()
+        .filter(|(_, p)| !p.as_set)
+        .flat_map(|(i, p)| p.units.iter().enumerate().map(move |(j, u)| ((i, j), u)))
         .collect();
-    units.sort_by_key(|u| std::cmp::Reverse(u.bytes));
-    let total: u64 = units.iter().map(|u| u.bytes).sum();
+    units.sort_by_key(|(_, u)| std::cmp::Reverse(u.bytes));
+    let total: u64 = units.iter().map(|(_, u)| u.bytes).sum();
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
     // Small files come last (sorted by size) and in walk order: a thread
     // takes a run of them, mostly of one folder, so the threads do not take
     // turns on one folder's lock for every link or copy made in it.
     let run = |i: usize| {
-        if units[i].bytes < SMALL_FILE {
+        if units[i].1.bytes < SMALL_FILE {
             SMALL_RUN
         } else {
             1
         }
     };
-    let done = parallel::map_claiming(&units, opts.jobs, run, |u| {
-        match unit::capture_unit(u, ctx) {
-            Ok(d) => Ok(Ok(d)),
-            Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
-                store: u.store.clone(),
-                source: Box::new(e),
-            }),
-            Err(e) => Ok(Err((u.store.clone(), e))),
-        }
+    let done = parallel::map_claiming(&units, opts.jobs, run, |&(at, u)| match unit::capture_unit(
+        u, ctx,
+    ) {
+        Ok(d) => Ok((at, Ok(d))),
+        Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
+            store: u.store.clone(),
+            source: Box::new(e),
+        }),
+        Err(e) => Ok((at, Err(e))),
     });
     ctx.progress.finish();
+    let mut done = done?;
+    // The units are done with: their memory goes before the records move.
+    drop(units);
+    for plan in plans.iter_mut().filter(|p| !p.as_set) {
+        plan.units = Vec::new();
+    }
+    // Back in plan order (in place: a stable sort would take a buffer),
+    // so that each store's warnings keep their order.
+    done.sort_unstable_by_key(|(at, _)| *at);
     let mut captured = Captured {
-        // Sized once: growing a table of many records holds two at once.
-        by_path: HashMap::with_capacity(units.len()),
+        files: Vec::new(),
+        warnings: vec![Vec::new(); plans.len()],
         failed: BTreeMap::new(),
         damaged: BTreeMap::new(),
         sets: BTreeMap::new(),
     };
-    for outcome in done? {
-        match outcome {
+    let mut counts = vec![0; plans.len()];
+    // Collected in place: the records take the results' memory, store by store.
+    let mut files: Vec<FileRecord> = done
+        .into_iter()
+        .filter_map(|((store, _), outcome)| match outcome {
             Ok(d) => {
-                let key = (d.file.path.clone(), d.file.path_hex.clone());
-                captured.by_path.insert(key, d);
+                counts[store] += 1;
+                captured.warnings[store].extend(d.warnings);
+                Some(d.file)
             }
-            Err((store, e)) => {
-                captured.failed.entry(store).or_insert(e);
+            Err(e) => {
+                captured
+                    .failed
+                    .entry(stores[store].name.clone())
+                    .or_insert(e);
+                None
             }
-        }
+        })
+        .collect();
+    let mut per_store: Vec<Vec<FileRecord>> = vec![Vec::new(); plans.len()];
+    for (store, count) in counts.iter().enumerate().rev() {
+        let start = files.len() - count;
+        per_store[store] = match start {
+            0 => std::mem::take(&mut files),
+            _ => files.split_off(start),
+        };
     }
+    per_store.iter_mut().for_each(Vec::shrink_to_fit);
+    captured.files = per_store;
     Ok(captured)
 }
 
 /// Captures each store whose files form a set (see [`crate::settle`]), one
-/// store at a time: its walk is replaced by the attempt that held, its files
-/// join `by_path`, and its facts are returned by store name.
+/// store at a time: its walk is replaced by the attempt that held, and its
+/// files and facts join `captured`.
 fn capture_sets(
     opts: &CreateOptions,
     stores: &[StoreSpec],
     plans: &mut [CapturePlan],
     ctx: &CaptureContext<'_>,
-    by_path: &mut HashMap<(String, Option<String>), UnitDone>,
-    failed: &mut BTreeMap<String, Error>,
-) -> Result<BTreeMap<String, manifest::ChromaFacts>> {
-    let mut facts = BTreeMap::new();
-    for (spec, plan) in stores.iter().zip(plans.iter_mut()) {
+    captured: &mut Captured,
+) -> Result<()> {
+    for (i, (spec, plan)) in stores.iter().zip(plans.iter_mut()).enumerate() {
         if !plan.as_set || plan.failure.is_some() || plan.status.is_some() {
             continue;
         }
@@ -564,17 +595,17 @@ fn capture_sets(
             &format!("capturing store \"{}\" as one set", spec.name),
             None,
         );
-        let captured = crate::settle::capture_chroma(spec, ctx, opts.jobs);
+        let set = crate::settle::capture_chroma(spec, ctx, opts.jobs);
         ctx.progress.finish();
-        match captured {
+        match set {
             Ok(set) => {
                 for d in set.done {
-                    by_path.insert((d.file.path.clone(), d.file.path_hex.clone()), d);
+                    captured.add(i, d);
                 }
                 let warnings = std::mem::take(&mut plan.warnings);
                 *plan = set.plan;
                 plan.warnings.splice(0..0, warnings);
-                facts.insert(spec.name.clone(), set.facts);
+                captured.sets.insert(spec.name.clone(), set.facts);
             }
             Err(e) if writes_the_bundle(&e, ctx.bundle_root) => {
                 return Err(Error::Snapshot {
@@ -583,11 +614,11 @@ fn capture_sets(
                 })
             }
             Err(e) => {
-                failed.insert(spec.name.clone(), e);
+                captured.failed.insert(spec.name.clone(), e);
             }
         }
     }
-    Ok(facts)
+    Ok(())
 }
 
 /// For a safety snapshot: every store that could not be captured normally is
@@ -677,21 +708,9 @@ fn failed_record(
 }
 
 /// The record of a captured store, its files sorted by path.
-fn captured_record(
-    spec: &StoreSpec,
-    plan: CapturePlan,
-    by_path: &mut HashMap<(String, Option<String>), UnitDone>,
-    warnings: &mut Vec<String>,
-) -> StoreRecord {
-    let mut files = Vec::with_capacity(plan.units.len());
-    for u in &plan.units {
-        let d = by_path
-            .remove(&(u.path.clone(), u.path_hex.clone()))
-            .expect("every unit of a store that did not fail was captured");
-        warnings.extend(d.warnings);
-        files.push(d.file);
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
+fn captured_record(spec: &StoreSpec, plan: CapturePlan, mut files: Vec<FileRecord>) -> StoreRecord {
+    // Paths are unique: an unstable sort orders them the same, in place.
+    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     StoreRecord {
         name: spec.name.clone(),
         kind: spec.kind,
@@ -772,31 +791,37 @@ fn writes_the_bundle(e: &Error, staging: &Path) -> bool {
     }
 }
 
-/// fsyncs every file under `root` except those `durable` already (hard
-/// links to a previous bundle's synced copies), in parallel (the copies were
-/// written without waiting for the disk, so writeback overlapped the
-/// capture), then every folder, deepest first, so the files and their
-/// entries are durable before the rename commits the bundle. Many new files
-/// are made durable by one `syncfs` instead.
-fn fsync_tree(
-    root: &Path,
-    jobs: usize,
-    durable: &std::collections::HashSet<PathBuf>,
-) -> Result<()> {
-    let mut files = Vec::new();
+/// The files of the bundle being built at `root` that this create wrote,
+/// as paths: every file `manifest` lists that is not a hard link to the
+/// previous bundle's copy, and the manifest's own two files.
+fn written_files(root: &Path, manifest: &Manifest) -> Vec<PathBuf> {
+    let listed = manifest
+        .stores
+        .iter()
+        .flat_map(|s| &s.files)
+        .filter(|f| !f.reused)
+        .filter_map(|f| f.rel().ok());
+    let own = [MANIFEST_FILE, manifest::MANIFEST_SUM_FILE].map(PathBuf::from);
+    listed.chain(own).map(|rel| root.join(rel)).collect()
+}
+
+/// Makes the bundle being built at `root` durable: the files it `wrote`
+/// (written without waiting for the disk, so writeback overlapped the
+/// capture) in parallel, then every folder, deepest first, so that files
+/// and entries are durable before the rename commits the bundle. Many new
+/// files are made durable by one `syncfs` instead.
+fn fsync_tree(root: &Path, jobs: usize, wrote: &[PathBuf]) -> Result<()> {
+    if wrote.len() > fsutil::SYNCFS_ABOVE_FILES {
+        return fsutil::syncfs(root);
+    }
+    parallel::map(wrote, jobs, |f| fsutil::fsync_path(f))?;
     let mut folders = Vec::new();
     for entry in walkdir::WalkDir::new(root).contents_first(true) {
         let entry = entry.map_err(|e| Error::io("could not walk", root, e.into()))?;
         if entry.file_type().is_dir() {
             folders.push(entry.into_path());
-        } else if entry.file_type().is_file() && !durable.contains(entry.path()) {
-            files.push(entry.into_path());
         }
     }
-    if files.len() > fsutil::SYNCFS_ABOVE_FILES {
-        return fsutil::syncfs(root);
-    }
-    parallel::map(&files, jobs, |f| fsutil::fsync_path(f))?;
     folders.iter().try_for_each(|d| fsutil::fsync_path(d))
 }
 

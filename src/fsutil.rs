@@ -291,20 +291,37 @@ pub fn make_files_read_only(root: &Path) -> Result<()> {
             Error::io("could not walk", &path, e.into())
         })?;
         if entry.file_type().is_file() {
-            let path = entry.path();
-            use std::os::unix::fs::PermissionsExt;
-            let mode = entry
+            let meta = entry
                 .metadata()
-                .map_err(|e| Error::io("could not stat", path, e.into()))?
-                .permissions()
-                .mode();
-            if mode & 0o222 != 0 {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7555))
-                    .map_err(|e| Error::io("could not make read-only", path, e))?;
-            }
+                .map_err(|e| Error::io("could not stat", entry.path(), e.into()))?;
+            remove_write_bits(entry.path(), &meta)?;
         }
     }
     Ok(())
+}
+
+/// [`make_files_read_only`] for the files at `paths` only (each a regular
+/// file, never followed if a link).
+pub fn make_read_only<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    for path in paths {
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| Error::io("could not stat", path, e))?;
+        if meta.is_file() {
+            remove_write_bits(path, &meta)?;
+        }
+    }
+    Ok(())
+}
+
+/// Clears the write bits of the file at `path` (whose metadata is `meta`), if it has any.
+fn remove_write_bits(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode();
+    if mode & 0o222 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7555))
+        .map_err(|e| Error::io("could not make read-only", path, e))
 }
 
 /// Serializes paths as text even when they are not UTF-8 (each invalid

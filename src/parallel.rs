@@ -73,16 +73,24 @@ pub fn map_claiming<T: Sync, R: Send>(
         }
     });
     let slots = slots.into_inner().expect("workers finished");
-    let mut out = Vec::with_capacity(items.len());
-    for slot in slots {
-        match slot {
-            Some(Ok(r)) => out.push(r),
-            Some(Err(e)) => return Err(e),
-            // Not started because another item failed first.
-            None => continue,
-        }
+    // Collected in place (the slots' memory holds the results): many
+    // results are not held twice. A slot is empty only when an item failed.
+    let mut failure = None;
+    let out: Vec<R> = slots
+        .into_iter()
+        .filter_map(|slot| match slot {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
+                failure.get_or_insert(e);
+                None
+            }
+            None => None,
+        })
+        .collect();
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -231,6 +231,8 @@ pub fn plan_capture_knowing(
             *unit = sqlite::unit(&unit.store, &unit.src, (encoded, unit.rel.clone()));
         }
     }
+    // A list grown while walking holds up to twice its units' room.
+    plan.units.shrink_to_fit();
     Ok(plan)
 }
 
