@@ -480,11 +480,12 @@ impl Captured {
     }
 }
 
-/// Files smaller than this are captured in runs of [`SMALL_RUN`] per thread.
+/// Files smaller than this are captured in runs of one folder's files per
+/// thread (at most [`SMALL_RUN`]).
 const SMALL_FILE: u64 = 256 * 1024;
 
-/// How many small files a capture thread takes at once.
-const SMALL_RUN: usize = 32;
+/// How many small files of one folder a capture thread takes at once, at most.
+const SMALL_RUN: usize = 256;
 
 /// Captures every unit, biggest first, `opts.jobs` at once. A file that
 /// cannot be captured fails its own store; a failure to write the bundle
@@ -504,19 +505,29 @@ fn capture_all(
         .filter(|(_, p)| !p.as_set)
         .flat_map(|(i, p)| p.units.iter().enumerate().map(move |(j, u)| ((i, j), u)))
         .collect();
-    units.sort_by_key(|(_, u)| std::cmp::Reverse(u.bytes));
+    // Big files first, biggest first; then the small ones in walk order
+    // (a stable sort), so that each folder's are together.
+    units.sort_by_key(|(_, u)| match u.bytes < SMALL_FILE {
+        true => (1, std::cmp::Reverse(0)),
+        false => (0, std::cmp::Reverse(u.bytes)),
+    });
     let total: u64 = units.iter().map(|(_, u)| u.bytes).sum();
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
-    // Small files come last (sorted by size) and in walk order: a thread
-    // takes a run of them, mostly of one folder, so the threads do not take
-    // turns on one folder's lock for every link or copy made in it.
+    // A thread takes the small files of one folder at once, so that the
+    // threads do not take turns on that folder's lock for every link or
+    // copy made in it.
     let run = |i: usize| {
-        if units[i].1.bytes < SMALL_FILE {
-            SMALL_RUN
-        } else {
-            1
+        let first = units[i].1;
+        if first.bytes >= SMALL_FILE {
+            return 1;
         }
+        let folder = first.rel.parent();
+        units[i..]
+            .iter()
+            .take(SMALL_RUN)
+            .take_while(|(_, u)| u.bytes < SMALL_FILE && u.rel.parent() == folder)
+            .count()
     };
     let done = parallel::map_claiming(&units, opts.jobs, run, |&(at, u)| match unit::capture_unit(
         u, ctx,
