@@ -444,7 +444,8 @@ impl Manifest {
 
     /// Like [`Manifest::read`], also returning the sha256 of the bytes it
     /// parsed (dropped at once). Parsing from a reader would not hold the
-    /// bytes whole, but serde_json parses that way about four times slower.
+    /// bytes whole, but serde_json parses that way about three times slower
+    /// (tried: `list` of six 95 MB manifests, 1.5 s → 4.7 s, 164 → 73 MiB).
     pub fn read_hashed(path: &Path) -> Result<(Manifest, String)> {
         let (manifest, bytes) = Self::read_with_bytes(path)?;
         Ok((manifest, hash::sha256_hex(&bytes)))
@@ -602,5 +603,34 @@ mod tests {
         assert_eq!(len, bytes.len() as u64);
         assert_eq!(sum_line(&sha256), manifest_sum(&bytes));
         assert!(bytes.ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn a_manifest_read_from_disk_is_the_one_parsed_and_refused_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join(MANIFEST_FILE);
+        let bytes = Manifest::parse(SAMPLE.as_bytes()).unwrap().to_bytes();
+        std::fs::write(&at, &bytes).unwrap();
+        let (manifest, sha256) = Manifest::read_hashed(&at).unwrap();
+        assert_eq!(sha256, hash::sha256_hex(&bytes));
+        assert_eq!(Some(manifest), Manifest::parse(&bytes).ok());
+        // A bad manifest on disk gets the reason parsing its bytes gives.
+        let reason = |text: &[u8]| {
+            std::fs::write(&at, text).unwrap();
+            match Manifest::read_hashed(&at).unwrap_err() {
+                Error::Manifest { reason, .. } => reason,
+                other => panic!("{other}"),
+            }
+        };
+        for text in [
+            &b"{\"format_version\": 2, \"id\": 5}"[..],
+            b"{\"id\": \"x\"}",
+            b"{\"format_version\": 1, \"id\": 5}",
+            b"{\"format_version\": 1,",
+            &bytes[..bytes.len() / 2],
+        ] {
+            assert_eq!(reason(text), Manifest::parse(text).unwrap_err());
+        }
+        assert!(reason(b"{\"format_version\": 2}").contains("format_version 2 is not supported"));
     }
 }

@@ -30,6 +30,27 @@ const FILES: [&str; 5] = [
     "vectors/chroma.sqlite3",
 ];
 
+/// Fails on any regular file under `bundle` with a write bit, and on a
+/// bundle without its manifest.
+fn assert_no_writable_files(bundle: &Path) {
+    let mut files = 0;
+    for entry in walkdir::WalkDir::new(bundle) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            files += 1;
+            let mode = entry.metadata().unwrap().mode();
+            assert_eq!(
+                mode & 0o222,
+                0,
+                "{} is writable ({mode:o})",
+                entry.path().display()
+            );
+        }
+    }
+    assert!(bundle.join("bundle-meta.json").is_file());
+    assert!(files > FILES.len(), "{files} files in {}", bundle.display());
+}
+
 #[test]
 fn unchanged_files_are_shared_changed_ones_copied_and_all_verify() {
     let ws = Workspace::new();
@@ -86,6 +107,10 @@ fn unchanged_files_are_shared_changed_ones_copied_and_all_verify() {
     );
     for rel in ["kb/2026/a.jsonl", "vectors/chroma.sqlite3"] {
         assert!(reused(&m3, rel), "{rel} did not change");
+    }
+    // Copied, shared or written (the manifest): no file of any bundle can be written to.
+    for bundle in [&first, &second, &third] {
+        assert_no_writable_files(bundle);
     }
     for bundle in [&first, &second, &third] {
         ws.run(&["verify", bundle.to_str().unwrap()]).code(0);
