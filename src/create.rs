@@ -514,21 +514,7 @@ fn capture_all(
     let total: u64 = units.iter().map(|(_, u)| u.bytes).sum();
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
-    // A thread takes the small files of one folder at once, so that the
-    // threads do not take turns on that folder's lock for every link or
-    // copy made in it.
-    let run = |i: usize| {
-        let first = units[i].1;
-        if first.bytes >= SMALL_FILE {
-            return 1;
-        }
-        let folder = first.rel.parent();
-        units[i..]
-            .iter()
-            .take(SMALL_RUN)
-            .take_while(|(_, u)| u.bytes < SMALL_FILE && u.rel.parent() == folder)
-            .count()
-    };
+    let run = |i: usize| folder_run(&units, i);
     let done = parallel::map_claiming(&units, opts.jobs, run, |&(at, u)| match unit::capture_unit(
         u, ctx,
     ) {
@@ -549,14 +535,38 @@ fn capture_all(
     // Back in plan order (in place: a stable sort would take a buffer),
     // so that each store's warnings keep their order.
     done.sort_unstable_by_key(|(at, _)| *at);
+    Ok(by_store(done, stores))
+}
+
+/// How many units from `units[i]` a capture thread takes at once: the small
+/// files of one folder (at most [`SMALL_RUN`]), so that the threads do not
+/// take turns on that folder's lock for every link or copy made in it; a
+/// big file alone.
+fn folder_run(units: &[((usize, usize), &Unit)], i: usize) -> usize {
+    let first = units[i].1;
+    if first.bytes >= SMALL_FILE {
+        return 1;
+    }
+    let folder = first.rel.parent();
+    units[i..]
+        .iter()
+        .take(SMALL_RUN)
+        .take_while(|(_, u)| u.bytes < SMALL_FILE && u.rel.parent() == folder)
+        .count()
+}
+
+/// The capture results `done` (each with its (store, unit) index, in that
+/// order) as each store's files and warnings, and each failed store's first
+/// error.
+fn by_store(done: Vec<((usize, usize), Result<UnitDone>)>, stores: &[StoreSpec]) -> Captured {
     let mut captured = Captured {
         files: Vec::new(),
-        warnings: vec![Vec::new(); plans.len()],
+        warnings: vec![Vec::new(); stores.len()],
         failed: BTreeMap::new(),
         damaged: BTreeMap::new(),
         sets: BTreeMap::new(),
     };
-    let mut counts = vec![0; plans.len()];
+    let mut counts = vec![0; stores.len()];
     // Collected in place: the records take the results' memory, store by store.
     let mut files: Vec<FileRecord> = done
         .into_iter()
@@ -575,7 +585,7 @@ fn capture_all(
             }
         })
         .collect();
-    let mut per_store: Vec<Vec<FileRecord>> = vec![Vec::new(); plans.len()];
+    let mut per_store: Vec<Vec<FileRecord>> = vec![Vec::new(); stores.len()];
     for (store, count) in counts.iter().enumerate().rev() {
         let start = files.len() - count;
         per_store[store] = match start {
@@ -585,7 +595,7 @@ fn capture_all(
     }
     per_store.iter_mut().for_each(Vec::shrink_to_fit);
     captured.files = per_store;
-    Ok(captured)
+    captured
 }
 
 /// Captures each store whose files form a set (see [`crate::settle`]), one
