@@ -218,7 +218,8 @@ fn prepare_destination(
 /// The bundles a create is judged against, read newest first until each
 /// store has the newest bundle in which it was healthy (its shrink
 /// baseline) and, with `reuse`, one passed the quick check: the previous
-/// bundle to reuse from (its index in the history).
+/// bundle to reuse from (its index in the history). Only those are kept: a
+/// run of safety snapshots or suspicious bundles is read through, not held.
 fn read_history(
     destination: &Path,
     stores: &[StoreSpec],
@@ -228,14 +229,21 @@ fn read_history(
         stores.iter().map(|s| s.name.as_str()).collect();
     let mut good: Option<BundleId> = None;
     let history = crate::bundle::newest_until(destination, |bundle| {
+        let mut keep = false;
         if reuse
             && good.is_none()
             && crate::bundle::files_present(&bundle.path, &bundle.manifest).is_none()
         {
             good = Some(bundle.id.clone());
+            keep = true;
         }
+        let before = missing.len();
         missing.retain(|name| !crate::shrink::healthy_in(&bundle.manifest, name));
-        missing.is_empty() && (!reuse || good.is_some())
+        keep |= missing.len() < before;
+        crate::bundle::Wanted {
+            keep,
+            enough: missing.is_empty() && (!reuse || good.is_some()),
+        }
     })
     .unwrap_or_default();
     let previous = good.and_then(|id| history.iter().position(|b| b.id == id));

@@ -114,13 +114,23 @@ fn list_keeping(destination: &Path, files: bool) -> Result<BundleListing> {
     Ok(listing)
 }
 
-/// The destination's readable bundles, oldest first, but read newest first
-/// and only until `enough` (called with each bundle as it is read) says so:
-/// a create needs the newest few manifests, not every one (a manifest of a
-/// store of many files is tens of MB).
+/// What [`newest_until`] does with a bundle it has just read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// Keep it in the result (else its manifest is dropped at once).
+    pub keep: bool,
+    /// Read no older bundle.
+    pub enough: bool,
+}
+
+/// The destination's readable bundles that `wanted` (called with each
+/// bundle as it is read) keeps, oldest first, but read newest first and only
+/// until it says enough: a create needs a few of the newest manifests, not
+/// every one, and holds only those it needs (a manifest of a store of many
+/// files is tens of MB).
 pub fn newest_until(
     destination: &Path,
-    mut enough: impl FnMut(&ListedBundle) -> bool,
+    mut wanted: impl FnMut(&ListedBundle) -> Wanted,
 ) -> Result<Vec<ListedBundle>> {
     let mut folders = bundle_folders(destination)?;
     folders.sort_by(|a, b| b.0.cmp(&a.0));
@@ -130,9 +140,11 @@ pub fn newest_until(
             continue;
         };
         let bundle = ListedBundle::new(id, path, manifest);
-        let done = enough(&bundle);
-        read.push(bundle);
-        if done {
+        let verdict = wanted(&bundle);
+        if verdict.keep {
+            read.push(bundle);
+        }
+        if verdict.enough {
             break;
         }
     }

@@ -8,7 +8,9 @@ pub mod lock;
 pub mod staging;
 
 pub use id::BundleId;
-pub use locate::{list, list_summaries, newest_until, resolve, BundleListing, ListedBundle};
+pub use locate::{
+    list, list_summaries, newest_until, resolve, BundleListing, ListedBundle, Wanted,
+};
 
 use std::path::Path;
 

@@ -139,23 +139,25 @@ impl DirStore {
                 target,
             )?);
         }
-        let mut steps = Vec::new();
+        // The file steps' list becomes the plan, grown once to its size (a
+        // plan of many files is tens of MB: never held twice).
+        let mut steps = files;
         if target.mode == Mode::Replace {
             // What the store was captured without is not the bundle's to remove.
             let exclude = Exclude::new(&record.exclude)
                 .map_err(|e| Error::Refused(format!("store \"{}\": {e}", record.name)))?;
-            steps.extend(plan_removals(&target.path, &wanted, &databases, |e| {
+            let removals = plan_removals(&target.path, &wanted, &databases, |e| {
                 let rel = e.path().strip_prefix(&target.path).unwrap_or(e.path());
                 !exclude.covers(rel, e.file_type().is_dir())
-            })?);
-        }
-        steps.extend(files);
-        if target.mode == Mode::Replace {
+            })?;
+            steps.reserve_exact(removals.len() + 1 + links.len());
+            steps.splice(0..0, removals);
             steps.push(Step::PruneFolders {
                 root: target.path.clone(),
                 keep: folders,
             });
         }
+        steps.reserve_exact(links.len());
         steps.extend(links);
         Ok(steps)
     }
