@@ -143,13 +143,7 @@ impl DirStore {
         // plan of many files is tens of MB: never held twice).
         let mut steps = files;
         if target.mode == Mode::Replace {
-            // What the store was captured without is not the bundle's to remove.
-            let exclude = Exclude::new(&record.exclude)
-                .map_err(|e| Error::Refused(format!("store \"{}\": {e}", record.name)))?;
-            let removals = plan_removals(&target.path, &wanted, &databases, |e| {
-                let rel = e.path().strip_prefix(&target.path).unwrap_or(e.path());
-                !exclude.covers(rel, e.file_type().is_dir())
-            })?;
+            let removals = removals(record, target, &wanted, &databases)?;
             steps.reserve_exact(removals.len() + 1 + links.len());
             steps.splice(0..0, removals);
             steps.push(Step::PruneFolders {
@@ -161,6 +155,23 @@ impl DirStore {
         steps.extend(links);
         Ok(steps)
     }
+}
+
+/// For a replace: removing what the live store holds that the bundle lacks
+/// (`wanted`, with its replaced `databases`). What the store was captured
+/// without (its `exclude` patterns) is not the bundle's to remove.
+fn removals(
+    record: &StoreRecord,
+    target: &Target<'_>,
+    wanted: &BTreeSet<std::path::PathBuf>,
+    databases: &BTreeSet<std::path::PathBuf>,
+) -> Result<Vec<Step>> {
+    let exclude = Exclude::new(&record.exclude)
+        .map_err(|e| Error::Refused(format!("store \"{}\": {e}", record.name)))?;
+    plan_removals(&target.path, wanted, databases, |e| {
+        let rel = e.path().strip_prefix(&target.path).unwrap_or(e.path());
+        !exclude.covers(rel, e.file_type().is_dir())
+    })
 }
 
 /// A warning when a dir store is a Chroma or LanceDB store: their files only
