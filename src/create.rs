@@ -379,13 +379,23 @@ fn build(
         accepted_shrink,
     };
     write_manifest(ctx.bundle_root, &manifest)?;
-    // A reused file is a hard link to data already durable (and read-only)
-    // in the previous bundle: only its directory entry is new, and the
-    // folders are fsynced. What this create wrote is made read-only, then
-    // durable, before the rename publishes it.
-    let written = written_files(ctx.bundle_root, &manifest);
-    fsutil::make_read_only(written.iter().map(PathBuf::as_path))?;
-    fsync_tree(ctx.bundle_root, opts.jobs, &written)?;
+    // Every copy got its read-only mode as it was written
+    // (`capture::capture_unit`), and a reused file is a hard link to a copy
+    // already read-only and durable in the previous bundle: only its
+    // directory entry is new, and the folders are fsynced. The manifest's
+    // files are made read-only here; then what this create wrote is made
+    // durable before the rename publishes it.
+    fsutil::make_read_only(
+        MANIFEST_FILES
+            .map(|f| ctx.bundle_root.join(f))
+            .iter()
+            .map(PathBuf::as_path),
+    )?;
+    fsync_tree(
+        ctx.bundle_root,
+        opts.jobs,
+        &written_files(ctx.bundle_root, &manifest),
+    )?;
     Ok((manifest, warnings))
 }
 
@@ -820,6 +830,9 @@ fn writes_the_bundle(e: &Error, staging: &Path) -> bool {
     }
 }
 
+/// The manifest's own files in a bundle.
+const MANIFEST_FILES: [&str; 2] = [MANIFEST_FILE, manifest::MANIFEST_SUM_FILE];
+
 /// The files of the bundle being built at `root` that this create wrote,
 /// as paths: every file `manifest` lists that is not a hard link to the
 /// previous bundle's copy, and the manifest's own two files.
@@ -830,7 +843,7 @@ fn written_files(root: &Path, manifest: &Manifest) -> Vec<PathBuf> {
         .flat_map(|s| &s.files)
         .filter(|f| !f.reused)
         .filter_map(|f| f.rel().ok());
-    let own = [MANIFEST_FILE, manifest::MANIFEST_SUM_FILE].map(PathBuf::from);
+    let own = MANIFEST_FILES.map(PathBuf::from);
     listed.chain(own).map(|rel| root.join(rel)).collect()
 }
 
