@@ -34,6 +34,21 @@ pub fn start_writeback(file: &File) {
     let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }
 
+/// Files smaller than this are not sent to writeback one by one when their
+/// copy ends: the one sync before a commit writes them back together.
+pub const WRITEBACK_AT_LEAST: u64 = 1024 * 1024;
+
+/// The end of a copy of `bytes` bytes into `file`: starts its writeback
+/// ([`start_writeback`]) when it is at least [`WRITEBACK_AT_LEAST`]. For
+/// many small files, one writeback request each costs more than the copy
+/// (a request per 4 KiB file), and the sync that must follow anyway batches
+/// them.
+pub fn end_of_copy_writeback(file: &File, bytes: u64) {
+    if bytes >= WRITEBACK_AT_LEAST {
+        start_writeback(file);
+    }
+}
+
 /// Writes `bytes` to a new file at `path` (which must not exist) and fsyncs it.
 pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = File::options()

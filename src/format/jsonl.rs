@@ -85,7 +85,7 @@ pub fn copy_jsonl(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<Js
     let output = writer
         .into_inner()
         .map_err(|e| Error::io("could not write", dest, e.into_error()))?;
-    crate::fsutil::start_writeback(&output);
+    crate::fsutil::end_of_copy_writeback(&output, bytes);
     drop(output);
     if read != limit {
         return Err(Error::io(

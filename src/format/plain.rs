@@ -54,7 +54,7 @@ pub fn copy_hashed(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<C
     writer
         .finish()
         .map_err(|e| Error::io("could not write", dest, e))?;
-    crate::fsutil::start_writeback(&output);
+    crate::fsutil::end_of_copy_writeback(&output, bytes);
     let after = stamp(&input, src)?;
     Ok(CopiedFile {
         bytes,

@@ -154,10 +154,10 @@ fn stage_copy(
         let input = std::fs::File::open(source)?;
         let sparse = crate::sparse::has_holes(&input.metadata()?);
         let mut writer = crate::sparse::SparseWriter::new(out, sparse);
-        let (_, sha) = crate::hash::stream_hashed(input, |chunk| writer.write(chunk))?;
+        let (bytes, sha) = crate::hash::stream_hashed(input, |chunk| writer.write(chunk))?;
         writer.finish()?;
         if write_back {
-            crate::fsutil::start_writeback(out);
+            crate::fsutil::end_of_copy_writeback(out, bytes);
         }
         actual = sha;
         Ok(())
