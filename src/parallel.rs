@@ -93,6 +93,23 @@ pub fn map_claiming<T: Sync, R: Send>(
     }
 }
 
+/// Applies `f` to every item in place on up to `jobs` threads, each taking
+/// one contiguous share (for many items of about equal cost, such as the
+/// `stat` of every file a walk found: nothing is collected or copied).
+pub fn for_each_mut<T: Send>(items: &mut [T], jobs: usize, f: impl Fn(&mut T) + Sync) {
+    let jobs = jobs.clamp(1, items.len().max(1));
+    if jobs == 1 {
+        return items.iter_mut().for_each(f);
+    }
+    let share = items.len().div_ceil(jobs);
+    std::thread::scope(|scope| {
+        for part in items.chunks_mut(share) {
+            let f = &f;
+            scope.spawn(move || part.iter_mut().for_each(f));
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +134,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "seven");
         assert!(map(&Vec::<u8>::new(), 4, |&b| Ok(b)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn every_item_is_changed_once_in_place() {
+        for jobs in [1, 2, 3, 8] {
+            let mut items: Vec<u64> = (0..1001).collect();
+            for_each_mut(&mut items, jobs, |i| *i = *i * 3 + 1);
+            assert_eq!(items, (0..1001).map(|i| i * 3 + 1).collect::<Vec<_>>());
+        }
+        let mut none: Vec<u64> = Vec::new();
+        for_each_mut(&mut none, 4, |i| *i += 1);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! never followed; a file that changes while copied is copied again, a few
 //! times, before the create gives up (see [`crate::capture`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -81,8 +81,10 @@ impl DirStore {
     /// each only when it resolves inside the store.
     pub fn plan(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
         let mut files = Vec::with_capacity(record.files.len());
-        let mut wanted = BTreeSet::new();
-        let mut databases = BTreeSet::new();
+        // Hashed: every live file is looked up in them (a component-ordered
+        // set of many paths costs more than the rest of the plan).
+        let mut wanted = HashSet::new();
+        let mut databases = HashSet::new();
         let mut folders = BTreeSet::new();
         for file in &record.files {
             let live = live_path(record, &target.path, file.rel())?;
@@ -163,8 +165,8 @@ impl DirStore {
 fn removals(
     record: &StoreRecord,
     target: &Target<'_>,
-    wanted: &BTreeSet<std::path::PathBuf>,
-    databases: &BTreeSet<std::path::PathBuf>,
+    wanted: &HashSet<std::path::PathBuf>,
+    databases: &HashSet<std::path::PathBuf>,
 ) -> Result<Vec<Step>> {
     let exclude = Exclude::new(&record.exclude)
         .map_err(|e| Error::Refused(format!("store \"{}\": {e}", record.name)))?;
@@ -243,16 +245,28 @@ pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
             continue;
         } else {
             // Whether it is a database is settled by `store::plan_capture_knowing`.
-            let meta = entry.metadata().ok();
-            let bytes = meta.as_ref().map_or(0, |m| m.len());
-            let mut unit = Unit::new(&spec.name, at, src, UnitKind::Plain, bytes);
-            unit.walked = meta.as_ref().map(crate::manifest::SourceStat::of);
-            unit.walked_owner = meta.as_ref().map(crate::rooted::Ownership::of);
+            let mut unit = Unit::new(&spec.name, at, src, UnitKind::Plain, 0);
             unit.may_be_sqlite = true;
             plan.units.push(unit);
         }
     }
+    // Each file's `stat`, on every core: one thread stat'ing a tree of many
+    // small files took as long as all the links of an unchanged create.
+    crate::parallel::for_each_mut(
+        &mut plan.units,
+        crate::parallel::default_jobs(),
+        stat_walked,
+    );
     Ok(plan)
+}
+
+/// Records a walked file's size, identity and owner from one `lstat` (none
+/// when it cannot be stat'ed: it is then copied, and fails there if gone).
+fn stat_walked(unit: &mut Unit) {
+    let meta = std::fs::symlink_metadata(&unit.src).ok();
+    unit.bytes = meta.as_ref().map_or(0, |m| m.len());
+    unit.walked = meta.as_ref().map(crate::manifest::SourceStat::of);
+    unit.walked_owner = meta.as_ref().map(crate::rooted::Ownership::of);
 }
 
 /// Whether `path` is a `-wal`/`-shm`/`-journal` file beside an SQLite database.

@@ -10,7 +10,7 @@ use crate::plan::{Mode, Step, Target};
 use crate::store::steps as plan;
 use crate::store::{file_name_of, manifest_path, CapturePlan, StoreHandler, Unit, UnitKind};
 use crate::store::{live_path, plan_removals};
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 /// The `jsonl` store kind: one `.jsonl` file or a folder of them (recursive).
 pub struct JsonlStore;
@@ -59,7 +59,7 @@ impl StoreHandler for JsonlStore {
             return Ok(steps);
         }
         let mut steps = Vec::new();
-        let mut wanted = BTreeSet::new();
+        let mut wanted = HashSet::new();
         for file in &record.files {
             let live = live_path(record, &target.path, file.rel())?;
             wanted.insert(live.clone());
@@ -77,7 +77,7 @@ impl StoreHandler for JsonlStore {
             let removable = |e: &walkdir::DirEntry| {
                 e.file_type().is_symlink() || e.path().extension().is_some_and(|x| x == "jsonl")
             };
-            let mut removals = plan_removals(&target.path, &wanted, &BTreeSet::new(), removable)?;
+            let mut removals = plan_removals(&target.path, &wanted, &HashSet::new(), removable)?;
             removals.retain(|r| match r {
                 Step::Remove { target: t } => {
                     t.extension().is_some_and(|x| x == "jsonl")

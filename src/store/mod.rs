@@ -137,10 +137,11 @@ pub fn live_path(
 
 /// Replace-mode removals: live files under `root` accepted by `consider` that
 /// the bundle does not have (SQLite sidecars of bundle databases are left).
+/// The sets are hashed: each live file is looked up in them.
 pub fn plan_removals(
     root: &Path,
-    wanted: &std::collections::BTreeSet<PathBuf>,
-    databases: &std::collections::BTreeSet<PathBuf>,
+    wanted: &std::collections::HashSet<PathBuf>,
+    databases: &std::collections::HashSet<PathBuf>,
     consider: impl Fn(&walkdir::DirEntry) -> bool,
 ) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
