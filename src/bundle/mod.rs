@@ -34,7 +34,12 @@ pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
             .iter()
             .find_map(|(store, file)| file_problem(bundle, store, file)))
     });
-    found.ok()?.into_iter().flatten().next()
+    match found {
+        Ok(problems) => problems.into_iter().flatten().next(),
+        // Never taken (each run returns `Ok`); were it, the bundle is not
+        // called complete.
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 /// How many files one thread of [`files_present`] checks at a time.
