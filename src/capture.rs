@@ -62,22 +62,57 @@ pub struct UnitDone {
     pub warnings: Vec<String>,
 }
 
+/// The folders of the last reuse a capture thread linked, kept open (the
+/// previous bundle's and the new bundle's): the unchanged files of one
+/// folder are each linked by name, not by two whole paths.
+#[derive(Debug, Default)]
+pub struct LinkFolders {
+    from: crate::fsutil::LastFolder,
+    to: crate::fsutil::LastFolder,
+}
+
+impl LinkFolders {
+    /// Hard-links `from` as `to` (neither final name followed if a link).
+    fn link(&mut self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let (from_folder, from_name) = self.from.of(from)?;
+        let (to_folder, to_name) = self.to.of(to)?;
+        rustix::fs::linkat(
+            from_folder,
+            from_name,
+            to_folder,
+            to_name,
+            rustix::fs::AtFlags::empty(),
+        )?;
+        Ok(())
+    }
+}
+
 /// Captures `unit` into the bundle being built.
 pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
+    capture_unit_linking(unit, ctx, &mut LinkFolders::default())
+}
+
+/// [`capture_unit`], linking a reused copy beneath the folders `links`
+/// keeps open (a capture thread keeps one for all its units).
+pub fn capture_unit_linking(
+    unit: &Unit,
+    ctx: &CaptureContext<'_>,
+    links: &mut LinkFolders,
+) -> Result<UnitDone> {
     let dest = ctx.target(&unit.rel);
     // A plain file unchanged since the walk's stat (which carries no `-wal`,
     // so never a database's) is reused on that stat: the bundle then holds
     // the file as it was at the walk, and says so.
     if unit.kind == UnitKind::Plain {
         if let (Some(stat), Some(owner)) = (&unit.walked, unit.walked_owner) {
-            if let Some(mut done) = try_reuse(unit, stat, &dest, ctx) {
+            if let Some(mut done) = try_reuse(unit, stat, &dest, ctx, links) {
                 set_ownership(&mut done.file, owner);
                 return Ok(done);
             }
         }
     }
     let (before, meta) = SourceStat::read_with_metadata(&unit.src, unit.kind == UnitKind::Sqlite)?;
-    if let Some(mut done) = try_reuse(unit, &before, &dest, ctx) {
+    if let Some(mut done) = try_reuse(unit, &before, &dest, ctx, links) {
         record_ownership(&mut done.file, &meta);
         return Ok(done);
     }
@@ -219,10 +254,11 @@ fn try_reuse(
     stat: &SourceStat,
     dest: &Path,
     ctx: &CaptureContext<'_>,
+    links: &mut LinkFolders,
 ) -> Option<UnitDone> {
     let (from, previous) = ctx.previous?.candidate(unit, stat, ctx.full_check)?;
     // Another file system, a link limit, or no hard links here: copy instead.
-    std::fs::hard_link(&from, dest).ok()?;
+    links.link(&from, dest).ok()?;
     ctx.progress.advance(previous.bytes);
     let mut file = previous.clone();
     file.reused = true;
@@ -293,6 +329,24 @@ impl<'m> Previous<'m> {
         stat: &SourceStat,
         full_check: bool,
     ) -> Option<(PathBuf, &'m FileRecord)> {
+        let record = self.record_for(unit, stat, full_check)?;
+        // Every file of this bundle was found a regular file of its
+        // recorded size when it was chosen ([`Previous::of_checked`]), and
+        // nothing else changes it while this create holds the destination lock.
+        let path = self.bundle.join(record.rel().ok()?);
+        Some((path, record))
+    }
+
+    /// The previous bundle's record of `unit` when the source is unchanged
+    /// and was captured the same way (what [`Previous::candidate`] links,
+    /// without the copy's path: the walk and the space estimate only ask
+    /// whether there is one).
+    pub fn record_for(
+        &self,
+        unit: &Unit,
+        stat: &SourceStat,
+        full_check: bool,
+    ) -> Option<&'m FileRecord> {
         let record = *self
             .files
             .get(&(unit.path.as_str(), unit.path_hex.as_deref()))?;
@@ -307,13 +361,6 @@ impl<'m> Previous<'m> {
             UnitKind::Jsonl => record.jsonl.is_some(),
             UnitKind::Plain => record.sqlite.is_none() && record.jsonl.is_none(),
         };
-        if !same_kind {
-            return None;
-        }
-        // Every file of this bundle was found a regular file of its
-        // recorded size when it was chosen ([`Previous::of_checked`]), and
-        // nothing else changes it while this create holds the destination lock.
-        let path = self.bundle.join(record.rel().ok()?);
-        Some((path, record))
+        same_kind.then_some(record)
     }
 }

@@ -265,7 +265,7 @@ fn walk_stores(
         previous.is_some_and(|prev| {
             unit.walked
                 .as_ref()
-                .is_some_and(|stat| prev.candidate(unit, stat, false).is_some())
+                .is_some_and(|stat| prev.record_for(unit, stat, false).is_some())
         })
     };
     stores
@@ -316,7 +316,7 @@ fn check_space(
                 Some(stat) => Ok(stat.clone()),
                 None => unit::source_stat(&unit.src, unit.kind == UnitKind::Sqlite),
             };
-            stat.is_ok_and(|stat| prev.candidate(unit, &stat, full_check).is_some())
+            stat.is_ok_and(|stat| prev.record_for(unit, &stat, full_check).is_some())
         });
         if !reusable {
             needed = needed.saturating_add(unit.bytes);
@@ -533,15 +533,16 @@ fn capture_all(
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
     let run = |i: usize| folder_run(&units, i);
-    let done = parallel::map_claiming(&units, opts.jobs, run, |&(at, u)| match unit::capture_unit(
-        u, ctx,
-    ) {
-        Ok(d) => Ok((at, Ok(d))),
-        Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
-            store: u.store.clone(),
-            source: Box::new(e),
-        }),
-        Err(e) => Ok((at, Err(e))),
+    let links = unit::LinkFolders::default;
+    let done = parallel::map_claiming_with(&units, opts.jobs, run, links, |links, &(at, u)| {
+        match unit::capture_unit_linking(u, ctx, links) {
+            Ok(d) => Ok((at, Ok(d))),
+            Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
+                store: u.store.clone(),
+                source: Box::new(e),
+            }),
+            Err(e) => Ok((at, Err(e))),
+        }
     });
     ctx.progress.finish();
     let mut done = done?;
@@ -774,15 +775,17 @@ fn write_manifest(staging_dir: &Path, manifest: &Manifest) -> Result<()> {
         .create_new(true)
         .open(&path)
         .map_err(|e| Error::io("could not create", &path, e))?;
-    let mut out = hash::HashingWriter::new(std::io::BufWriter::with_capacity(hash::BUF_SIZE, file));
+    // Buffered before the hash: the serializer's many small writes reach
+    // the hasher and the file as a few large ones.
+    let mut out = std::io::BufWriter::with_capacity(hash::BUF_SIZE, hash::HashingWriter::new(file));
     manifest
         .write_to(&mut out)
         .and_then(|()| std::io::Write::flush(&mut out))
         .map_err(|e| Error::io("could not write", &path, e))?;
-    let (file, bytes, sha256) = out.finish();
-    let file = file
+    let hashed = out
         .into_inner()
         .map_err(|e| Error::io("could not write", &path, e.into_error()))?;
+    let (file, bytes, sha256) = hashed.finish();
     // Never publish a bundle this tool could not read back.
     if bytes > manifest::MAX_MANIFEST_BYTES {
         drop(file);

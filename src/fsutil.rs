@@ -201,6 +201,54 @@ pub struct EncodedPath {
     pub hex: Option<String>,
 }
 
+/// The open folder of the last path it was asked about: the files of one
+/// folder are then reached by name beneath it (an `*at` call) instead of
+/// each walking its whole path from the root again, which cost as much as
+/// the work on the file itself for many small files. The folder is opened
+/// as its path resolves (as a call on the whole path would); it is kept
+/// open until a path in another folder is asked about, or this is dropped.
+#[derive(Debug, Default)]
+pub struct LastFolder {
+    open: Option<(PathBuf, rustix::fd::OwnedFd)>,
+}
+
+impl LastFolder {
+    /// The open folder of `path` and the name of `path` in it.
+    pub fn of<'p>(
+        &mut self,
+        path: &'p Path,
+    ) -> std::io::Result<(rustix::fd::BorrowedFd<'_>, &'p std::ffi::OsStr)> {
+        use rustix::fd::AsFd;
+        use rustix::fs::{Mode, OFlags};
+        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} names no file in a folder", path.display()),
+            ));
+        };
+        let folder = match folder.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => folder,
+        };
+        let kept = self
+            .open
+            .take()
+            .filter(|(at, _)| at.as_os_str() == folder.as_os_str());
+        let (at, fd) = match kept {
+            Some(open) => open,
+            None => {
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                (
+                    folder.to_path_buf(),
+                    rustix::fs::open(folder, flags, Mode::empty())?,
+                )
+            }
+        };
+        let kept = self.open.insert((at, fd));
+        Ok((kept.1.as_fd(), name))
+    }
+}
+
 /// Encodes a relative file-system path for a manifest; refuses anything but
 /// plain components.
 pub fn encode_path(rel: &Path) -> std::result::Result<EncodedPath, String> {
@@ -397,6 +445,41 @@ pub fn canonical_lenient(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_last_folder_stays_open_for_its_files_and_follows_the_paths_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        for (folder, file) in [("a", "x"), ("b", "y")] {
+            std::fs::create_dir(dir.path().join(folder)).unwrap();
+            std::fs::write(dir.path().join(folder).join(file), folder).unwrap();
+        }
+        let mut last = LastFolder::default();
+        let size = |last: &mut LastFolder, rel: &str| {
+            let path = dir.path().join(rel);
+            let (at, name) = last.of(&path)?;
+            let stat = rustix::fs::statat(at, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+            std::io::Result::Ok(stat.st_size)
+        };
+        assert_eq!(size(&mut last, "a/x").unwrap(), 1);
+        // Kept open: the folder's name now leads elsewhere, the handle does not.
+        std::fs::rename(dir.path().join("a"), dir.path().join("a2")).unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        assert_eq!(size(&mut last, "a/x").unwrap(), 1);
+        // Another folder is opened afresh, and so is the first one after it.
+        assert_eq!(size(&mut last, "b/y").unwrap(), 1);
+        assert_eq!(
+            size(&mut last, "a/x").unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            size(&mut last, "gone/x").unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            last.of(Path::new("/")).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
+        );
+    }
     use super::*;
 
     #[test]

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod hash;
 pub mod hooks;
 pub mod interrupt;
+pub mod json_layout;
 pub mod manifest;
 pub mod open_files;
 pub mod parallel;

@@ -245,6 +245,22 @@ impl SourceStat {
         stat_of(meta, None)
     }
 
+    /// The identity a `statx` (of a file without a `-wal`) gives: the same
+    /// as [`SourceStat::of`] the metadata of the same file (its device
+    /// number made as the C library makes it), so that a record made one
+    /// way is matched by a stat taken the other.
+    pub fn of_statx(stat: &rustix::fs::Statx) -> SourceStat {
+        let ns = |t: &rustix::fs::StatxTimestamp| t.tv_sec * 1_000_000_000 + i64::from(t.tv_nsec);
+        SourceStat {
+            dev: rustix::fs::makedev(stat.stx_dev_major, stat.stx_dev_minor),
+            ino: stat.stx_ino,
+            bytes: stat.stx_size,
+            mtime_ns: ns(&stat.stx_mtime),
+            ctime_ns: ns(&stat.stx_ctime),
+            wal: None,
+        }
+    }
+
     /// [`SourceStat::read`], with the metadata of `path` it was made from
     /// (one `stat` for both).
     pub fn read_with_metadata(
@@ -473,40 +489,39 @@ impl Manifest {
         Ok((manifest, bytes))
     }
 
-    /// Parses manifest bytes; checks the format version first.
+    /// Parses manifest bytes, refusing any format version but
+    /// [`FORMAT_VERSION`]. A manifest of this version is parsed once,
+    /// straight into the structs (no tree of values in between: a manifest
+    /// of many files is tens of MB); only bytes that do not parse are read
+    /// a second time, for the version, so that a newer bundle is refused
+    /// for its version rather than for a field this tool does not know.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Manifest, String> {
-        /// Only the version, read first (the rest is skipped, not built).
-        #[derive(Deserialize)]
-        struct Version {
-            format_version: Option<serde_json::Value>,
-        }
-        let version: Version =
-            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-        match version
-            .format_version
-            .as_ref()
-            .and_then(serde_json::Value::as_u64)
-        {
-            Some(v) if v == u64::from(FORMAT_VERSION) => {}
-            Some(v) => {
-                return Err(format!(
-                    "format_version {v} is not supported (this bundle tool reads {FORMAT_VERSION})"
-                ))
+        match serde_json::from_slice::<Manifest>(bytes) {
+            Ok(mut manifest) => {
+                check_version(Some(Some(u64::from(manifest.format_version))))?;
+                // A list grown while parsing holds up to twice its records' room.
+                for store in &mut manifest.stores {
+                    store.files.shrink_to_fit();
+                }
+                Ok(manifest)
             }
-            None => return Err("format_version is missing".into()),
+            Err(e) => {
+                /// Only the version (the rest is skipped, not built).
+                #[derive(Deserialize)]
+                struct Version {
+                    format_version: Option<serde_json::Value>,
+                }
+                let version: Version =
+                    serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+                check_version(version.format_version.as_ref().map(|v| v.as_u64()))?;
+                Err(format!("does not match format 1: {e}"))
+            }
         }
-        // Straight into the structs: no tree of values in between (a
-        // manifest of many files is tens of MB).
-        let mut manifest: Manifest =
-            serde_json::from_slice(bytes).map_err(|e| format!("does not match format 1: {e}"))?;
-        // A list grown while parsing holds up to twice its records' room.
-        for store in &mut manifest.stores {
-            store.files.shrink_to_fit();
-        }
-        Ok(manifest)
     }
 
-    /// Serializes the manifest as pretty JSON with a trailing newline.
+    /// Serializes the manifest as JSON with a trailing newline: indented,
+    /// with each file and symlink record on a line of its own
+    /// ([`RECORD_DEPTH`]).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.write_to(&mut out).expect("manifest serializes");
@@ -516,7 +531,7 @@ impl Manifest {
     /// Writes the bytes of [`Manifest::to_bytes`] to `out` as they are made
     /// (a manifest of many files is tens of MB: it is never held whole).
     pub fn write_to(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut out, self)?;
+        crate::json_layout::write_outlined(&mut out, self, RECORD_DEPTH)?;
         out.write_all(b"\n")
     }
 
@@ -526,6 +541,22 @@ impl Manifest {
             .iter()
             .flat_map(|s| &s.files)
             .fold(0u64, |t, f| t.saturating_add(f.bytes))
+    }
+}
+
+/// How deep a file record sits in a manifest (the manifest, `stores`, a
+/// store, `files`): records and anything deeper are written on one line.
+pub const RECORD_DEPTH: usize = 4;
+
+/// Refuses a manifest whose `format_version` is missing (`None`), not a
+/// number (`Some(None)`) or not [`FORMAT_VERSION`].
+fn check_version(version: Option<Option<u64>>) -> std::result::Result<(), String> {
+    match version {
+        Some(Some(v)) if v == u64::from(FORMAT_VERSION) => Ok(()),
+        Some(Some(v)) => Err(format!(
+            "format_version {v} is not supported (this bundle tool reads {FORMAT_VERSION})"
+        )),
+        Some(None) | None => Err("format_version is missing".into()),
     }
 }
 
@@ -553,6 +584,29 @@ mod tests {
             a,
             topology([("a", StoreKind::Jsonl), ("b", StoreKind::Dir)])
         );
+    }
+
+    #[test]
+    fn a_statx_gives_the_identity_and_owner_the_metadata_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"twelve bytes").unwrap();
+        let stat = rustix::fs::statx(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            rustix::fs::StatxFlags::BASIC_STATS,
+        )
+        .unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(SourceStat::of_statx(&stat), SourceStat::of(&meta));
+        assert_eq!(SourceStat::of_statx(&stat).bytes, 12);
+        assert_eq!(
+            crate::rooted::Ownership::of_statx(&stat),
+            crate::rooted::Ownership::of(&meta)
+        );
+        // Big device numbers are put together as the C library does.
+        assert_eq!(rustix::fs::makedev(0x1234, 0x56789), 0x1000_5672_3489);
     }
 
     #[test]

@@ -37,9 +37,23 @@ pub fn map_claiming<T: Sync, R: Send>(
     run: impl Fn(usize) -> usize + Sync,
     f: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    map_claiming_with(items, jobs, run, || (), |_, item| f(item))
+}
+
+/// [`map_claiming`], where each thread has a `state` of its own that `f`
+/// may change from item to item (folders kept open for the items of one
+/// folder, say); it is dropped when the thread is done.
+pub fn map_claiming_with<T: Sync, R: Send, S>(
+    items: &[T],
+    jobs: usize,
+    run: impl Fn(usize) -> usize + Sync,
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let jobs = jobs.clamp(1, items.len().max(1));
     if jobs == 1 {
-        return items.iter().map(f).collect();
+        let mut state = state();
+        return items.iter().map(|item| f(&mut state, item)).collect();
     }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -47,27 +61,30 @@ pub fn map_claiming<T: Sync, R: Send>(
         Mutex::new(std::iter::repeat_with(|| None).take(items.len()).collect());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
-            scope.spawn(|| 'claims: loop {
-                let start = next.load(Ordering::Relaxed);
-                if start >= items.len() {
-                    break;
-                }
-                let end = (start + run(start).max(1)).min(items.len());
-                if next
-                    .compare_exchange(start, end, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-                for (i, item) in items.iter().enumerate().take(end).skip(start) {
-                    if failed.load(Ordering::Relaxed) {
-                        break 'claims;
+            scope.spawn(|| {
+                let mut state = state();
+                'claims: loop {
+                    let start = next.load(Ordering::Relaxed);
+                    if start >= items.len() {
+                        break;
                     }
-                    let result = f(item);
-                    if result.is_err() {
-                        failed.store(true, Ordering::Relaxed);
+                    let end = (start + run(start).max(1)).min(items.len());
+                    if next
+                        .compare_exchange(start, end, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue;
                     }
-                    slots.lock().expect("no worker panics holding the lock")[i] = Some(result);
+                    for (i, item) in items.iter().enumerate().take(end).skip(start) {
+                        if failed.load(Ordering::Relaxed) {
+                            break 'claims;
+                        }
+                        let result = f(&mut state, item);
+                        if result.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        slots.lock().expect("no worker panics holding the lock")[i] = Some(result);
+                    }
                 }
             });
         }
@@ -97,15 +114,30 @@ pub fn map_claiming<T: Sync, R: Send>(
 /// one contiguous share (for many items of about equal cost, such as the
 /// `stat` of every file a walk found: nothing is collected or copied).
 pub fn for_each_mut<T: Send>(items: &mut [T], jobs: usize, f: impl Fn(&mut T) + Sync) {
+    for_each_mut_with(items, jobs, || (), |_, item| f(item));
+}
+
+/// [`for_each_mut`], where each thread has a `state` of its own that `f`
+/// may change from item to item (see [`map_claiming_with`]).
+pub fn for_each_mut_with<T: Send, S>(
+    items: &mut [T],
+    jobs: usize,
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &mut T) + Sync,
+) {
     let jobs = jobs.clamp(1, items.len().max(1));
     if jobs == 1 {
-        return items.iter_mut().for_each(f);
+        let mut state = state();
+        return items.iter_mut().for_each(|item| f(&mut state, item));
     }
     let share = items.len().div_ceil(jobs);
     std::thread::scope(|scope| {
         for part in items.chunks_mut(share) {
-            let f = &f;
-            scope.spawn(move || part.iter_mut().for_each(f));
+            let (f, state) = (&f, &state);
+            scope.spawn(move || {
+                let mut state = state();
+                part.iter_mut().for_each(|item| f(&mut state, item));
+            });
         }
     });
 }
@@ -162,6 +194,53 @@ mod tests {
         // Every run of 64 after the first ten items ran on a single thread.
         for run in out[10..].chunks(64) {
             assert!(run.iter().all(|r| r.1 == run[0].1), "a run was split");
+        }
+    }
+
+    #[test]
+    fn each_thread_keeps_its_own_state_across_its_items() {
+        use std::sync::atomic::AtomicUsize;
+        for jobs in [1, 2, 4] {
+            let made = AtomicUsize::new(0);
+            let items: Vec<u64> = (0..500).collect();
+            // The state counts the items its thread did before this one.
+            let out = map_claiming_with(
+                &items,
+                jobs,
+                |_| 7,
+                || {
+                    made.fetch_add(1, Ordering::Relaxed);
+                    0u64
+                },
+                |seen, &i| {
+                    *seen += 1;
+                    Ok((i, *seen))
+                },
+            )
+            .unwrap();
+            assert_eq!(out.iter().map(|r| r.0).collect::<Vec<_>>(), items);
+            let states = made.load(Ordering::Relaxed);
+            assert!(states <= jobs, "{states} states for {jobs} jobs");
+            // A state counts 1, 2, 3... over its thread's items: a count
+            // of 1 marks a state's first item (a thread may find nothing
+            // left to claim), and the counts add up to every item.
+            let firsts = out.iter().filter(|r| r.1 == 1).count();
+            assert!((1..=states).contains(&firsts), "{firsts} of {states}");
+            // Within a run of 7 claimed together, the count goes up by one.
+            assert!(out
+                .chunks(7)
+                .all(|run| run.windows(2).all(|w| w[1].1 == w[0].1 + 1)));
+            let mut items: Vec<u64> = (0..500).collect();
+            for_each_mut_with(
+                &mut items,
+                jobs,
+                || 0u64,
+                |seen, i| {
+                    *seen += 1;
+                    *i = *seen;
+                },
+            );
+            assert_eq!(items.iter().filter(|&&n| n == 1).count(), jobs.min(500));
         }
     }
 }

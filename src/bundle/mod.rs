@@ -30,9 +30,11 @@ pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
         .collect();
     let runs: Vec<&[(&str, &FileRecord)]> = files.chunks(PRESENT_RUN).collect();
     let found = crate::parallel::map(&runs, crate::parallel::default_jobs(), |run| {
+        // The files of one folder are stat'ed by name beneath it.
+        let mut folder = crate::fsutil::LastFolder::default();
         Ok(run
             .iter()
-            .find_map(|(store, file)| file_problem(bundle, store, file)))
+            .find_map(|(store, file)| file_problem(bundle, store, file, &mut folder)))
     });
     match found {
         Ok(problems) => problems.into_iter().flatten().next(),
@@ -46,20 +48,31 @@ pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
 const PRESENT_RUN: usize = 1024;
 
 /// Why one listed file is not present as recorded, if it is not.
-fn file_problem(bundle: &Path, store: &str, file: &FileRecord) -> Option<String> {
+fn file_problem(
+    bundle: &Path,
+    store: &str,
+    file: &FileRecord,
+    folder: &mut crate::fsutil::LastFolder,
+) -> Option<String> {
+    use rustix::fs::{AtFlags, FileType};
     let path = match file.rel() {
         Ok(rel) if in_store(&rel, store) => bundle.join(rel),
         Ok(_) => return Some(format!("{}: path is outside the store's folder", file.path)),
         Err(e) => return Some(format!("{}: unsafe path: {e}", file.path)),
     };
-    match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() && m.len() == file.bytes => None,
-        Ok(m) if m.is_file() => Some(format!(
-            "{}: size is {} bytes, manifest says {}",
-            file.path,
-            m.len(),
-            file.bytes
-        )),
+    let stat = folder
+        .of(&path)
+        .and_then(|(at, name)| Ok(rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW)?));
+    match stat {
+        Ok(m) if FileType::from_raw_mode(m.st_mode) == FileType::RegularFile => {
+            let bytes = m.st_size as u64;
+            (bytes != file.bytes).then(|| {
+                format!(
+                    "{}: size is {bytes} bytes, manifest says {}",
+                    file.path, file.bytes
+                )
+            })
+        }
         Ok(_) => Some(format!("{}: not a regular file", file.path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Some(format!("{}: file is missing", file.path))

@@ -69,6 +69,15 @@ impl Ownership {
             gid: Some(meta.gid()),
         }
     }
+
+    /// The same as [`Ownership::of`], from a `statx`.
+    pub fn of_statx(stat: &rustix::fs::Statx) -> Ownership {
+        Ownership {
+            mode: Some(u32::from(stat.stx_mode) & 0o7777),
+            uid: Some(stat.stx_uid),
+            gid: Some(stat.stx_gid),
+        }
+    }
 }
 
 /// What is at a path beneath the root (never following a final symlink).

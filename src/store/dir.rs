@@ -203,8 +203,7 @@ pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| {
-            let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-            !exclude.matches(rel, e.file_type().is_dir())
+            exclude.is_empty() || !exclude.matches(below(root, e.path()), e.file_type().is_dir())
         });
     for entry in walker {
         let entry = entry.map_err(|e| {
@@ -212,10 +211,7 @@ pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
             Error::io("could not walk", &path, e.into())
         })?;
         let src = entry.path();
-        let at = manifest_path(
-            &spec.name,
-            src.strip_prefix(root).expect("walked under root"),
-        )?;
+        let at = manifest_path(&spec.name, below(root, src))?;
         let kind = entry.file_type();
         if kind.is_dir() {
             plan.folders.push(at.1);
@@ -252,21 +248,42 @@ pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
     }
     // Each file's `stat`, on every core: one thread stat'ing a tree of many
     // small files took as long as all the links of an unchanged create.
-    crate::parallel::for_each_mut(
+    // The files of one folder are stat'ed by name beneath it.
+    crate::parallel::for_each_mut_with(
         &mut plan.units,
         crate::parallel::default_jobs(),
+        fsutil::LastFolder::default,
         stat_walked,
     );
     Ok(plan)
 }
 
-/// Records a walked file's size, identity and owner from one `lstat` (none
-/// when it cannot be stat'ed: it is then copied, and fails there if gone).
-fn stat_walked(unit: &mut Unit) {
-    let meta = std::fs::symlink_metadata(&unit.src).ok();
-    unit.bytes = meta.as_ref().map_or(0, |m| m.len());
-    unit.walked = meta.as_ref().map(crate::manifest::SourceStat::of);
-    unit.walked_owner = meta.as_ref().map(crate::rooted::Ownership::of);
+/// `path`, found by walking `root`, relative to it. The walk joins every
+/// name to `root` as given, so the bytes after `root`'s are the relative
+/// path: cut there, not compared component by component (that took more
+/// of a walk of many files than reading its folders).
+fn below<'p>(root: &Path, path: &'p Path) -> &'p Path {
+    let (root_bytes, bytes) = (root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
+    match bytes.strip_prefix(root_bytes) {
+        Some(rest) => {
+            let start = rest.iter().take_while(|&&b| b == b'/').count();
+            Path::new(OsStr::from_bytes(&rest[start..]))
+        }
+        None => path.strip_prefix(root).unwrap_or(path),
+    }
+}
+
+/// Records a walked file's size, identity and owner from one `statx` (not
+/// following a link) beneath its open `folder` (none when it cannot be
+/// stat'ed: it is then copied, and fails there if gone).
+fn stat_walked(folder: &mut fsutil::LastFolder, unit: &mut Unit) {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let stat = folder.of(&unit.src).ok().and_then(|(at, name)| {
+        rustix::fs::statx(at, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS).ok()
+    });
+    unit.bytes = stat.as_ref().map_or(0, |s| s.stx_size);
+    unit.walked = stat.as_ref().map(crate::manifest::SourceStat::of_statx);
+    unit.walked_owner = stat.as_ref().map(crate::rooted::Ownership::of_statx);
 }
 
 /// Whether `path` is a `-wal`/`-shm`/`-journal` file beside an SQLite database.
@@ -283,4 +300,33 @@ fn is_sidecar(path: &Path) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walked_path_below_its_root_is_what_follows_the_root() {
+        for (root, path, rel) in [
+            ("data", "data/a/b.txt", "a/b.txt"),
+            ("data/", "data/a", "a"),
+            ("/x//y", "/x//y/z", "z"),
+            ("./d", "./d/e", "e"),
+            ("d/.", "d/./e", "e"),
+        ] {
+            assert_eq!(below(Path::new(root), Path::new(path)), Path::new(rel));
+            // What the walk records is what comparing components gives.
+            assert_eq!(
+                Path::new(path).strip_prefix(root).unwrap(),
+                Path::new(rel),
+                "{root} {path}"
+            );
+        }
+        let odd = OsStr::from_bytes(b"d/\xff\xfe");
+        assert_eq!(
+            below(Path::new("d"), Path::new(odd)).as_os_str().as_bytes(),
+            b"\xff\xfe"
+        );
+    }
 }

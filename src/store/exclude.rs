@@ -57,6 +57,15 @@ impl Exclude {
         })
     }
 
+    /// Whether there are no patterns (nothing is excluded; a walk of many
+    /// files need not match each against four empty sets).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+            && self.paths.is_empty()
+            && self.dir_names.is_empty()
+            && self.dir_paths.is_empty()
+    }
+
     /// Whether the entry at `rel` (relative to the store) is excluded itself.
     pub fn matches(&self, rel: &Path, is_dir: bool) -> bool {
         let name = rel.file_name().unwrap_or(OsStr::new(""));
