@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::format::chroma::DATABASE;
 use crate::manifest::StoreRecord;
 use crate::plan::{Mode, Step, Target};
-use crate::store::dir::{walk, DirStore};
+use crate::store::dir::DirStore;
+use crate::store::walk::walk;
 use crate::store::{CapturePlan, StoreHandler};
 
 /// The `chroma` store kind.

@@ -16,12 +16,13 @@ use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::format::sqlite;
 use crate::fsutil;
-use crate::manifest::{StoreRecord, SymlinkRecord};
+use crate::manifest::StoreRecord;
 use crate::plan::{Mode, Step, Target};
 use crate::store::exclude::Exclude;
 use crate::store::steps as plan;
+use crate::store::walk::walk;
 use crate::store::{live_path, plan_removals};
-use crate::store::{manifest_path, CapturePlan, StoreHandler, Unit, UnitKind};
+use crate::store::{CapturePlan, StoreHandler};
 
 /// The `dir` store kind.
 pub struct DirStore;
@@ -190,143 +191,4 @@ fn looks_like_a_vector_store(spec: &StoreSpec) -> Option<String> {
         "store \"{}\" looks like {what}: a dir capture under a live writer can tear it across files; use kind \"{kind}\" (--{kind}), which captures it consistently and checks it",
         spec.name
     ))
-}
-
-/// Walks the tree into a plan: folders, symlinks, and one unit per regular file.
-pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
-    let root = &spec.path;
-    let mut plan = CapturePlan::default();
-    let exclude = Exclude::new(&spec.exclude).map_err(Error::Usage)?;
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .min_depth(1)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            exclude.is_empty() || !exclude.matches(below(root, e.path()), e.file_type().is_dir())
-        });
-    for entry in walker {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(root).to_path_buf();
-            Error::io("could not walk", &path, e.into())
-        })?;
-        let src = entry.path();
-        let at = manifest_path(&spec.name, below(root, src))?;
-        let kind = entry.file_type();
-        if kind.is_dir() {
-            plan.folders.push(at.1);
-        } else if kind.is_symlink() {
-            let target =
-                std::fs::read_link(src).map_err(|e| Error::io("could not read link", src, e))?;
-            let bytes = target.as_os_str().as_bytes();
-            let (target, target_hex) = match std::str::from_utf8(bytes) {
-                Ok(t) => (t.to_string(), None),
-                Err(_) => (
-                    String::from_utf8_lossy(bytes).into_owned(),
-                    Some(hex::encode(bytes)),
-                ),
-            };
-            plan.symlinks.push(SymlinkRecord {
-                path: at.0.text,
-                path_hex: at.0.hex,
-                target,
-                target_hex,
-            });
-        } else if !kind.is_file() {
-            plan.warnings.push(format!(
-                "store \"{}\": skipped {}: not a regular file, folder or symlink",
-                spec.name, at.0.text
-            ));
-        } else if is_sidecar(src)? {
-            continue;
-        } else {
-            // Whether it is a database is settled by `store::plan_capture_knowing`.
-            let mut unit = Unit::new(&spec.name, at, src, UnitKind::Plain, 0);
-            unit.may_be_sqlite = true;
-            plan.units.push(unit);
-        }
-    }
-    // Each file's `stat`, on every core: one thread stat'ing a tree of many
-    // small files took as long as all the links of an unchanged create.
-    // The files of one folder are stat'ed by name beneath it.
-    crate::parallel::for_each_mut_with(
-        &mut plan.units,
-        crate::parallel::default_jobs(),
-        fsutil::LastFolder::default,
-        stat_walked,
-    );
-    Ok(plan)
-}
-
-/// `path`, found by walking `root`, relative to it. The walk joins every
-/// name to `root` as given, so the bytes after `root`'s are the relative
-/// path: cut there, not compared component by component (that took more
-/// of a walk of many files than reading its folders).
-fn below<'p>(root: &Path, path: &'p Path) -> &'p Path {
-    let (root_bytes, bytes) = (root.as_os_str().as_bytes(), path.as_os_str().as_bytes());
-    match bytes.strip_prefix(root_bytes) {
-        Some(rest) => {
-            let start = rest.iter().take_while(|&&b| b == b'/').count();
-            Path::new(OsStr::from_bytes(&rest[start..]))
-        }
-        None => path.strip_prefix(root).unwrap_or(path),
-    }
-}
-
-/// Records a walked file's size, identity and owner from one `statx` (not
-/// following a link) beneath its open `folder` (none when it cannot be
-/// stat'ed: it is then copied, and fails there if gone).
-fn stat_walked(folder: &mut fsutil::LastFolder, unit: &mut Unit) {
-    use rustix::fs::{AtFlags, StatxFlags};
-    let stat = folder.of(&unit.src).ok().and_then(|(at, name)| {
-        rustix::fs::statx(at, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS).ok()
-    });
-    unit.bytes = stat.as_ref().map_or(0, |s| s.stx_size);
-    unit.walked = stat.as_ref().map(crate::manifest::SourceStat::of_statx);
-    unit.walked_owner = stat.as_ref().map(crate::rooted::Ownership::of_statx);
-}
-
-/// Whether `path` is a `-wal`/`-shm`/`-journal` file beside an SQLite database.
-fn is_sidecar(path: &Path) -> Result<bool> {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return Ok(false);
-    };
-    for suffix in sqlite::SIDECARS {
-        if let Some(base) = name.strip_suffix(suffix) {
-            let db = path.with_file_name(base);
-            if db.is_file() && sqlite::is_sqlite_file(&db)? {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_walked_path_below_its_root_is_what_follows_the_root() {
-        for (root, path, rel) in [
-            ("data", "data/a/b.txt", "a/b.txt"),
-            ("data/", "data/a", "a"),
-            ("/x//y", "/x//y/z", "z"),
-            ("./d", "./d/e", "e"),
-            ("d/.", "d/./e", "e"),
-        ] {
-            assert_eq!(below(Path::new(root), Path::new(path)), Path::new(rel));
-            // What the walk records is what comparing components gives.
-            assert_eq!(
-                Path::new(path).strip_prefix(root).unwrap(),
-                Path::new(rel),
-                "{root} {path}"
-            );
-        }
-        let odd = OsStr::from_bytes(b"d/\xff\xfe");
-        assert_eq!(
-            below(Path::new("d"), Path::new(odd)).as_os_str().as_bytes(),
-            b"\xff\xfe"
-        );
-    }
 }

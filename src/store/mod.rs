@@ -14,6 +14,7 @@ pub mod lancedb;
 pub mod raw;
 pub mod sqlite;
 pub mod steps;
+pub mod walk;
 
 use std::path::{Path, PathBuf};
 
