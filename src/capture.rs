@@ -15,6 +15,7 @@
 //! timestamp tick could then go unnoticed next time) or changed while read.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -62,16 +63,18 @@ pub struct UnitDone {
     pub warnings: Vec<String>,
 }
 
-/// The folders of the last reuse a capture thread linked, kept open (the
-/// previous bundle's and the new bundle's): the unchanged files of one
-/// folder are each linked by name, not by two whole paths.
+/// The folders a capture thread keeps open (see
+/// [`crate::fsutil::LastFolder`]): its last source's, and the previous and
+/// the new bundle's. The files of one folder are each opened, created or
+/// linked by name beneath them, not by whole paths.
 #[derive(Debug, Default)]
-pub struct LinkFolders {
+pub struct KeptFolders {
+    source: crate::fsutil::LastFolder,
     from: crate::fsutil::LastFolder,
     to: crate::fsutil::LastFolder,
 }
 
-impl LinkFolders {
+impl KeptFolders {
     /// Hard-links `from` as `to` (neither final name followed if a link).
     fn link(&mut self, from: &Path, to: &Path) -> std::io::Result<()> {
         let (from_folder, from_name) = self.from.of(from)?;
@@ -85,34 +88,68 @@ impl LinkFolders {
         )?;
         Ok(())
     }
+
+    /// Opens `unit`'s source to read (a file a folder walk found to be a
+    /// regular file is not followed if it has become a link since) and
+    /// creates its copy `dest`, new and its owner's alone until its mode is
+    /// set.
+    fn open_copy(&mut self, unit: &Unit, dest: &Path) -> Result<(File, File)> {
+        use rustix::fs::{Mode, OFlags};
+        let src = &unit.src;
+        let mut read = OFlags::RDONLY | OFlags::CLOEXEC;
+        if unit.walked.is_some() {
+            read |= OFlags::NOFOLLOW;
+        }
+        let input = self
+            .source
+            .of(src)
+            .and_then(|(at, name)| Ok(rustix::fs::openat(at, name, read, Mode::empty())?))
+            .map_err(|e| Error::io("could not read", src, e))?;
+        let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        let output = self
+            .to
+            .of(dest)
+            .and_then(|(at, name)| {
+                Ok(rustix::fs::openat(
+                    at,
+                    name,
+                    create,
+                    Mode::from_raw_mode(0o600),
+                )?)
+            })
+            .map_err(|e| Error::io("could not create", dest, e))?;
+        Ok((File::from(input), File::from(output)))
+    }
 }
 
 /// Captures `unit` into the bundle being built.
 pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
-    capture_unit_linking(unit, ctx, &mut LinkFolders::default())
+    capture_unit_in(unit, ctx, &mut KeptFolders::default())
 }
 
-/// [`capture_unit`], linking a reused copy beneath the folders `links`
-/// keeps open (a capture thread keeps one for all its units).
-pub fn capture_unit_linking(
+/// [`capture_unit`], opening, creating and linking files beneath the
+/// folders `kept` keeps open (a capture thread keeps one for all its units).
+pub fn capture_unit_in(
     unit: &Unit,
     ctx: &CaptureContext<'_>,
-    links: &mut LinkFolders,
+    kept: &mut KeptFolders,
 ) -> Result<UnitDone> {
     let dest = ctx.target(&unit.rel);
     // A plain file unchanged since the walk's stat (which carries no `-wal`,
     // so never a database's) is reused on that stat: the bundle then holds
-    // the file as it was at the walk, and says so.
+    // the file as it was at the walk, and says so. Else it is copied, and
+    // its record takes the identity and owner of the open file it read.
     if unit.kind == UnitKind::Plain {
         if let (Some(stat), Some(owner)) = (&unit.walked, unit.walked_owner) {
-            if let Some(mut done) = try_reuse(unit, stat, &dest, ctx, links) {
+            if let Some(mut done) = try_reuse(unit, stat, &dest, ctx, kept) {
                 set_ownership(&mut done.file, owner);
                 return Ok(done);
             }
+            return copy_plain(unit, &dest, ctx, kept);
         }
     }
     let (before, meta) = SourceStat::read_with_metadata(&unit.src, unit.kind == UnitKind::Sqlite)?;
-    if let Some(mut done) = try_reuse(unit, &before, &dest, ctx, links) {
+    if let Some(mut done) = try_reuse(unit, &before, &dest, ctx, kept) {
         record_ownership(&mut done.file, &meta);
         return Ok(done);
     }
@@ -135,7 +172,7 @@ pub fn capture_unit_linking(
             // A torn tail is left out: the source is not what the bundle holds.
             (file, (copy.torn_bytes == 0).then_some(before))
         }
-        UnitKind::Plain => copy_plain(unit, &dest, ctx, before)?,
+        UnitKind::Plain => return copy_plain(unit, &dest, ctx, kept),
     };
     file.source_stat = stat.filter(|s| trustworthy(s) && still(s, &unit.src, unit.kind));
     record_ownership(&mut file, &meta);
@@ -221,22 +258,38 @@ fn new_record(unit: &Unit, bytes: u64, sha256: String) -> FileRecord {
     }
 }
 
-/// Copies a plain file, again while it changes under us, up to [`ATTEMPTS`] times.
+/// Copies a plain file, again while it changes under us, up to
+/// [`ATTEMPTS`] times. The copy gets its read-only mode before it is
+/// closed; its record, the identity and owner of the open file that was
+/// read (no other look at the path: a file that changed while read is
+/// copied again, one replaced after it was opened is not what the record
+/// describes, and the next create sees the difference).
 fn copy_plain(
     unit: &Unit,
     dest: &Path,
     ctx: &CaptureContext<'_>,
-    mut before: SourceStat,
-) -> Result<(FileRecord, Option<SourceStat>)> {
-    for attempt in 1..=ATTEMPTS {
-        let copy = plain::copy_hashed(&unit.src, dest, ctx.progress)?;
+    kept: &mut KeptFolders,
+) -> Result<UnitDone> {
+    for _ in 0..ATTEMPTS {
+        let (input, mut output) = kept.open_copy(unit, dest)?;
+        let (copy, before) = plain::copy_open(&input, &unit.src, &mut output, dest, ctx.progress)?;
+        drop(input);
         if !copy.changed {
-            return Ok((new_record(unit, copy.bytes, copy.sha256), Some(before)));
+            let owner = crate::rooted::Ownership::of_statx(&before);
+            let mode = bundle_mode(owner.mode.unwrap_or(0));
+            rustix::fs::fchmod(&output, rustix::fs::Mode::from_raw_mode(mode))
+                .map_err(|e| Error::io("could not set the mode of", dest, e.into()))?;
+            let mut file = new_record(unit, copy.bytes, copy.sha256);
+            let stat = SourceStat::of_statx(&before);
+            file.source_stat = trustworthy(&stat).then_some(stat);
+            set_ownership(&mut file, owner);
+            return Ok(UnitDone {
+                file,
+                warnings: Vec::new(),
+            });
         }
+        drop(output);
         std::fs::remove_file(dest).map_err(|e| Error::io("could not remove", dest, e))?;
-        if attempt < ATTEMPTS {
-            before = source_stat(&unit.src, false)?;
-        }
     }
     Err(Error::CheckFailed {
         store: unit.store.clone(),
@@ -254,11 +307,11 @@ fn try_reuse(
     stat: &SourceStat,
     dest: &Path,
     ctx: &CaptureContext<'_>,
-    links: &mut LinkFolders,
+    kept: &mut KeptFolders,
 ) -> Option<UnitDone> {
     let (from, previous) = ctx.previous?.candidate(unit, stat, ctx.full_check)?;
     // Another file system, a link limit, or no hard links here: copy instead.
-    links.link(&from, dest).ok()?;
+    kept.link(&from, dest).ok()?;
     ctx.progress.advance(previous.bytes);
     let mut file = previous.clone();
     file.reused = true;

@@ -142,7 +142,7 @@ fn capture_bundle(
     let (history, good) = read_history(&opts.destination, &stores, opts.reuse);
     let previous = good.map(|i| Previous::of_checked(&history[i]));
     let plans = walk_stores(&stores, safety.is_some(), previous.as_ref())?;
-    check_space(
+    let new_files = check_space(
         &opts.destination,
         &plans,
         previous.as_ref(),
@@ -170,7 +170,16 @@ fn capture_bundle(
         progress,
         previous: previous.as_ref(),
     };
-    let built = build(opts, safety, &id, now, &stores, plans, &ctx, &history);
+    let built = build(
+        opts,
+        safety,
+        &id,
+        now,
+        &stores,
+        (plans, new_files),
+        &ctx,
+        &history,
+    );
     let (manifest, warnings) = match built {
         Ok(v) => v,
         Err(e) => {
@@ -302,14 +311,16 @@ fn refuse_partial(manifest: &Manifest, path: &Path) -> Result<()> {
 }
 
 /// Refuses (exit 4) when the destination's file system lacks the bytes the
-/// files that will not be reused need, plus a margin.
+/// files that will not be reused need, plus a margin; returns how many
+/// files will be copied.
 fn check_space(
     destination: &Path,
     plans: &[CapturePlan],
     previous: Option<&Previous<'_>>,
     full_check: bool,
-) -> Result<()> {
+) -> Result<usize> {
     let mut needed: u64 = 0;
+    let mut new_files = 0;
     for unit in plans.iter().flat_map(|p| &p.units) {
         let reusable = previous.is_some_and(|prev| {
             let stat = match &unit.walked {
@@ -320,6 +331,7 @@ fn check_space(
         });
         if !reusable {
             needed = needed.saturating_add(unit.bytes);
+            new_files += 1;
         }
     }
     let needed = needed.saturating_add(needed / 20).saturating_add(1 << 20);
@@ -331,7 +343,7 @@ fn check_space(
             available,
         });
     }
-    Ok(())
+    Ok(new_files)
 }
 
 /// Captures every unit in parallel (biggest first), assembles the stores in
@@ -343,7 +355,7 @@ fn build(
     id: &BundleId,
     now: Timestamp,
     stores: &[StoreSpec],
-    plans: Vec<CapturePlan>,
+    (plans, new_files): (Vec<CapturePlan>, usize),
     ctx: &CaptureContext<'_>,
     history: &[ListedBundle],
 ) -> Result<(Manifest, Vec<String>)> {
@@ -351,7 +363,11 @@ fn build(
         fsutil::create_dir_all(&ctx.target(folder))?;
     }
     let mut plans = plans;
-    let mut captured = capture_all(opts, stores, &mut plans, ctx)?;
+    // Many new files: their writeback runs while they are copied.
+    let syncing = crate::writeback::worth_it(new_files);
+    let mut captured = crate::writeback::syncing_while(ctx.bundle_root, syncing, || {
+        capture_all(opts, stores, &mut plans, ctx)
+    })??;
     capture_sets(opts, stores, &mut plans, ctx, &mut captured)?;
     if safety.is_some() {
         captured.damaged = keep_raw(stores, &mut plans, &mut captured.failed, ctx, opts.jobs)?;
@@ -533,9 +549,9 @@ fn capture_all(
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
     let run = |i: usize| folder_run(&units, i);
-    let links = unit::LinkFolders::default;
-    let done = parallel::map_claiming_with(&units, opts.jobs, run, links, |links, &(at, u)| {
-        match unit::capture_unit_linking(u, ctx, links) {
+    let kept = unit::KeptFolders::default;
+    let done = parallel::map_claiming_with(&units, opts.jobs, run, kept, |kept, &(at, u)| {
+        match unit::capture_unit_in(u, ctx, kept) {
             Ok(d) => Ok((at, Ok(d))),
             Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
                 store: u.store.clone(),

@@ -34,5 +34,6 @@ pub mod sparse;
 pub mod store;
 pub mod vcs;
 pub mod verify;
+pub mod writeback;
 
 pub use error::{Error, ExitCode, Result};

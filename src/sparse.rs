@@ -15,7 +15,13 @@ const BLOCK: u64 = 4096;
 
 /// Whether `meta` describes a file with holes.
 pub fn has_holes(meta: &Metadata) -> bool {
-    meta.is_file() && meta.blocks().saturating_mul(512) < meta.len()
+    meta.is_file() && holes(meta.blocks(), meta.len())
+}
+
+/// Whether a regular file of `len` bytes with `blocks` 512-byte blocks
+/// allocated has holes.
+pub fn holes(blocks: u64, len: u64) -> bool {
+    blocks.saturating_mul(512) < len
 }
 
 /// Writes a stream into `file`, turning all-zero blocks into holes when

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::hash::{stream_hashed, StreamError};
@@ -29,16 +28,32 @@ pub struct CopiedFile {
 /// fsyncs it (create fsyncs the whole bundle before committing it).
 pub fn copy_hashed(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<CopiedFile> {
     let input = File::open(src).map_err(|e| Error::io("could not read", src, e))?;
-    let before = stamp(&input, src)?;
-    let sparse = input.metadata().is_ok_and(|m| crate::sparse::has_holes(&m));
     let mut output = File::options()
         .write(true)
         .create_new(true)
         .open(dest)
         .map_err(|e| Error::io("could not create", dest, e))?;
+    Ok(copy_open(&input, src, &mut output, dest, progress)?.0)
+}
+
+/// [`copy_hashed`] from the open source `input` (at `src`) into the open,
+/// empty `output` (at `dest`). Also returns the source's `statx`, taken on
+/// the open file before it was read: the identity, size and owner of exactly
+/// what was read, so the caller need not look at the path again. The copy
+/// is `changed` when the file's identity (device, inode, size, mtime,
+/// ctime) after the read differs from it, or the bytes read from its size.
+pub fn copy_open(
+    input: &File,
+    src: &Path,
+    output: &mut File,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<(CopiedFile, rustix::fs::Statx)> {
+    let before = stat_open(input, src)?;
+    let sparse = crate::sparse::holes(before.stx_blocks, before.stx_size);
     let mut written = 0u64;
-    let mut writer = SparseWriter::new(&mut output, sparse);
-    let streamed = stream_hashed(&input, |chunk| {
+    let mut writer = SparseWriter::new(output, sparse);
+    let streamed = stream_hashed(input, |chunk| {
         writer.write(chunk)?;
         written += chunk.len() as u64;
         progress.advance(chunk.len() as u64);
@@ -54,19 +69,23 @@ pub fn copy_hashed(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<C
     writer
         .finish()
         .map_err(|e| Error::io("could not write", dest, e))?;
-    crate::fsutil::end_of_copy_writeback(&output, bytes);
-    let after = stamp(&input, src)?;
-    Ok(CopiedFile {
-        bytes,
-        sha256,
-        changed: before != after || before.0 != bytes,
-    })
+    crate::fsutil::end_of_copy_writeback(output, bytes);
+    let after = stat_open(input, src)?;
+    let identity = crate::manifest::SourceStat::of_statx;
+    let changed = identity(&before) != identity(&after) || before.stx_size != bytes;
+    Ok((
+        CopiedFile {
+            bytes,
+            sha256,
+            changed,
+        },
+        before,
+    ))
 }
 
-/// (size, mtime) of an open file.
-fn stamp(file: &File, path: &Path) -> Result<(u64, Option<SystemTime>)> {
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io("could not stat", path, e))?;
-    Ok((meta.len(), meta.modified().ok()))
+/// The `statx` of an open file (at `path`, for the error).
+fn stat_open(file: &File, path: &Path) -> Result<rustix::fs::Statx> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    rustix::fs::statx(file, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
+        .map_err(|e| Error::io("could not stat", path, e.into()))
 }

@@ -64,8 +64,27 @@ pub fn capture_file(
 
 /// Whether the file at `path` starts with the SQLite header.
 pub fn is_sqlite_file(path: &Path) -> Result<bool> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("could not read", path, e))?;
+    starts_with_header(file, path)
+}
+
+/// [`is_sqlite_file`], opening the file by name beneath its folder, kept
+/// open in `folder` for the next file of the same folder.
+pub fn is_sqlite_file_in(folder: &mut crate::fsutil::LastFolder, path: &Path) -> Result<bool> {
+    use rustix::fs::{Mode, OFlags};
+    let file = folder
+        .of(path)
+        .and_then(|(at, name)| {
+            let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+            Ok(rustix::fs::openat(at, name, flags, Mode::empty())?)
+        })
+        .map_err(|e| Error::io("could not read", path, e))?;
+    starts_with_header(std::fs::File::from(file), path)
+}
+
+/// Whether `file` (at `path`, for the error) starts with the SQLite header.
+fn starts_with_header(mut file: std::fs::File, path: &Path) -> Result<bool> {
     let mut head = [0u8; 16];
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("could not read", path, e))?;
     match file.read_exact(&mut head) {
         Ok(()) => Ok(&head == HEADER),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),

@@ -220,12 +220,25 @@ pub fn plan_capture(spec: &StoreSpec) -> Result<CapturePlan> {
 /// is opened and its header decides.
 pub fn plan_capture_knowing(
     spec: &StoreSpec,
-    known_plain: &dyn Fn(&Unit) -> bool,
+    known_plain: &(dyn Fn(&Unit) -> bool + Sync),
 ) -> Result<CapturePlan> {
     let mut plan = plan_walked(spec)?;
-    for unit in plan.units.iter_mut().filter(|u| u.may_be_sqlite) {
+    // The headers are read on every core, in runs of neighbouring files,
+    // each opened by name beneath its kept-open folder.
+    let databases = crate::parallel::map_claiming_with(
+        &plan.units,
+        crate::parallel::default_jobs(),
+        |_| HEADER_RUN,
+        crate::fsutil::LastFolder::default,
+        |folder, unit| {
+            Ok(unit.may_be_sqlite
+                && !known_plain(unit)
+                && crate::format::sqlite::is_sqlite_file_in(folder, &unit.src)?)
+        },
+    )?;
+    for (unit, database) in plan.units.iter_mut().zip(databases) {
         unit.may_be_sqlite = false;
-        if !known_plain(unit) && crate::format::sqlite::is_sqlite_file(&unit.src)? {
+        if database {
             let encoded = crate::fsutil::EncodedPath {
                 text: unit.path.clone(),
                 hex: unit.path_hex.clone(),
@@ -237,6 +250,9 @@ pub fn plan_capture_knowing(
     plan.units.shrink_to_fit();
     Ok(plan)
 }
+
+/// How many files' headers one thread of [`plan_capture_knowing`] reads at a time.
+const HEADER_RUN: usize = 64;
 
 /// The plan as the store's handler makes it.
 fn plan_walked(spec: &StoreSpec) -> Result<CapturePlan> {
