@@ -359,8 +359,10 @@ fn build(
     ctx: &CaptureContext<'_>,
     history: &[ListedBundle],
 ) -> Result<(Manifest, Vec<String>)> {
+    let mut folders = 0;
     for folder in plans.iter().flat_map(|p| &p.folders) {
         fsutil::create_dir_all(&ctx.target(folder))?;
+        folders += 1;
     }
     let mut plans = plans;
     // Many new files: their writeback runs while they are copied.
@@ -407,11 +409,11 @@ fn build(
             .iter()
             .map(PathBuf::as_path),
     )?;
-    fsync_tree(
-        ctx.bundle_root,
-        opts.jobs,
-        &written_files(ctx.bundle_root, &manifest),
-    )?;
+    let wrote = written_files(ctx.bundle_root, &manifest);
+    // Many folders (or files): one `syncfs`, not a walk of the whole tree
+    // to fsync each.
+    let many = wrote.len().max(folders) > fsutil::SYNCFS_ABOVE_FILES;
+    fsync_tree(ctx.bundle_root, opts.jobs, &wrote, many)?;
     Ok((manifest, warnings))
 }
 
@@ -869,10 +871,10 @@ fn written_files(root: &Path, manifest: &Manifest) -> Vec<PathBuf> {
 /// Makes the bundle being built at `root` durable: the files it `wrote`
 /// (written without waiting for the disk, so writeback overlapped the
 /// capture) in parallel, then every folder, deepest first, so that files
-/// and entries are durable before the rename commits the bundle. Many new
-/// files are made durable by one `syncfs` instead.
-fn fsync_tree(root: &Path, jobs: usize, wrote: &[PathBuf]) -> Result<()> {
-    if wrote.len() > fsutil::SYNCFS_ABOVE_FILES {
+/// and entries are durable before the rename commits the bundle. With
+/// `many` new files or folders, all is made durable by one `syncfs` instead.
+fn fsync_tree(root: &Path, jobs: usize, wrote: &[PathBuf], many: bool) -> Result<()> {
+    if many {
         return fsutil::syncfs(root);
     }
     parallel::map(wrote, jobs, |f| fsutil::fsync_path(f))?;

@@ -25,6 +25,7 @@ pub mod prune;
 pub mod remote;
 pub mod restore;
 pub mod retention;
+pub mod reuse;
 pub mod rooted;
 pub mod sandbox;
 pub mod schedule;
