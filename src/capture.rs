@@ -345,3 +345,69 @@ fn trustworthy(stat: &SourceStat) -> bool {
 fn still(stat: &SourceStat, path: &Path, kind: UnitKind) -> bool {
     source_stat(path, kind == UnitKind::Sqlite).is_ok_and(|now| &now == stat)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dir store of one file, walked, and an empty bundle being built.
+    fn walked_file(root: &Path) -> (Unit, PathBuf) {
+        let spec = StoreSpec {
+            name: "s".into(),
+            kind: crate::config::StoreKind::Dir,
+            path: root.join("store"),
+            key: None,
+            shrink_alarm: None,
+            exclude: Vec::new(),
+            check: None,
+        };
+        std::fs::create_dir_all(&spec.path).unwrap();
+        std::fs::write(spec.path.join("notes.txt"), b"mine").unwrap();
+        let mut plan = crate::store::plan_capture(&spec).unwrap();
+        let bundle = root.join("bundle");
+        std::fs::create_dir_all(bundle.join("s")).unwrap();
+        (plan.units.remove(0), bundle)
+    }
+
+    #[test]
+    fn a_copy_records_the_file_it_read_and_takes_its_read_only_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (unit, bundle) = walked_file(dir.path());
+        let ctx = CaptureContext {
+            bundle_root: &bundle,
+            full_check: false,
+            progress: &crate::progress::NoProgress,
+            previous: None,
+        };
+        let done = capture_unit(&unit, &ctx).unwrap();
+        let copy = bundle.join("s/notes.txt");
+        assert_eq!(std::fs::read(&copy).unwrap(), b"mine");
+        assert_eq!(done.file.bytes, 4);
+        assert_eq!(done.file.sha256, crate::hash::sha256_hex(b"mine"));
+        let source = std::fs::metadata(&unit.src).unwrap();
+        assert_eq!(done.file.mode, Some(source.mode() & 0o7777));
+        let copied = std::fs::metadata(&copy).unwrap();
+        assert_eq!(copied.mode() & 0o7777, bundle_mode(source.mode()));
+        assert_eq!(copied.mode() & 0o222, 0, "a copy has no write bit");
+        // Written just now: too fresh for the next create to trust.
+        assert_eq!(done.file.source_stat, None);
+    }
+
+    #[test]
+    fn a_walked_file_that_became_a_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (unit, bundle) = walked_file(dir.path());
+        std::fs::write(dir.path().join("secret"), b"not the store's").unwrap();
+        std::fs::remove_file(&unit.src).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), &unit.src).unwrap();
+        let ctx = CaptureContext {
+            bundle_root: &bundle,
+            full_check: false,
+            progress: &crate::progress::NoProgress,
+            previous: None,
+        };
+        let err = capture_unit(&unit, &ctx).unwrap_err();
+        assert!(err.to_string().contains("could not read"), "{err}");
+        assert!(!bundle.join("s/notes.txt").exists());
+    }
+}

@@ -56,6 +56,29 @@ fn create_captures_every_store_kind_with_real_bytes_and_counts() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
+
+    // The manifest: indented down to the lists of records, and each file
+    // record on a line of its own that parses as that record.
+    let text = std::fs::read_to_string(bundle.join("bundle-meta.json")).unwrap();
+    assert!(text.starts_with("{\n  \"format_version\": 1,\n"), "{text}");
+    let files = m["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["files"].as_array().unwrap());
+    let mut records = 0;
+    for file in files {
+        let path = file["path"].as_str().unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("{{\"path\":\"{path}\",")))
+            .unwrap_or_else(|| panic!("no line of its own for {path}"));
+        let line = line.trim().trim_end_matches(',');
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(&parsed, file);
+        records += 1;
+    }
+    assert!(records >= 5, "{records}");
 }
 
 #[test]
