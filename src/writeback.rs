@@ -34,12 +34,12 @@ pub fn syncing_while<R>(root: &Path, during: bool, work: impl FnOnce() -> R) -> 
     let wake = Condvar::new();
     let (out, failure) = std::thread::scope(|scope| {
         let helper = scope.spawn(|| {
-            let mut finished = done.lock().expect("no panic holding the flag");
+            let mut finished = done.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                finished = wake
-                    .wait_timeout(finished, SYNC_EVERY)
-                    .expect("no panic holding the flag")
-                    .0;
+                finished = match wake.wait_timeout(finished, SYNC_EVERY) {
+                    Ok((guard, _)) => guard,
+                    Err(poisoned) => poisoned.into_inner().0,
+                };
                 if *finished {
                     return None;
                 }
@@ -48,17 +48,36 @@ pub fn syncing_while<R>(root: &Path, during: bool, work: impl FnOnce() -> R) -> 
                 if let Err(e) = crate::fsutil::syncfs(root) {
                     return Some(e);
                 }
-                finished = done.lock().expect("no panic holding the flag");
+                finished = done.lock().unwrap_or_else(|e| e.into_inner());
             }
         });
+        // Stops the helper when `work` returns or panics (the scope waits
+        // for the helper before it passes a panic on).
+        let stop = Stop {
+            done: &done,
+            wake: &wake,
+        };
         let out = work();
-        *done.lock().expect("no panic holding the flag") = true;
-        wake.notify_all();
+        drop(stop);
         (out, helper.join().expect("the sync helper does not panic"))
     });
     match failure {
         Some(e) => Err(e),
         None => Ok(out),
+    }
+}
+
+/// Tells the helper of [`syncing_while`] to stop, when dropped.
+struct Stop<'a> {
+    done: &'a Mutex<bool>,
+    wake: &'a Condvar,
+}
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        // A poisoned flag still stops the helper.
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
     }
 }
 
@@ -87,6 +106,15 @@ mod tests {
             .unwrap();
             assert_eq!((out, runs), (7, 1));
         }
+    }
+
+    #[test]
+    fn a_panic_in_the_work_stops_the_helper_and_is_passed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let caught = std::panic::catch_unwind(|| {
+            syncing_while(dir.path(), true, || -> () { panic!("work failed") })
+        });
+        assert!(caught.is_err());
     }
 
     #[test]
