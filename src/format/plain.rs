@@ -20,28 +20,18 @@ pub struct CopiedFile {
     pub bytes: u64,
     /// sha256 of what was written.
     pub sha256: String,
-    /// Whether the source's size or mtime changed during the copy.
+    /// Whether the source changed during the copy (see [`copy_open`]).
     pub changed: bool,
 }
 
-/// Copies `src` to a new file `dest`, hashing the same buffers. The caller
-/// fsyncs it (create fsyncs the whole bundle before committing it).
-pub fn copy_hashed(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<CopiedFile> {
-    let input = File::open(src).map_err(|e| Error::io("could not read", src, e))?;
-    let mut output = File::options()
-        .write(true)
-        .create_new(true)
-        .open(dest)
-        .map_err(|e| Error::io("could not create", dest, e))?;
-    Ok(copy_open(&input, src, &mut output, dest, progress)?.0)
-}
-
-/// [`copy_hashed`] from the open source `input` (at `src`) into the open,
-/// empty `output` (at `dest`). Also returns the source's `statx`, taken on
-/// the open file before it was read: the identity, size and owner of exactly
-/// what was read, so the caller need not look at the path again. The copy
-/// is `changed` when the file's identity (device, inode, size, mtime,
-/// ctime) after the read differs from it, or the bytes read from its size.
+/// Copies the open source `input` (at `src`) into the open, empty `output`
+/// (at `dest`), hashing the same buffers; the caller makes it durable
+/// (create syncs the whole bundle before committing it). Also returns the
+/// source's `statx`, taken on the open file before it was read: the
+/// identity, size and owner of exactly what was read, so the caller need
+/// not look at the path again. The copy is `changed` when the file's
+/// identity (device, inode, size, mtime, ctime) after the read differs
+/// from it, or the bytes read from its size.
 pub fn copy_open(
     input: &File,
     src: &Path,
