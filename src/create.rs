@@ -138,10 +138,18 @@ fn capture_bundle(
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
     // Read once: the previous good bundle to reuse from, and the history a
-    // new bundle is judged against.
-    let (history, good) = read_history(&opts.destination, &stores, opts.reuse);
+    // new bundle is judged against; meanwhile the stores are walked (the
+    // walk's listing runs on one thread, the history's checks on the others).
+    let (walked, (history, good)) = std::thread::scope(|scope| {
+        let history = scope.spawn(|| read_history(&opts.destination, &stores, opts.reuse));
+        let walked: Vec<Result<CapturePlan>> = stores.iter().map(store::plan_walked).collect();
+        (
+            walked,
+            history.join().expect("reading the history does not panic"),
+        )
+    });
     let previous = good.map(|i| Previous::of_checked(&history[i]));
-    let plans = walk_stores(&stores, safety.is_some(), previous.as_ref())?;
+    let plans = walk_stores(&stores, walked, safety.is_some(), previous.as_ref())?;
     let new_files = check_space(
         &opts.destination,
         &plans,
@@ -259,12 +267,15 @@ fn read_history(
     (history, previous)
 }
 
-/// Walks every store into its capture plan (a file the previous bundle
-/// holds unchanged as plain is not opened). A store that cannot be walked
-/// fails alone (its plan says so); a config error stops all, except in a
-/// safety snapshot, which keeps such a store's raw bytes instead.
+/// Every store's capture plan, from its walk (`walked`, in `stores`'
+/// order): which of its files are databases is settled (a file the
+/// previous bundle holds unchanged as plain is not opened). A store that
+/// cannot be walked fails alone (its plan says so); a config error stops
+/// all, except in a safety snapshot, which keeps such a store's raw bytes
+/// instead.
 fn walk_stores(
     stores: &[StoreSpec],
+    walked: Vec<Result<CapturePlan>>,
     safety: bool,
     previous: Option<&Previous<'_>>,
 ) -> Result<Vec<CapturePlan>> {
@@ -279,16 +290,17 @@ fn walk_stores(
     };
     stores
         .iter()
-        .map(
-            |spec| match store::plan_capture_knowing(spec, &known_plain) {
+        .zip(walked)
+        .map(|(spec, walked)| {
+            match walked.and_then(|plan| store::settle_databases(plan, &known_plain)) {
                 Ok(plan) => Ok(plan),
                 Err(e @ Error::Usage(_)) if !safety => Err(Error::Snapshot {
                     store: spec.name.clone(),
                     source: Box::new(e),
                 }),
                 Err(e) => Ok(CapturePlan::failed(e)),
-            },
-        )
+            }
+        })
         .collect()
 }
 

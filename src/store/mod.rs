@@ -222,7 +222,17 @@ pub fn plan_capture_knowing(
     spec: &StoreSpec,
     known_plain: &(dyn Fn(&Unit) -> bool + Sync),
 ) -> Result<CapturePlan> {
-    let mut plan = plan_walked(spec)?;
+    settle_databases(plan_walked(spec)?, known_plain)
+}
+
+/// The second half of [`plan_capture_knowing`]: which of the files a folder
+/// walk found (`plan`, from [`plan_walked`]) are databases. Apart, so that
+/// a create can walk its stores while it reads its history, and settle
+/// this once it knows which bundle it reuses from.
+pub fn settle_databases(
+    mut plan: CapturePlan,
+    known_plain: &(dyn Fn(&Unit) -> bool + Sync),
+) -> Result<CapturePlan> {
     // The headers are read on every core, in runs of neighbouring files,
     // each opened by name beneath its kept-open folder.
     let databases = crate::parallel::map_claiming_with(
@@ -254,8 +264,10 @@ pub fn plan_capture_knowing(
 /// How many files' headers one thread of [`plan_capture_knowing`] reads at a time.
 const HEADER_RUN: usize = 64;
 
-/// The plan as the store's handler makes it.
-fn plan_walked(spec: &StoreSpec) -> Result<CapturePlan> {
+/// The plan as the store's handler makes it, before its databases are
+/// settled ([`settle_databases`]); an absent source is recorded as such,
+/// and one with nothing in it as empty.
+pub fn plan_walked(spec: &StoreSpec) -> Result<CapturePlan> {
     match std::fs::symlink_metadata(&spec.path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(CapturePlan {
