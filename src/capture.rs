@@ -101,23 +101,14 @@ impl KeptFolders {
         }
         let input = self
             .source
-            .of(src)
-            .and_then(|(at, name)| Ok(rustix::fs::openat(at, name, read, Mode::empty())?))
+            .open(src, read, Mode::empty())
             .map_err(|e| Error::io("could not read", src, e))?;
         let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
         let output = self
             .to
-            .of(dest)
-            .and_then(|(at, name)| {
-                Ok(rustix::fs::openat(
-                    at,
-                    name,
-                    create,
-                    Mode::from_raw_mode(0o600),
-                )?)
-            })
+            .open(dest, create, Mode::from_raw_mode(0o600))
             .map_err(|e| Error::io("could not create", dest, e))?;
-        Ok((File::from(input), File::from(output)))
+        Ok((input, output))
     }
 }
 
@@ -369,16 +360,21 @@ mod tests {
         (plan.units.remove(0), bundle)
     }
 
+    /// Capturing into `bundle`, with nothing to reuse.
+    fn context(bundle: &Path) -> CaptureContext<'_> {
+        CaptureContext {
+            bundle_root: bundle,
+            full_check: false,
+            progress: &crate::progress::NoProgress,
+            previous: None,
+        }
+    }
+
     #[test]
     fn a_copy_records_the_file_it_read_and_takes_its_read_only_mode() {
         let dir = tempfile::tempdir().unwrap();
         let (unit, bundle) = walked_file(dir.path());
-        let ctx = CaptureContext {
-            bundle_root: &bundle,
-            full_check: false,
-            progress: &crate::progress::NoProgress,
-            previous: None,
-        };
+        let ctx = context(&bundle);
         let done = capture_unit(&unit, &ctx).unwrap();
         let copy = bundle.join("s/notes.txt");
         assert_eq!(std::fs::read(&copy).unwrap(), b"mine");
@@ -400,12 +396,7 @@ mod tests {
         std::fs::write(dir.path().join("secret"), b"not the store's").unwrap();
         std::fs::remove_file(&unit.src).unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret"), &unit.src).unwrap();
-        let ctx = CaptureContext {
-            bundle_root: &bundle,
-            full_check: false,
-            progress: &crate::progress::NoProgress,
-            previous: None,
-        };
+        let ctx = context(&bundle);
         let err = capture_unit(&unit, &ctx).unwrap_err();
         assert!(err.to_string().contains("could not read"), "{err}");
         assert!(!bundle.join("s/notes.txt").exists());

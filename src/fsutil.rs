@@ -247,6 +247,18 @@ impl LastFolder {
         let kept = self.open.insert((at, fd));
         Ok((kept.1.as_fd(), name))
     }
+
+    /// Opens `path` with `flags` (and `mode`, when it creates it) by name
+    /// beneath its folder, kept open for the next file of the same folder.
+    pub fn open(
+        &mut self,
+        path: &Path,
+        flags: rustix::fs::OFlags,
+        mode: rustix::fs::Mode,
+    ) -> std::io::Result<File> {
+        let (at, name) = self.of(path)?;
+        Ok(File::from(rustix::fs::openat(at, name, flags, mode)?))
+    }
 }
 
 /// Encodes a relative file-system path for a manifest; refuses anything but
@@ -445,6 +457,7 @@ pub fn canonical_lenient(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_last_folder_stays_open_for_its_files_and_follows_the_paths_asked() {
@@ -480,7 +493,6 @@ mod tests {
             std::io::ErrorKind::InvalidInput
         );
     }
-    use super::*;
 
     #[test]
     fn unsafe_relative_paths_are_rejected() {

@@ -498,7 +498,7 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> std::result::Result<Manifest, String> {
         match serde_json::from_slice::<Manifest>(bytes) {
             Ok(mut manifest) => {
-                check_version(Some(Some(u64::from(manifest.format_version))))?;
+                check_version(Some(u64::from(manifest.format_version)))?;
                 // A list grown while parsing holds up to twice its records' room.
                 for store in &mut manifest.stores {
                     store.files.shrink_to_fit();
@@ -513,7 +513,12 @@ impl Manifest {
                 }
                 let version: Version =
                     serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-                check_version(version.format_version.as_ref().map(|v| v.as_u64()))?;
+                check_version(
+                    version
+                        .format_version
+                        .as_ref()
+                        .and_then(serde_json::Value::as_u64),
+                )?;
                 Err(format!("does not match format 1: {e}"))
             }
         }
@@ -548,15 +553,15 @@ impl Manifest {
 /// store, `files`): records and anything deeper are written on one line.
 pub const RECORD_DEPTH: usize = 4;
 
-/// Refuses a manifest whose `format_version` is missing (`None`), not a
-/// number (`Some(None)`) or not [`FORMAT_VERSION`].
-fn check_version(version: Option<Option<u64>>) -> std::result::Result<(), String> {
+/// Refuses a manifest whose `format_version` is missing or not a number
+/// (`None`), or not [`FORMAT_VERSION`].
+fn check_version(version: Option<u64>) -> std::result::Result<(), String> {
     match version {
-        Some(Some(v)) if v == u64::from(FORMAT_VERSION) => Ok(()),
-        Some(Some(v)) => Err(format!(
+        Some(v) if v == u64::from(FORMAT_VERSION) => Ok(()),
+        Some(v) => Err(format!(
             "format_version {v} is not supported (this bundle tool reads {FORMAT_VERSION})"
         )),
-        Some(None) | None => Err("format_version is missing".into()),
+        None => Err("format_version is missing".into()),
     }
 }
 

@@ -223,7 +223,7 @@ mod tests {
             assert!(states <= jobs, "{states} states for {jobs} jobs");
             // A state counts 1, 2, 3... over its thread's items: a count
             // of 1 marks a state's first item (a thread may find nothing
-            // left to claim), and the counts add up to every item.
+            // left to claim, so some states may have none).
             let firsts = out.iter().filter(|r| r.1 == 1).count();
             assert!((1..=states).contains(&firsts), "{firsts} of {states}");
             // Within a run of 7 claimed together, the count goes up by one.

@@ -73,13 +73,9 @@ pub fn is_sqlite_file(path: &Path) -> Result<bool> {
 pub fn is_sqlite_file_in(folder: &mut crate::fsutil::LastFolder, path: &Path) -> Result<bool> {
     use rustix::fs::{Mode, OFlags};
     let file = folder
-        .of(path)
-        .and_then(|(at, name)| {
-            let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-            Ok(rustix::fs::openat(at, name, flags, Mode::empty())?)
-        })
+        .open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::io("could not read", path, e))?;
-    starts_with_header(std::fs::File::from(file), path)
+    starts_with_header(file, path)
 }
 
 /// Whether `file` (at `path`, for the error) starts with the SQLite header.

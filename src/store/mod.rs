@@ -261,7 +261,7 @@ pub fn settle_databases(
     Ok(plan)
 }
 
-/// How many files' headers one thread of [`plan_capture_knowing`] reads at a time.
+/// How many files' headers one thread of [`settle_databases`] reads at a time.
 const HEADER_RUN: usize = 64;
 
 /// The plan as the store's handler makes it, before its databases are
