@@ -1,7 +1,8 @@
 //! Executing a restore plan in two phases, then checking the live result.
 //!
 //! [`stage`] streams every bundle file a store's plan writes once into a
-//! staged file in the store's folder, hashing it on the way (and checking a
+//! staged file in the store's folder (beside its target when it can),
+//! hashing it on the way (and checking a
 //! database copy in full); nothing live changes until every staged file of
 //! every store matched the manifest. [`apply`] then moves the staged files
 //! into place (one rename each; a database after its live sidecars were
@@ -69,11 +70,13 @@ pub fn stage(
     }
 }
 
-/// Removes staged files that will not be used.
+/// Removes staged files that will not be used (and, in a fresh root, the
+/// folders staging made for them).
 pub fn discard(root: &RootDir, staged: &[Option<Staged>]) {
     for s in staged.iter().flatten() {
         root.discard(s);
     }
+    root.remove_staging_folders();
 }
 
 /// The staged file of one step, if it writes a bundle file.
@@ -150,7 +153,7 @@ fn stage_copy(
     write_back: bool,
 ) -> Result<Staged> {
     let mut actual = String::new();
-    let staged = root.stage_file(rel, owner, |out| {
+    let fill = |out: &mut std::fs::File| {
         let input = std::fs::File::open(source)?;
         let sparse = crate::sparse::has_holes(&input.metadata()?);
         let mut writer = crate::sparse::SparseWriter::new(out, sparse);
@@ -161,7 +164,12 @@ fn stage_copy(
         }
         actual = sha;
         Ok(())
-    })?;
+    };
+    // A database is checked by path before it is moved: it stays in the root.
+    let staged = match write_back {
+        true => root.stage_file(rel, owner, fill)?,
+        false => root.stage_file_in_root(rel, owner, fill)?,
+    };
     if actual != sha256 {
         root.discard(&staged);
         return Err(Error::BundleInvalid {

@@ -495,6 +495,7 @@ fn apply_confined(
         &opts.bundle,
         &report.stores,
         &report.confirm_token,
+        !live,
         progress,
     );
     progress.finish();
@@ -660,13 +661,14 @@ enum Failed {
 use Failed::{Applying, Staging};
 
 /// Stages every store's bundle files (in parallel, each read once and
-/// checked); only when all of them matched, applies every store's steps
+/// checked; `fresh`: into new folders, `--into` or a drill); only when all of them matched, applies every store's steps
 /// beneath its folder and checks the result. A failure while staging
 /// removes every staged file again.
 fn apply_and_check(
     bundle: &Path,
     stores: &[StoreReport],
     token: &str,
+    fresh: bool,
     progress: &dyn Progress,
 ) -> std::result::Result<Vec<Applied>, Failed> {
     let jobs = crate::parallel::default_jobs();
@@ -674,7 +676,11 @@ fn apply_and_check(
         if store.steps.is_empty() {
             return Ok(Ok(None));
         }
-        Ok(RootDir::open(&store.root, token).and_then(|root| {
+        let root = match fresh {
+            true => RootDir::open_fresh(&store.root, token),
+            false => RootDir::open(&store.root, token),
+        };
+        Ok(root.and_then(|root| {
             let staged = apply::stage(bundle, &root, &store.steps, progress)?;
             Ok(Some((root, staged)))
         }))

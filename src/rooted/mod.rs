@@ -120,6 +120,12 @@ pub struct RootDir {
     path: PathBuf,
     tag: String,
     pid: u32,
+    /// The root's device: a file staged beside its target on another file
+    /// system (a mount inside the store) is made durable on its own.
+    dev: u64,
+    /// Whether the root is a new folder a restore fills (`--into`, a drill):
+    /// staging then makes the folders on the way to each file.
+    fresh: bool,
     /// Folders beneath the root already resolved without links, by their
     /// path relative to the root.
     folders: Mutex<Vec<(PathBuf, Arc<OwnedFd>)>>,
@@ -135,13 +141,27 @@ impl RootDir {
             Mode::empty(),
         )
         .map_err(|e| Error::io("could not open folder", path, e.into()))?;
+        let dev = rustix::fs::fstat(&fd)
+            .map_err(|e| Error::io("could not stat", path, e.into()))?
+            .st_dev;
         Ok(RootDir {
             fd: Arc::new(fd),
             path: path.to_path_buf(),
             tag: tag.to_string(),
             pid: std::process::id(),
+            dev,
+            fresh: false,
             folders: Mutex::new(Vec::with_capacity(CACHED_FOLDERS)),
         })
+    }
+
+    /// Opens the new, empty folder `path` that a restore fills (`--into`, a
+    /// drill): nothing in it is live, so staging may make the folders on
+    /// the way to each file and stage the file beside its target.
+    pub fn open_fresh(path: &Path, tag: &str) -> Result<RootDir> {
+        let mut root = Self::open(path, tag)?;
+        root.fresh = true;
+        Ok(root)
     }
 
     /// The root's path (for messages).

@@ -3,13 +3,23 @@
 //!
 //! A restore streams each bundle file once into a staged file, hashing it on
 //! the way; nothing live changes until every staged file of every store
-//! matched the manifest. Staged files sit in the root folder itself, not
-//! beside their targets, so that staging creates no folder in a live store
-//! and a link on the way to a target (which the restore removes first) does
-//! not stop it; the move into place is one rename on the same file system.
+//! matched the manifest. A staged file sits beside its target when the
+//! target's folder already exists (reached without links): the move into
+//! place is then a rename within one folder, which the file system does for
+//! many files at once (a rename between folders takes its rename lock, one
+//! at a time), and no folder holds every temp file. Otherwise, and for a
+//! database (SQLite opens it by path), it sits in the root folder itself, so
+//! that staging creates no folder in a live store and a link on the way to a
+//! target (which the restore removes first) does not stop it. In a fresh
+//! root (`--into`, a drill) staging makes the folders on the way. Either way
+//! the move into place is one rename on the same file system, and a temp
+//! file an interrupted restore left is found by its tag anywhere beneath the
+//! root ([`RootDir::remove_temps`]).
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -17,13 +27,15 @@ use rustix::io::Errno;
 use super::{split, Ownership, RootDir};
 use crate::error::{Error, Result};
 
-/// A complete file waiting under a temp name in the root folder (made
-/// durable by [`RootDir::sync_staged`]) to be renamed to `rel`
-/// ([`RootDir::commit`]) or removed ([`RootDir::discard`]).
+/// A complete file waiting under a temp name, beside its target or in the
+/// root folder (made durable by [`RootDir::sync_staged`]), to be renamed to
+/// `rel` ([`RootDir::commit`]) or removed ([`RootDir::discard`]).
 #[derive(Debug)]
 pub struct Staged {
     temp: String,
     rel: PathBuf,
+    /// Whether it sits in the folder of `rel` (else in the root folder).
+    beside: bool,
     dev: u64,
     ino: u64,
     bytes: u64,
@@ -42,52 +54,92 @@ impl Staged {
 }
 
 impl RootDir {
-    /// Writes a file meant for `rel` under a temp name in the root folder:
+    /// Writes a file meant for `rel` under a temp name, beside it when its
+    /// folder exists (in a fresh root: is made), else in the root folder:
     /// `fill` writes it; it gets the owner and mode of the file now at `rel`
     /// (or `new` when there is none). It is made durable by
     /// [`RootDir::sync_staged`] once every file is staged, so writeback
-    /// overlaps the rest of the staging. Nothing at `rel`, and no folder on
-    /// the way to it, is touched.
+    /// overlaps the rest of the staging. Nothing at `rel` is touched.
     pub fn stage_file(
         &self,
         rel: &Path,
         new: Ownership,
         fill: impl FnOnce(&mut File) -> std::io::Result<()>,
     ) -> Result<Staged> {
+        self.stage(rel, new, true, fill)
+    }
+
+    /// [`RootDir::stage_file`] always in the root folder, for a file opened
+    /// by path before it is moved (a database SQLite checks): no folder,
+    /// and so no link, lies between the root and it.
+    pub fn stage_file_in_root(
+        &self,
+        rel: &Path,
+        new: Ownership,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<Staged> {
+        self.stage(rel, new, false, fill)
+    }
+
+    fn stage(
+        &self,
+        rel: &Path,
+        new: Ownership,
+        may_sit_beside: bool,
+        fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<Staged> {
         let (parts, name) = split(rel, &self.path)?;
         // A folder on the way that is missing (or a link the restore removes
-        // first) means a new file.
-        let existing = match self.walk(&parts, false) {
-            Ok(parent) => self.file_to_replace(&parent, name, rel)?,
-            Err(_) => None,
+        // first) means a new file, staged in the root folder.
+        // In a fresh root nothing is there to take the owner and mode of.
+        let (folder, existing) = match self.walk(&parts, self.fresh) {
+            Ok(parent) if self.fresh => (Some(parent).filter(|_| may_sit_beside), None),
+            Ok(parent) => {
+                let existing = self.file_to_replace(&parent, name, rel)?;
+                (Some(parent).filter(|_| may_sit_beside), existing)
+            }
+            Err(_) => (None, None),
         };
         let temp = self.temp_name();
-        let file = self.filled_temp(&self.fd, &temp, rel, existing.as_ref(), new, fill)?;
+        let dir = folder.as_deref().unwrap_or(&self.fd);
+        let file = self.filled_temp(dir, &temp, rel, existing.as_ref(), new, fill)?;
         match rustix::fs::fstat(&file) {
             Ok(st) => Ok(Staged {
                 temp,
                 rel: rel.to_path_buf(),
+                beside: folder.is_some(),
                 dev: st.st_dev,
                 ino: st.st_ino,
                 bytes: st.st_size as u64,
             }),
             Err(e) => {
-                let _ = rustix::fs::unlinkat(&self.fd, temp.as_str(), AtFlags::empty());
+                let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
                 Err(Error::io("could not stat", &self.display(rel), e.into()))
             }
         }
     }
 
+    /// The folder a staged file sits in.
+    fn folder_of(&self, staged: &Staged) -> Result<Arc<OwnedFd>> {
+        if !staged.beside {
+            return Ok(Arc::clone(&self.fd));
+        }
+        let (parts, _) = split(&staged.rel, &self.path)?;
+        self.walk_or_err(&parts, false, &staged.rel)
+    }
+
     /// Makes staged files durable before they are moved into place: each
-    /// fsynced, or, for many, one `syncfs` of the root's file system.
+    /// fsynced, or, for many, one `syncfs` of the root's file system (and
+    /// each one staged on another file system fsynced).
     pub fn sync_staged<'a>(&self, staged: impl IntoIterator<Item = &'a Staged>) -> Result<()> {
         let staged: Vec<&Staged> = staged.into_iter().collect();
-        if staged.len() > crate::fsutil::SYNCFS_ABOVE_FILES {
-            return self.sync_file_system();
+        let many = staged.len() > crate::fsutil::SYNCFS_ABOVE_FILES;
+        if many {
+            self.sync_file_system()?;
         }
-        for s in staged {
+        for s in staged.into_iter().filter(|s| !many || s.dev != self.dev) {
             let fd = rustix::fs::openat(
-                &self.fd,
+                self.folder_of(s)?,
                 s.temp.as_str(),
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
@@ -99,42 +151,57 @@ impl RootDir {
         Ok(())
     }
 
-    /// The staged file's path, for SQLite, which opens by path (the root
-    /// folder itself: no link lies between it and the file).
+    /// The path of a file staged by [`RootDir::stage_file_in_root`], for
+    /// SQLite, which opens by path (the root folder itself: no link lies
+    /// between it and the file).
     pub fn staged_path(&self, staged: &Staged) -> PathBuf {
+        debug_assert!(
+            !staged.beside,
+            "only a file staged in the root is opened by path"
+        );
         self.path.join(&staged.temp)
     }
 
     /// Moves a staged file to its place (creating the folders on the way,
-    /// never through a link; a symlink there is replaced itself). The move
+    /// never through a link; a symlink there is replaced itself, a folder
+    /// there is refused). The move
     /// is made durable by [`RootDir::sync_committed`] once a store's files
     /// are all in place (one fsync per folder, not per file).
     pub fn commit(&self, staged: &Staged) -> Result<()> {
         let rel = staged.rel.as_path();
         let (parts, name) = split(rel, &self.path)?;
         let parent = self.walk_or_err(&parts, true, rel)?;
-        self.file_to_replace(&parent, name, rel)?;
-        match rustix::fs::renameat(&self.fd, staged.temp.as_str(), &parent, name) {
+        // Beside its target, the walk leads to the folder it was staged in
+        // (else it is not found there, and the move fails).
+        let from = if staged.beside { &parent } else { &self.fd };
+        match rustix::fs::renameat(from, staged.temp.as_str(), &parent, name) {
             Ok(()) => {}
+            // A folder where the bundle has a file (a file never replaces one).
+            Err(Errno::ISDIR) => {
+                self.file_to_replace(&parent, name, rel)?;
+                return Err(self.err("could not move into place", rel, Errno::ISDIR));
+            }
             // A mount point inside the store: copy across, then drop the temp.
-            Err(Errno::XDEV) => return self.commit_by_copy(staged),
+            Err(Errno::XDEV) if !staged.beside => return self.commit_by_copy(staged),
             Err(e) => return Err(self.err("could not move into place", rel, e)),
         }
         Ok(())
     }
 
     /// Makes the moves of committed files durable: each folder they went to
-    /// fsynced once, then the root folder (or, for many files, one `syncfs`).
+    /// fsynced once, then the root folder (or, for many files, one `syncfs`,
+    /// and the folders on another file system fsynced).
     pub fn sync_committed<'a>(&self, staged: impl IntoIterator<Item = &'a Staged>) -> Result<()> {
-        let mut folders: Vec<&Path> = Vec::new();
-        let mut count = 0usize;
-        for s in staged {
-            count += 1;
-            folders.push(&s.rel);
+        let staged: Vec<&Staged> = staged.into_iter().collect();
+        let many = staged.len() > crate::fsutil::SYNCFS_ABOVE_FILES;
+        if many {
+            self.sync_file_system()?;
         }
-        if count > crate::fsutil::SYNCFS_ABOVE_FILES {
-            return self.sync_file_system();
-        }
+        let mut folders: Vec<&Path> = staged
+            .into_iter()
+            .filter(|s| !many || s.dev != self.dev)
+            .map(|s| s.rel.as_path())
+            .collect();
         folders.sort_by_key(|rel| Path::parent(rel));
         folders.dedup_by_key(|rel| Path::parent(rel));
         for rel in folders {
@@ -163,7 +230,30 @@ impl RootDir {
 
     /// Removes a staged file that will not be used.
     pub fn discard(&self, staged: &Staged) {
-        let _ = rustix::fs::unlinkat(&self.fd, staged.temp.as_str(), AtFlags::empty());
+        if let Ok(folder) = self.folder_of(staged) {
+            let _ = rustix::fs::unlinkat(&folder, staged.temp.as_str(), AtFlags::empty());
+        }
+    }
+
+    /// In a fresh root, removes the folders staging made that are left
+    /// empty once its files were discarded (a refused `--into` leaves no
+    /// tree of empty folders); elsewhere nothing.
+    pub fn remove_staging_folders(&self) {
+        if !self.fresh {
+            return;
+        }
+        let folders = walkdir::WalkDir::new(&self.path)
+            .min_depth(1)
+            .contents_first(true)
+            .follow_links(false)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_dir());
+        for folder in folders {
+            if let Ok(rel) = folder.path().strip_prefix(&self.path) {
+                let _ = self.remove_empty_dir(rel);
+            }
+        }
     }
 
     /// Whether `rel` is now the very file that was staged (same inode), so a
@@ -245,6 +335,98 @@ mod tests {
             .filter(|n| n.to_string_lossy().starts_with(super::super::TEMP_PREFIX))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// The temp files directly in `dir`.
+    fn temps_in(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy()
+                    .starts_with(super::super::TEMP_PREFIX)
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_file_is_staged_beside_its_target_when_its_folder_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let root = RootDir::open(dir.path(), "tok").unwrap();
+        let beside = root
+            .stage_file(Path::new("a/f"), Ownership::default(), |f| {
+                f.write_all(b"1")
+            })
+            .unwrap();
+        let new_folder = root
+            .stage_file(Path::new("b/g"), Ownership::default(), |f| {
+                f.write_all(b"2")
+            })
+            .unwrap();
+        let database = root
+            .stage_file_in_root(Path::new("a/db"), Ownership::default(), |f| {
+                f.write_all(b"3")
+            })
+            .unwrap();
+        // Beside its target in `a`; in the root for a missing folder (none
+        // made in a live store) and for a file opened by path.
+        assert_eq!(temps_in(&dir.path().join("a")), 1);
+        assert_eq!(temps_in(dir.path()), 2);
+        assert!(!dir.path().join("b").exists());
+        assert!(!dir.path().join("a/f").exists());
+        assert_eq!(std::fs::read(root.staged_path(&database)).unwrap(), b"3");
+        let all = [&beside, &new_folder, &database];
+        root.sync_staged(all).unwrap();
+        for s in all {
+            root.commit(s).unwrap();
+        }
+        root.sync_committed(all).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a/f")).unwrap(), b"1");
+        assert_eq!(std::fs::read(dir.path().join("b/g")).unwrap(), b"2");
+        assert_eq!(std::fs::read(dir.path().join("a/db")).unwrap(), b"3");
+        assert!(all.iter().all(|s| root.holds_staged(s).unwrap()));
+        assert_eq!(temps_in(&dir.path().join("a")) + temps_in(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_folder_put_where_a_staged_file_goes_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let root = RootDir::open(dir.path(), "tok").unwrap();
+        let staged = root
+            .stage_file(Path::new("a/f"), Ownership::default(), |f| {
+                f.write_all(b"1")
+            })
+            .unwrap();
+        std::fs::create_dir(dir.path().join("a/f")).unwrap();
+        std::fs::write(dir.path().join("a/f/kept"), b"mine").unwrap();
+        assert!(matches!(root.commit(&staged), Err(Error::Refused(_))));
+        assert_eq!(std::fs::read(dir.path().join("a/f/kept")).unwrap(), b"mine");
+        root.discard(&staged);
+        assert_eq!(temps_in(&dir.path().join("a")), 0);
+    }
+
+    #[test]
+    fn a_fresh_root_makes_folders_while_staging_and_drops_them_when_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = RootDir::open_fresh(dir.path(), "tok").unwrap();
+        let staged = root
+            .stage_file(Path::new("x/y/f"), Ownership::default(), |f| {
+                f.write_all(b"1")
+            })
+            .unwrap();
+        assert_eq!(temps_in(&dir.path().join("x/y")), 1);
+        assert!(!dir.path().join("x/y/f").exists());
+        root.discard(&staged);
+        root.remove_staging_folders();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A live root keeps its folders, empty or not.
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        RootDir::open(dir.path(), "tok")
+            .unwrap()
+            .remove_staging_folders();
+        assert!(dir.path().join("empty").is_dir());
     }
 
     #[test]

@@ -401,6 +401,63 @@ fn into_restores_anywhere_but_only_into_an_empty_folder() {
 }
 
 #[test]
+fn a_refused_restore_into_a_folder_leaves_no_file_and_no_folder_in_it() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    // A nested segment altered, its size kept: found only as it is staged,
+    // after staging made its folder in the new tree.
+    make_writable(&bundle);
+    let victim = bundle.join("vectors/seg-1/data_level0.bin");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(&victim, &bytes).unwrap();
+    let run = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--into",
+        "scratch",
+    ]);
+    run.code(1);
+    assert_eq!(run.json()["error"]["kind"], "bundle_invalid");
+    // Only the store folders themselves, empty: no staged file, no folder
+    // staging made beneath them.
+    let left: Vec<PathBuf> = walkdir::WalkDir::new(ws.path("scratch"))
+        .min_depth(1)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_type().is_dir() || e.depth() > 1)
+        .map(|e| e.into_path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Mended, the same folder (its empty store folders removed) restores whole.
+    std::fs::write(&victim, b"binary-ish segment bytes").unwrap();
+    std::fs::remove_dir_all(ws.path("scratch")).unwrap();
+    let run = ws.run(&[
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--into",
+        "scratch",
+    ]);
+    run.code(0);
+    assert_eq!(
+        read(&ws, "scratch/vectors/seg-1/data_level0.bin"),
+        "binary-ish segment bytes"
+    );
+    let staged = tree(&ws.path("scratch"))
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains("bundle-tmp"))
+        .count();
+    assert_eq!(staged, 0);
+}
+
+#[test]
 fn targets_come_from_the_config_and_topology_must_match() {
     let ws = Workspace::new();
     demo_stores(&ws);
