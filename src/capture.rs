@@ -232,7 +232,7 @@ fn set_ownership(file: &mut FileRecord, owner: crate::rooted::Ownership) {
 }
 
 /// A fresh record for a copied unit; kind facts and the source stat are added by the caller.
-fn new_record(unit: &Unit, bytes: u64, sha256: String) -> FileRecord {
+fn new_record(unit: &Unit, bytes: u64, sha256: crate::hash::Sha256Digest) -> FileRecord {
     FileRecord {
         path: unit.path.clone(),
         path_hex: unit.path_hex.clone(),
@@ -379,7 +379,7 @@ mod tests {
         let copy = bundle.join("s/notes.txt");
         assert_eq!(std::fs::read(&copy).unwrap(), b"mine");
         assert_eq!(done.file.bytes, 4);
-        assert_eq!(done.file.sha256, crate::hash::sha256_hex(b"mine"));
+        assert_eq!(done.file.sha256, crate::hash::Sha256Digest::of(b"mine"));
         let source = std::fs::metadata(&unit.src).unwrap();
         assert_eq!(done.file.mode, Some(source.mode() & 0o7777));
         let copied = std::fs::metadata(&copy).unwrap();

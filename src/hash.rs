@@ -1,4 +1,5 @@
-//! sha256 hashing of byte slices and streams, as lowercase hex.
+//! sha256 hashing of byte slices and streams: as lowercase hex, or as a
+//! [`Sha256Digest`] that a manifest record holds.
 
 use std::io::Read;
 
@@ -20,6 +21,86 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Finishes a hasher into lowercase hex.
 pub fn finish_hex(hasher: Sha256) -> String {
     hex::encode(hasher.finalize())
+}
+
+/// A sha256 digest, held as its 32 bytes (a manifest of many files holds
+/// one per file, so no string is allocated for it) and written, read and
+/// shown as 64 lowercase hex digits: any other text is refused when read.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Digest([u8; 32]);
+
+impl Sha256Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// Finishes a hasher.
+    pub fn finish(hasher: Sha256) -> Self {
+        Self(hasher.finalize().into())
+    }
+
+    /// The 64 hex digits, on the stack.
+    fn hex(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut out).expect("32 bytes are 64 hex digits");
+        out
+    }
+}
+
+impl std::fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::str::from_utf8(&self.hex()).expect("hex digits are ASCII"))
+    }
+}
+
+impl std::fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Why a text is not a [`Sha256Digest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a sha256: 64 lowercase hex digits")]
+pub struct NotASha256;
+
+impl std::str::FromStr for Sha256Digest {
+    type Err = NotASha256;
+
+    fn from_str(text: &str) -> Result<Self, NotASha256> {
+        let lowercase_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+        if text.len() != 64 || !text.as_bytes().iter().all(lowercase_hex) {
+            return Err(NotASha256);
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).map_err(|_| NotASha256)?;
+        Ok(Self(out))
+    }
+}
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(std::str::from_utf8(&self.hex()).expect("hex digits are ASCII"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Reads the hex text in place (no string is allocated for it).
+        struct HexVisitor;
+        impl serde::de::Visitor<'_> for HexVisitor {
+            type Value = Sha256Digest;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sha256 of 64 lowercase hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Sha256Digest, E> {
+                text.parse()
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+            }
+        }
+        deserializer.deserialize_str(HexVisitor)
+    }
 }
 
 /// A writer that hashes and counts what passes through it to `inner`, so a
@@ -86,11 +167,11 @@ impl From<StreamError> for std::io::Error {
 /// [`BUF_SIZE`] chunks (a small first one; retrying interrupted reads),
 /// hashes every chunk and hands it to `sink` (which writes a copy, reports
 /// progress, or both).
-/// Returns (bytes read, sha256 hex).
+/// Returns (bytes read, sha256).
 pub fn stream_hashed(
     mut reader: impl Read,
     mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
-) -> Result<(u64, String), StreamError> {
+) -> Result<(u64, Sha256Digest), StreamError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; FIRST_BUF_SIZE];
     let mut total = 0u64;
@@ -108,16 +189,16 @@ pub fn stream_hashed(
             buf.resize(BUF_SIZE, 0);
         }
     }
-    Ok((total, finish_hex(hasher)))
+    Ok((total, Sha256Digest::finish(hasher)))
 }
 
-/// Streams `reader` to its end; returns (bytes read, sha256 hex).
+/// Streams `reader` to its end; returns (bytes read, sha256).
 ///
 /// `on_bytes` is called after each chunk so callers can report progress.
 pub fn hash_reader(
     reader: impl Read,
     mut on_bytes: impl FnMut(u64),
-) -> std::io::Result<(u64, String)> {
+) -> std::io::Result<(u64, Sha256Digest)> {
     Ok(stream_hashed(reader, |chunk| {
         on_bytes(chunk.len() as u64);
         Ok(())
@@ -135,7 +216,8 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         let (n, h) = hash_reader(&b"abc"[..], |_| {}).unwrap();
-        assert_eq!((n, h.as_str()), (3, sha256_hex(b"abc").as_str()));
+        assert_eq!((n, h.to_string()), (3, sha256_hex(b"abc")));
+        assert_eq!(h, Sha256Digest::of(b"abc"));
         // Across the first, small buffer and the grown one.
         let big: Vec<u8> = (0..3 * BUF_SIZE + 5).map(|i| (i % 251) as u8).collect();
         let mut copy = Vec::new();
@@ -144,7 +226,32 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!((n as usize, h), (big.len(), sha256_hex(&big)));
+        assert_eq!((n as usize, h.to_string()), (big.len(), sha256_hex(&big)));
         assert_eq!(copy, big);
+    }
+
+    #[test]
+    fn a_digest_reads_back_only_from_its_own_64_lowercase_digits() {
+        let digest = Sha256Digest::of(b"abc");
+        let text = sha256_hex(b"abc");
+        assert_eq!(text.parse::<Sha256Digest>(), Ok(digest));
+        let json = serde_json::to_string(&digest).unwrap();
+        assert_eq!(json, format!("\"{text}\""));
+        assert_eq!(serde_json::from_str::<Sha256Digest>(&json).unwrap(), digest);
+        for bad in [
+            "00".to_string(),
+            text.to_uppercase(),
+            format!("{text}0"),
+            format!("{}g", &text[..63]),
+            format!(" {}", &text[..63]),
+        ] {
+            assert_eq!(bad.parse::<Sha256Digest>(), Err(NotASha256), "{bad}");
+            let quoted = serde_json::to_string(&bad).unwrap();
+            assert!(
+                serde_json::from_str::<Sha256Digest>(&quoted).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(serde_json::from_str::<Sha256Digest>("7").is_err());
     }
 }

@@ -170,8 +170,8 @@ pub struct FileRecord {
     pub path_hex: Option<String>,
     /// Size in bytes.
     pub bytes: u64,
-    /// sha256 of the content, lowercase hex.
-    pub sha256: String,
+    /// sha256 of the content (lowercase hex in the file).
+    pub sha256: crate::hash::Sha256Digest,
     /// Facts about an SQLite database file (boxed: most records are of
     /// plain files, and a manifest may hold hundreds of thousands).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -626,7 +626,7 @@ mod tests {
 
     // Fuzzing the manifest parser: arbitrary bytes, and valid manifests with
     // bytes changed, never panic; whatever parses serializes back and parses again.
-    const SAMPLE: &str = r#"{"format_version":1,"id":"20261123T173000Z","created_at":"2026-11-23T17:30:00Z","label":null,"tool":{"name":"bundle","version":"0.1.0"},"host":"h","git":null,"topology":"t","stores":[{"name":"kb","kind":"jsonl","source":"/x","status":"ok","files":[{"path":"kb/a.jsonl","bytes":3,"sha256":"00","jsonl":{"lines":1,"invalid_lines":0},"source_stat":{"dev":1,"ino":2,"bytes":3,"mtime_ns":4,"ctime_ns":5,"wal":{"dev":1,"ino":3,"bytes":0,"mtime_ns":0,"ctime_ns":0}},"reused":false}]}]}"#;
+    const SAMPLE: &str = r#"{"format_version":1,"id":"20261123T173000Z","created_at":"2026-11-23T17:30:00Z","label":null,"tool":{"name":"bundle","version":"0.1.0"},"host":"h","git":null,"topology":"t","stores":[{"name":"kb","kind":"jsonl","source":"/x","status":"ok","files":[{"path":"kb/a.jsonl","bytes":3,"sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","jsonl":{"lines":1,"invalid_lines":0},"source_stat":{"dev":1,"ino":2,"bytes":3,"mtime_ns":4,"ctime_ns":5,"wal":{"dev":1,"ino":3,"bytes":0,"mtime_ns":0,"ctime_ns":0}},"reused":false}]}]}"#;
 
     proptest::proptest! {
         #[test]

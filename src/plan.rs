@@ -50,7 +50,7 @@ pub enum Step {
         facts: Box<SqliteFacts>,
         /// The copy's expected sha256.
         #[serde(skip)]
-        sha256: String,
+        sha256: crate::hash::Sha256Digest,
         /// Whether `target` exists now.
         exists: bool,
         /// Owner and mode for a new file (a replaced one keeps its own).
@@ -85,7 +85,7 @@ pub enum Step {
         #[serde(serialize_with = "crate::fsutil::lossy::path")]
         target: PathBuf,
         /// Its expected sha256.
-        sha256: String,
+        sha256: crate::hash::Sha256Digest,
         /// Its JSONL line counts, when a JSONL file.
         jsonl: Option<JsonlFacts>,
         /// Its SQLite facts, when a database inside a folder store (checked

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::format::jsonl::{each_line, LineScan};
 use crate::format::{chroma, sqlite};
 use crate::fsutil;
-use crate::hash::{self, finish_hex};
+use crate::hash;
 use crate::manifest::{self, FileRecord, Manifest, StoreStatus, MANIFEST_FILE, MANIFEST_SUM_FILE};
 use crate::progress::Progress;
 
@@ -578,7 +578,7 @@ impl<'a> Checker<'a> {
         &self,
         path: &Path,
         file: &FileRecord,
-    ) -> std::io::Result<(u64, String, Option<manifest::JsonlFacts>)> {
+    ) -> std::io::Result<(u64, hash::Sha256Digest, Option<manifest::JsonlFacts>)> {
         let input = File::open(path)?;
         let result = if file.jsonl.is_some() {
             let mut hasher = Sha256::new();
@@ -591,7 +591,11 @@ impl<'a> Checker<'a> {
                 scan.line(line);
                 Ok(())
             })?;
-            (bytes, finish_hex(hasher), Some(scan.facts()))
+            (
+                bytes,
+                hash::Sha256Digest::finish(hasher),
+                Some(scan.facts()),
+            )
         } else {
             let (bytes, sha) = hash::hash_reader(input, |n| self.progress.advance(n))?;
             (bytes, sha, None)

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::format::plain::WRITEBACK_EVERY;
-use crate::hash::{finish_hex, BUF_SIZE};
+use crate::hash::{Sha256Digest, BUF_SIZE};
 use crate::manifest::JsonlFacts;
 use crate::progress::Progress;
 
@@ -38,7 +38,7 @@ pub struct JsonlCopy {
     /// Bytes written.
     pub bytes: u64,
     /// sha256 of what was written.
-    pub sha256: String,
+    pub sha256: crate::hash::Sha256Digest,
     /// Lines and invalid lines written.
     pub facts: JsonlFacts,
     /// Bytes of an incomplete trailing line that were left out.
@@ -98,7 +98,7 @@ pub fn copy_jsonl(src: &Path, dest: &Path, progress: &dyn Progress) -> Result<Js
     }
     Ok(JsonlCopy {
         bytes,
-        sha256: finish_hex(hasher),
+        sha256: Sha256Digest::finish(hasher),
         facts: scan.facts(),
         torn_bytes,
     })
@@ -172,6 +172,6 @@ mod tests {
             }
         );
         assert_eq!(copy.torn_bytes, 13);
-        assert_eq!(copy.sha256, crate::hash::sha256_hex(want));
+        assert_eq!(copy.sha256, crate::hash::Sha256Digest::of(want));
     }
 }

@@ -19,7 +19,7 @@ pub struct CopiedFile {
     /// Bytes written.
     pub bytes: u64,
     /// sha256 of what was written.
-    pub sha256: String,
+    pub sha256: crate::hash::Sha256Digest,
     /// Whether the source changed during the copy (see [`copy_open`]).
     pub changed: bool,
 }

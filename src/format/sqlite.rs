@@ -40,11 +40,11 @@ pub fn capture_file(
     dest: &Path,
     full_check: bool,
     progress: &dyn Progress,
-) -> Result<(u64, String, SqliteFacts, SourceStat)> {
+) -> Result<(u64, crate::hash::Sha256Digest, SqliteFacts, SourceStat)> {
     // The copy's bytes are final once it is in rollback mode: hash them
     // while the checks run on the open copy.
     let (snap, stat) = snapshot(store, src, dest)?;
-    let hash_copy = || -> Result<(u64, String)> {
+    let hash_copy = || -> Result<(u64, crate::hash::Sha256Digest)> {
         let file = std::fs::File::open(dest).map_err(|e| Error::io("could not read", dest, e))?;
         hash::hash_reader(file, |n| progress.advance(n))
             .map_err(|e| Error::io("could not read", dest, e))

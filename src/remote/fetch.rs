@@ -199,7 +199,7 @@ pub fn read_into(
         Some(Unopened::Damaged(why)) => return Ok(Err(why)),
         None => {}
     }
-    if read.plain_bytes != file.bytes || read.plain_sha256 != file.sha256 {
+    if read.plain_bytes != file.bytes || read.plain_sha256 != file.sha256.to_string() {
         return Ok(Err(format!(
             "does not hold {} as the manifest records it",
             file.path

@@ -147,7 +147,7 @@ impl Recall<'_> {
         let Some(pushed) = ledger.get(id, name) else {
             return Ok(None);
         };
-        if pushed.plain_sha256 != file.sha256
+        if pushed.plain_sha256 != file.sha256.to_string()
             || pushed.plain_bytes != file.bytes
             || pushed.recipients != self.fingerprint
         {
@@ -169,7 +169,7 @@ pub fn learn(known: &mut KnownFiles, manifest: &Manifest, index: &RemoteIndex) {
         let name = file_object(n);
         if let Some(stored) = index.object(&name) {
             known.insert(
-                (file.sha256.clone(), file.bytes),
+                (file.sha256.to_string(), file.bytes),
                 Known {
                     object: index.path_of(&name),
                     stored: stored.clone(),

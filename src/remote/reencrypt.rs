@@ -126,7 +126,7 @@ fn expected_plaintext(
             .strip_prefix("f/")
             .and_then(|n| n.parse::<usize>().ok())
             .and_then(|n| files.get(n))
-            .map(|f| (f.sha256.clone(), f.bytes)),
+            .map(|f| (f.sha256.to_string(), f.bytes)),
     }
 }
 

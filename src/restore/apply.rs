@@ -101,7 +101,7 @@ fn stage_step(bundle: &Path, root: &RootDir, step: &Step) -> Result<Option<Stage
         _ => return Ok(None),
     };
     let rel = root.relative(target)?;
-    let staged = stage_copy(bundle, root, source, rel, sha256, owner, sqlite.is_none())?;
+    let staged = stage_copy(bundle, root, source, rel, *sha256, owner, sqlite.is_none())?;
     let Some(facts) = sqlite else {
         return Ok(Some(staged));
     };
@@ -148,11 +148,11 @@ fn stage_copy(
     root: &RootDir,
     source: &Path,
     rel: &Path,
-    sha256: &str,
+    sha256: crate::hash::Sha256Digest,
     owner: Ownership,
     write_back: bool,
 ) -> Result<Staged> {
-    let mut actual = String::new();
+    let mut actual = None;
     let fill = |out: &mut std::fs::File| {
         let input = std::fs::File::open(source)?;
         let sparse = crate::sparse::has_holes(&input.metadata()?);
@@ -162,7 +162,7 @@ fn stage_copy(
         if write_back {
             crate::fsutil::end_of_copy_writeback(out, bytes);
         }
-        actual = sha;
+        actual = Some(sha);
         Ok(())
     };
     // A database is checked by path before it is moved: it stays in the root.
@@ -170,7 +170,7 @@ fn stage_copy(
         true => root.stage_file(rel, owner, fill)?,
         false => root.stage_file_in_root(rel, owner, fill)?,
     };
-    if actual != sha256 {
+    if actual != Some(sha256) {
         root.discard(&staged);
         return Err(Error::BundleInvalid {
             bundle: bundle.to_path_buf(),
@@ -360,7 +360,7 @@ fn check_staged(root: &RootDir, step: &Step, in_place: bool) -> Result<Option<St
         Step::SqliteReplace { target, sha256, .. } | Step::Write { target, sha256, .. } => {
             let rel = root.relative(target)?;
             let same = matches!(root.entry(rel)?, Entry::File(_))
-                && crate::store::steps::same_hash(root, rel, sha256)?;
+                && crate::store::steps::same_hash(root, rel, *sha256)?;
             (!same).then(|| format!("{} does not match the bundle's sha256", target.display()))
         }
         _ => None,

@@ -44,7 +44,7 @@ pub fn sqlite_file(
             source,
             target,
             facts: Box::new(facts.clone()),
-            sha256: file.sha256.clone(),
+            sha256: file.sha256,
             exists,
             owner: file.ownership(),
         });
@@ -74,7 +74,7 @@ pub fn plain_file(
     let write = |target| Step::Write {
         source,
         target,
-        sha256: file.sha256.clone(),
+        sha256: file.sha256,
         jsonl: file.jsonl,
         sqlite: file.sqlite.clone(),
         owner: file.ownership(),
@@ -85,7 +85,7 @@ pub fn plain_file(
         Entry::File(len) if len == file.bytes => {
             let root = t.live_root()?;
             let rel = root.relative(&target)?;
-            if unchanged_since_captured(root, rel, file)? || same_hash(root, rel, &file.sha256)? {
+            if unchanged_since_captured(root, rel, file)? || same_hash(root, rel, file.sha256)? {
                 return Ok(Step::Keep { target });
             }
         }
@@ -207,7 +207,7 @@ fn unchanged_since_captured(root: &RootDir, rel: &Path, file: &FileRecord) -> Re
 }
 
 /// Whether file `rel` beneath `root` hashes to `sha256` (read without following links).
-pub fn same_hash(root: &RootDir, rel: &Path, sha256: &str) -> Result<bool> {
+pub fn same_hash(root: &RootDir, rel: &Path, sha256: crate::hash::Sha256Digest) -> Result<bool> {
     let file = root.open_read(rel)?;
     let path = root.display(rel);
     let (_, sha) = crate::hash::hash_reader(file, |_| {})
@@ -227,7 +227,7 @@ mod tests {
             path: "a/f.bin".into(),
             path_hex: None,
             bytes: meta.len(),
-            sha256: sha256.into(),
+            sha256: sha256.parse().unwrap(),
             sqlite: None,
             jsonl: None,
             source_stat: Some(SourceStat::of(&meta)),
@@ -284,7 +284,7 @@ mod tests {
             .1;
         let copy = dir.path().join("copy");
         std::fs::copy(&live, &copy).unwrap();
-        let stale = record(&copy, &sha);
+        let stale = record(&copy, &sha.to_string());
         assert!(matches!(plan(&root, dir.path(), &stale), Step::Keep { .. }));
         let forged = record(&copy, &"0".repeat(64));
         assert!(matches!(

@@ -269,7 +269,7 @@ fn topology_and_store_folder_claims_are_checked() {
             .as_array_mut()
             .unwrap()
             .push(serde_json::json!({
-                "path": f, "bytes": 1, "sha256": "00"
+                "path": f, "bytes": 1, "sha256": "0".repeat(64)
             }));
     });
     assert_problem(
@@ -277,6 +277,17 @@ fn topology_and_store_folder_claims_are_checked() {
         &bundle,
         Some("kb/2026/a.jsonl"),
         "outside the store's folder",
+    );
+    // A sha256 that is not 64 lowercase hex digits: the manifest itself is refused.
+    let (ws, bundle) = tamperable();
+    forge(&bundle, |m| {
+        store(m, "kb")["files"][0]["sha256"] = Value::from("00")
+    });
+    assert_problem(
+        &ws,
+        &bundle,
+        Some("bundle-meta.json"),
+        "64 lowercase hex digits",
     );
 }
 
