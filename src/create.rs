@@ -528,13 +528,6 @@ impl Captured {
     }
 }
 
-/// Files smaller than this are captured in runs of one folder's files per
-/// thread (at most [`SMALL_RUN`]).
-const SMALL_FILE: u64 = 256 * 1024;
-
-/// How many small files of one folder a capture thread takes at once, at most.
-const SMALL_RUN: usize = 256;
-
 /// Captures every unit, biggest first, `opts.jobs` at once. A file that
 /// cannot be captured fails its own store; a failure to write the bundle
 /// itself (a full disk, say) stops the whole create.
@@ -555,7 +548,7 @@ fn capture_all(
         .collect();
     // Big files first, biggest first; then the small ones in walk order
     // (a stable sort), so that each folder's are together.
-    units.sort_by_key(|(_, u)| match u.bytes < SMALL_FILE {
+    units.sort_by_key(|(_, u)| match u.bytes < crate::parallel::SMALL_FILE {
         true => (1, std::cmp::Reverse(0)),
         false => (0, std::cmp::Reverse(u.bytes)),
     });
@@ -587,21 +580,10 @@ fn capture_all(
     Ok(by_store(done, stores))
 }
 
-/// How many units from `units[i]` a capture thread takes at once: the small
-/// files of one folder (at most [`SMALL_RUN`]), so that the threads do not
-/// take turns on that folder's lock for every link or copy made in it; a
-/// big file alone.
+/// How many units from `units[i]` a capture thread takes at once (see
+/// [`crate::parallel::folder_run`]).
 fn folder_run(units: &[((usize, usize), &Unit)], i: usize) -> usize {
-    let first = units[i].1;
-    if first.bytes >= SMALL_FILE {
-        return 1;
-    }
-    let folder = first.rel.parent();
-    units[i..]
-        .iter()
-        .take(SMALL_RUN)
-        .take_while(|(_, u)| u.bytes < SMALL_FILE && u.rel.parent() == folder)
-        .count()
+    crate::parallel::folder_run(units, i, |(_, u)| u.rel.parent(), |(_, u)| u.bytes)
 }
 
 /// The capture results `done` (each with its (store, unit) index, in that

@@ -17,6 +17,34 @@ pub fn default_jobs() -> usize {
         .unwrap_or(1)
 }
 
+/// Files smaller than this are taken in runs of one folder's files per
+/// thread (at most [`SMALL_RUN`]; see [`folder_run`]).
+pub const SMALL_FILE: u64 = 256 * 1024;
+
+/// How many small files of one folder a thread takes at once, at most.
+pub const SMALL_RUN: usize = 256;
+
+/// How many items from `items[i]` a thread takes at once (the `run` of
+/// [`map_claiming`]): the small files of one folder that follow each other
+/// (at most [`SMALL_RUN`]), so that threads do not take turns on that
+/// folder's lock for every file made, linked or renamed in it; a big file,
+/// or an item that is no file (`folder` gives `None`), alone.
+pub fn folder_run<T>(
+    items: &[T],
+    i: usize,
+    folder: impl Fn(&T) -> Option<&std::path::Path>,
+    bytes: impl Fn(&T) -> u64,
+) -> usize {
+    let Some(first) = folder(&items[i]).filter(|_| bytes(&items[i]) < SMALL_FILE) else {
+        return 1;
+    };
+    items[i..]
+        .iter()
+        .take(SMALL_RUN)
+        .take_while(|item| bytes(item) < SMALL_FILE && folder(item) == Some(first))
+        .count()
+}
+
 /// Applies `f` to every item on up to `jobs` threads; returns the results in
 /// item order, or the error of the lowest-numbered item that failed.
 pub fn map<T: Sync, R: Send>(
@@ -55,39 +83,13 @@ pub fn map_claiming_with<T: Sync, R: Send, S>(
         let mut state = state();
         return items.iter().map(|item| f(&mut state, item)).collect();
     }
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
     let slots: Mutex<Vec<Option<Result<R>>>> =
         Mutex::new(std::iter::repeat_with(|| None).take(items.len()).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                let mut state = state();
-                'claims: loop {
-                    let start = next.load(Ordering::Relaxed);
-                    if start >= items.len() {
-                        break;
-                    }
-                    let end = (start + run(start).max(1)).min(items.len());
-                    if next
-                        .compare_exchange(start, end, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    for (i, item) in items.iter().enumerate().take(end).skip(start) {
-                        if failed.load(Ordering::Relaxed) {
-                            break 'claims;
-                        }
-                        let result = f(&mut state, item);
-                        if result.is_err() {
-                            failed.store(true, Ordering::Relaxed);
-                        }
-                        slots.lock().expect("no worker panics holding the lock")[i] = Some(result);
-                    }
-                }
-            });
-        }
+    claim_each(items, jobs, run, state, |state, i, item| {
+        let result = f(state, item);
+        let ok = result.is_ok();
+        slots.lock().expect("no worker panics holding the lock")[i] = Some(result);
+        ok
     });
     let slots = slots.into_inner().expect("workers finished");
     // Collected in place (the slots' memory holds the results): many
@@ -108,6 +110,86 @@ pub fn map_claiming_with<T: Sync, R: Send, S>(
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// [`map_claiming`] for work that returns nothing: no result is held per
+/// item, only the error of the lowest-numbered item that failed (items
+/// after it may have been done already, on another thread).
+pub fn try_for_each_claiming<T: Sync>(
+    items: &[T],
+    jobs: usize,
+    run: impl Fn(usize) -> usize + Sync,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let jobs = jobs.clamp(1, items.len().max(1));
+    if jobs == 1 {
+        return items.iter().try_for_each(f);
+    }
+    let first_failure: Mutex<Option<(usize, crate::error::Error)>> = Mutex::new(None);
+    claim_each(
+        items,
+        jobs,
+        run,
+        || (),
+        |(), i, item| match f(item) {
+            Ok(()) => true,
+            Err(e) => {
+                let mut first = first_failure
+                    .lock()
+                    .expect("no worker panics holding the lock");
+                if first.as_ref().is_none_or(|(at, _)| i < *at) {
+                    *first = Some((i, e));
+                }
+                false
+            }
+        },
+    );
+    match first_failure.into_inner().expect("workers finished") {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The claiming loop of [`map_claiming_with`] on `jobs` (at least two)
+/// threads: `visit` gets each item and its index, and returns whether it
+/// went well; once one did not, no thread starts another item.
+fn claim_each<T: Sync, S>(
+    items: &[T],
+    jobs: usize,
+    run: impl Fn(usize) -> usize + Sync,
+    state: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, usize, &T) -> bool + Sync,
+) {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                let mut state = state();
+                'claims: loop {
+                    let start = next.load(Ordering::Relaxed);
+                    if start >= items.len() {
+                        break;
+                    }
+                    let end = (start + run(start).max(1)).min(items.len());
+                    if next
+                        .compare_exchange(start, end, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    for (i, item) in items.iter().enumerate().take(end).skip(start) {
+                        if failed.load(Ordering::Relaxed) {
+                            break 'claims;
+                        }
+                        if !visit(&mut state, i, item) {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// Applies `f` to every item in place on up to `jobs` threads, each taking
@@ -166,6 +248,50 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "seven");
         assert!(map(&Vec::<u8>::new(), 4, |&b| Ok(b)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn try_for_each_visits_every_item_once_and_the_first_error_wins() {
+        let items: Vec<usize> = (0..200).collect();
+        let seen = Mutex::new(vec![0u8; items.len()]);
+        let run = |i| folder_run(&items, i, |_| Some(std::path::Path::new("f")), |_| 1);
+        try_for_each_claiming(&items, 2, run, |&i| {
+            seen.lock().unwrap()[i] += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert!(seen.into_inner().unwrap().iter().all(|&n| n == 1));
+        let err = try_for_each_claiming(
+            &items,
+            3,
+            |_| 1,
+            |&i| match i {
+                40 | 90 => Err(Error::Usage(format!("item {i}"))),
+                _ => Ok(()),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "item 40");
+    }
+
+    #[test]
+    fn a_folder_run_is_the_small_files_of_one_folder_in_a_row() {
+        use std::path::Path;
+        let items = [
+            ("a", 1),
+            ("a", 1),
+            ("a", SMALL_FILE),
+            ("a", 1),
+            ("b", 1),
+            ("", 1),
+        ];
+        fn folder<'a>((f, _): &'a (&'static str, u64)) -> Option<&'a Path> {
+            (!f.is_empty()).then(|| Path::new(*f))
+        }
+        let runs: Vec<usize> = (0..items.len())
+            .map(|i| folder_run(&items, i, folder, |(_, b)| *b))
+            .collect();
+        assert_eq!(runs, [2, 1, 1, 1, 1, 1]);
     }
 
     #[test]

@@ -38,7 +38,11 @@ pub fn stage(
     progress: &dyn Progress,
 ) -> Result<StagedSteps> {
     let failed = AtomicBool::new(false);
-    let results = crate::parallel::map(steps, crate::parallel::default_jobs(), |step| {
+    // The small files of one folder go to one thread at a time (their temp
+    // files are made and named in that folder).
+    let run = |i| crate::parallel::folder_run(steps, i, written_folder, Step::source_bytes);
+    let jobs = crate::parallel::default_jobs();
+    let results = crate::parallel::map_claiming(steps, jobs, run, |step| {
         if failed.load(Ordering::Relaxed) {
             return Ok(Ok(None));
         }
@@ -67,6 +71,14 @@ pub fn stage(
             Err(e)
         }
         None => Ok(staged),
+    }
+}
+
+/// The folder a step writes a file in, if it does.
+fn written_folder(step: &Step) -> Option<&Path> {
+    match step {
+        Step::Write { target, .. } => target.parent(),
+        _ => None,
     }
 }
 
@@ -184,9 +196,10 @@ fn stage_copy(
 }
 
 /// Phase two: executes store `store`'s steps beneath `root` (the store's
-/// folder, or the folder of a single-file store), moving each staged file
-/// into place in step order; returns what was actually done. Every write
-/// resolves beneath `root` without following links.
+/// folder, or the folder of a single-file store), in step order, moving
+/// each staged file into place (those of consecutive `Write` steps, which go
+/// to paths of their own, on every core); returns what was actually done.
+/// Every write resolves beneath `root` without following links.
 pub fn apply(
     store: &str,
     root: &RootDir,
@@ -196,12 +209,19 @@ pub fn apply(
 ) -> Result<(Counts, Vec<String>)> {
     let mut done = Counts::default();
     let mut notes = Vec::new();
-    for (step, staged) in steps.iter().zip(staged) {
-        if let Some(staged) = staged {
-            match step {
-                Step::SqliteReplace { .. } => sqlite_replace::swap_in(root, staged.rel(), staged)?,
-                _ => root.commit(staged)?,
-            }
+    let mut i = 0;
+    while i < steps.len() {
+        let moves = staged_writes(&steps[i..], &staged[i..]);
+        if !moves.is_empty() {
+            move_into_place(root, &moves)?;
+            done.written += moves.len() as u64;
+            i += moves.len();
+            continue;
+        }
+        let (step, staged_file) = (&steps[i], &staged[i]);
+        i += 1;
+        if let Some(staged) = staged_file {
+            sqlite_replace::swap_in(root, staged.rel(), staged)?;
             done.written += 1;
             continue;
         }
@@ -255,6 +275,38 @@ pub fn apply(
     }
     root.sync_committed(staged.iter().flatten())?;
     Ok((done, notes))
+}
+
+/// The staged plain files of the `Write` steps `steps` starts with: each
+/// goes to a path of its own, so they may be moved in any order.
+fn staged_writes<'s>(
+    steps: &'s [Step],
+    staged: &'s [Option<Staged>],
+) -> Vec<(&'s Step, &'s Staged)> {
+    steps
+        .iter()
+        .zip(staged)
+        .map_while(|(step, staged)| match (step, staged) {
+            (Step::Write { .. }, Some(staged)) => Some((step, staged)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Moves staged files into place on every core, the small files of one
+/// folder by one thread at a time (a rename takes its folder's lock).
+fn move_into_place(root: &RootDir, moves: &[(&Step, &Staged)]) -> Result<()> {
+    let run = |i| {
+        crate::parallel::folder_run(
+            moves,
+            i,
+            |(s, _)| written_folder(s),
+            |(s, _)| s.source_bytes(),
+        )
+    };
+    crate::parallel::try_for_each_claiming(moves, crate::parallel::default_jobs(), run, |(_, s)| {
+        root.commit(s)
+    })
 }
 
 /// What a database merge reports: conflicts kept live, indexes rebuilt.

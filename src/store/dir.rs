@@ -87,10 +87,15 @@ impl DirStore {
         let mut wanted = HashSet::new();
         let mut databases = HashSet::new();
         let mut folders = BTreeSet::new();
+        // The files of one folder follow each other: its folders are added once.
+        let mut last_folder: Option<std::path::PathBuf> = None;
         for file in &record.files {
             let live = live_path(record, &target.path, file.rel())?;
             wanted.insert(live.clone());
-            add_folders(&mut folders, &live);
+            if live.parent() != last_folder.as_deref() {
+                add_folders(&mut folders, &live);
+                last_folder = live.parent().map(Path::to_path_buf);
+            }
             let source = target.source(file)?;
             files.push(match &file.sqlite {
                 // Databases go through the SQLite path: replaced whole, or
