@@ -11,6 +11,7 @@
 //! a third time. Every write resolves beneath the store's folder without
 //! following links ([`crate::rooted`]).
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -296,17 +297,21 @@ fn staged_writes<'s>(
 /// Moves staged files into place on every core, the small files of one
 /// folder by one thread at a time (a rename takes its folder's lock).
 fn move_into_place(root: &RootDir, moves: &[(&Step, &Staged)]) -> Result<()> {
-    let run = |i| {
-        crate::parallel::folder_run(
-            moves,
-            i,
-            |(s, _)| written_folder(s),
-            |(s, _)| s.source_bytes(),
-        )
-    };
+    let run = |i| folder_run_of_moves(moves, i);
     crate::parallel::try_for_each_claiming(moves, crate::parallel::default_jobs(), run, |(_, s)| {
         root.commit(s)
     })
+}
+
+/// The small files of one folder that follow `moves[i]` (see
+/// [`crate::parallel::folder_run`]).
+fn folder_run_of_moves(moves: &[(&Step, &Staged)], i: usize) -> usize {
+    crate::parallel::folder_run(
+        moves,
+        i,
+        |(s, _)| written_folder(s),
+        |(s, _)| s.source_bytes(),
+    )
 }
 
 /// What a database merge reports: conflicts kept live, indexes rebuilt.
@@ -333,17 +338,32 @@ fn merge_notes(target: &Path, merged: &sqlite_merge::Merged) -> Vec<String> {
 /// not read again. Like apply, it reads beneath `root` without following links.
 pub fn check(root: &RootDir, steps: &[Step], staged: &[Option<Staged>]) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    // A removed link (or file) on the way to a bundle path is a folder now.
-    let written: Vec<&Path> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Write { target, .. }
-            | Step::SqliteReplace { target, .. }
-            | Step::Symlink { target, .. } => Some(target.as_path()),
-            _ => None,
-        })
-        .collect();
-    for (step, staged) in steps.iter().zip(staged) {
+    // A removed link (or file) on the way to a bundle path is a folder now:
+    // every written path and each folder above it (a set, so that many
+    // removals do not each look through every written path).
+    let mut written: HashSet<&Path> = HashSet::new();
+    for step in steps {
+        if let Step::Write { target, .. }
+        | Step::SqliteReplace { target, .. }
+        | Step::Symlink { target, .. } = step
+        {
+            for at in target.ancestors() {
+                if !written.insert(at) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut i = 0;
+    while i < steps.len() {
+        let moves = staged_writes(&steps[i..], &staged[i..]);
+        if !moves.is_empty() {
+            problems.extend(check_moved(root, &moves)?);
+            i += moves.len();
+            continue;
+        }
+        let (step, staged) = (&steps[i], &staged[i]);
+        i += 1;
         if let Some(staged) = staged {
             let in_place = root.holds_staged(staged)?;
             problems.extend(check_staged(root, step, in_place)?);
@@ -386,7 +406,7 @@ pub fn check(root: &RootDir, steps: &[Step], staged: &[Option<Staged>]) -> Resul
                     problems.push(format!("{} is not the bundle's symlink", target.display()));
                 }
             }
-            Step::Remove { target } if written.iter().any(|w| w.starts_with(target)) => {
+            Step::Remove { target } if written.contains(target.as_path()) => {
                 if root.entry(root.relative(target)?)? == Entry::Symlink {
                     problems.push(format!("{} is still a symlink", target.display()));
                 }
@@ -405,6 +425,33 @@ pub fn check(root: &RootDir, steps: &[Step], staged: &[Option<Staged>]) -> Resul
 /// The problem with a step's staged file after apply, if any: a database
 /// must open; a file not found in place (moved by copy across a mount
 /// point) must hash to the bundle's sha256.
+/// [`check`] of files [`move_into_place`] moved, on every core: what is
+/// wrong, in their order.
+fn check_moved(root: &RootDir, moves: &[(&Step, &Staged)]) -> Result<Vec<String>> {
+    let found = std::sync::Mutex::new(Vec::new());
+    crate::parallel::try_for_each_claiming(
+        moves,
+        crate::parallel::default_jobs(),
+        |i| folder_run_of_moves(moves, i),
+        |&(step, staged)| {
+            if let Some(problem) = check_staged(root, step, root.holds_staged(staged)?)? {
+                let at = moves.iter().position(|(s, _)| std::ptr::eq(*s, step));
+                found
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((at, problem));
+            }
+            Ok(())
+        },
+    )?;
+    let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    found.sort();
+    Ok(found.into_iter().map(|(_, problem)| problem).collect())
+}
+
+/// What is wrong with the file a staged step put at its target (`in_place`:
+/// the very file that was staged is there, so it was checked as it was
+/// staged; else it is hashed again).
 fn check_staged(root: &RootDir, step: &Step, in_place: bool) -> Result<Option<String>> {
     Ok(match step {
         Step::SqliteReplace { target, .. } if in_place => sqlite_replace::check_swapped(target),
