@@ -124,7 +124,7 @@ pub fn capture_unit_in(
     ctx: &CaptureContext<'_>,
     kept: &mut KeptFolders,
 ) -> Result<UnitDone> {
-    let dest = ctx.target(&unit.rel);
+    let dest = ctx.target(&unit.rel());
     // A plain file unchanged since the walk's stat (which carries no `-wal`,
     // so never a database's) is reused on that stat: the bundle then holds
     // the file as it was at the walk, and says so. Else it is copied, and
@@ -149,14 +149,14 @@ pub fn capture_unit_in(
         UnitKind::Sqlite => {
             // The identity that counts is the one taken right before the snapshot.
             let (bytes, sha, facts, stat) =
-                sqlite::capture_file(&unit.store, &unit.src, &dest, ctx.full_check, ctx.progress)?;
+                sqlite::capture_file(unit.store(), &unit.src, &dest, ctx.full_check, ctx.progress)?;
             let mut file = record(bytes, sha);
             file.sqlite = Some(Box::new(facts));
             (file, Some(stat))
         }
         UnitKind::Jsonl => {
             let copy = jsonl::copy_jsonl(&unit.src, &dest, ctx.progress)?;
-            warnings = jsonl::warnings(&unit.store, &unit.path, &copy.facts, copy.torn_bytes);
+            warnings = jsonl::warnings(unit.store(), &unit.path, &copy.facts, copy.torn_bytes);
             let mut file = record(copy.bytes, copy.sha256);
             file.jsonl = Some(copy.facts);
             // A torn tail is left out: the source is not what the bundle holds.
@@ -282,7 +282,7 @@ fn copy_plain(
         std::fs::remove_file(dest).map_err(|e| Error::io("could not remove", dest, e))?;
     }
     Err(Error::CheckFailed {
-        store: unit.store.clone(),
+        store: unit.store().to_string(),
         reason: format!(
             "{} kept changing while being copied ({ATTEMPTS} tries); stop the application writing to {} (or stop it from a pre_create hook) and try again",
             unit.path,
@@ -307,7 +307,7 @@ fn try_reuse(
     file.reused = true;
     file.source_stat = Some(stat.clone());
     let warnings = match &file.jsonl {
-        Some(facts) => jsonl::warnings(&unit.store, &unit.path, facts, 0),
+        Some(facts) => jsonl::warnings(unit.store(), &unit.path, facts, 0),
         None => Vec::new(),
     };
     Some(UnitDone { file, warnings })

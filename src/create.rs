@@ -561,7 +561,7 @@ fn capture_all(
         match unit::capture_unit_in(u, ctx, kept) {
             Ok(d) => Ok((at, Ok(d))),
             Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
-                store: u.store.clone(),
+                store: u.store().to_string(),
                 source: Box::new(e),
             }),
             Err(e) => Ok((at, Err(e))),
@@ -583,7 +583,13 @@ fn capture_all(
 /// How many units from `units[i]` a capture thread takes at once (see
 /// [`crate::parallel::folder_run`]).
 fn folder_run(units: &[((usize, usize), &Unit)], i: usize) -> usize {
-    crate::parallel::folder_run(units, i, |(_, u)| u.rel.parent(), |(_, u)| u.bytes)
+    // (The text path's folder: a lossy one only groups its files less well.)
+    crate::parallel::folder_run(
+        units,
+        i,
+        |(_, u)| Path::new(&u.path).parent(),
+        |(_, u)| u.bytes,
+    )
 }
 
 /// The capture results `done` (each with its (store, unit) index, in that

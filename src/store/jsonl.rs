@@ -36,8 +36,7 @@ impl StoreHandler for JsonlStore {
                 plan.folders.push(folder.to_path_buf());
             }
             let bytes = file_len(&src)?;
-            plan.units
-                .push(Unit::new(&spec.name, at, &src, UnitKind::Jsonl, bytes));
+            plan.units.push(Unit::new(at, &src, UnitKind::Jsonl, bytes));
         }
         plan.folders.dedup();
         Ok(plan)

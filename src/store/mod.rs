@@ -38,14 +38,12 @@ pub enum UnitKind {
 /// One source file to capture: the unit of parallel work.
 #[derive(Debug, Clone)]
 pub struct Unit {
-    /// The store it belongs to.
-    pub store: String,
-    /// Its manifest path, `<store>/<rel>` (as text; see [`Unit::path_hex`]).
+    /// Its manifest path, `<store>/<rel>` (as text; see [`Unit::path_hex`]):
+    /// it names the store ([`Unit::store`]) and, as a path, where it goes
+    /// in the bundle ([`Unit::rel`]), so neither is held again per file.
     pub path: String,
     /// Its manifest path's exact bytes when they are not UTF-8.
     pub path_hex: Option<String>,
-    /// Its path relative to the bundle root.
-    pub rel: PathBuf,
     /// The source file.
     pub src: PathBuf,
     /// How it is captured.
@@ -253,7 +251,7 @@ pub fn settle_databases(
                 text: unit.path.clone(),
                 hex: unit.path_hex.clone(),
             };
-            *unit = sqlite::unit(&unit.store, &unit.src, (encoded, unit.rel.clone()));
+            *unit = sqlite::unit(&unit.src, (encoded, unit.rel().into_owned()));
         }
     }
     // A list grown while walking holds up to twice its units' room.
@@ -308,26 +306,38 @@ pub fn manifest_path(store: &str, rel: &Path) -> Result<(EncodedPath, PathBuf)> 
 }
 
 impl Unit {
-    /// A unit of store `store` for the source `src` at bundle path `at`.
-    pub fn new(
-        store: &str,
-        at: (EncodedPath, PathBuf),
-        src: &Path,
-        kind: UnitKind,
-        bytes: u64,
-    ) -> Unit {
-        let (encoded, rel) = at;
+    /// A unit for the source `src` at bundle path `at` (which starts with
+    /// its store's name).
+    pub fn new(at: (EncodedPath, PathBuf), src: &Path, kind: UnitKind, bytes: u64) -> Unit {
+        let (encoded, _) = at;
         Unit {
-            store: store.to_string(),
             path: encoded.text,
             path_hex: encoded.hex,
-            rel,
             src: src.to_path_buf(),
             kind,
             walked: None,
             walked_owner: None,
             may_be_sqlite: false,
             bytes,
+        }
+    }
+
+    /// The store it belongs to: its manifest path's first name (a store's
+    /// name is plain ASCII, so it reads the same in a lossy text path).
+    pub fn store(&self) -> &str {
+        self.path.split('/').next().unwrap_or_default()
+    }
+
+    /// Its path relative to the bundle root: the manifest path, or, when
+    /// that is not UTF-8, its exact bytes.
+    pub fn rel(&self) -> std::borrow::Cow<'_, Path> {
+        use std::os::unix::ffi::OsStringExt;
+        match &self.path_hex {
+            None => std::borrow::Cow::Borrowed(Path::new(&self.path)),
+            Some(hex) => {
+                let bytes = hex::decode(hex).unwrap_or_else(|_| self.path.clone().into_bytes());
+                std::borrow::Cow::Owned(std::ffi::OsString::from_vec(bytes).into())
+            }
         }
     }
 }

@@ -35,11 +35,12 @@ pub fn plan_raw_capture(spec: &StoreSpec) -> Result<CapturePlan> {
             if !meta.is_file() {
                 continue;
             }
-            let rel = unit.rel.strip_prefix(&spec.name).unwrap_or(&unit.rel);
+            let bundle_rel = unit.rel();
+            let rel = bundle_rel.strip_prefix(&spec.name).unwrap_or(&bundle_rel);
             let mut rel = rel.as_os_str().to_os_string();
             rel.push(suffix);
             let at = manifest_path(&spec.name, Path::new(&rel))?;
-            sidecars.push(Unit::new(&spec.name, at, &src, UnitKind::Plain, meta.len()));
+            sidecars.push(Unit::new(at, &src, UnitKind::Plain, meta.len()));
         }
     }
     plan.units.extend(sidecars);
@@ -63,13 +64,7 @@ fn single_file(spec: &StoreSpec) -> Result<CapturePlan> {
     Ok(CapturePlan {
         single_file: Some(name),
         folders: vec![std::path::PathBuf::from(&spec.name)],
-        units: vec![Unit::new(
-            &spec.name,
-            at,
-            &spec.path,
-            UnitKind::Plain,
-            meta.len(),
-        )],
+        units: vec![Unit::new(at, &spec.path, UnitKind::Plain, meta.len())],
         ..CapturePlan::default()
     })
 }

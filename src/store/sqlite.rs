@@ -51,7 +51,6 @@ impl StoreHandler for SqliteStore {
             )));
         }
         plan.units.push(unit(
-            &spec.name,
             &spec.path,
             manifest_path(&spec.name, Path::new(&name))?,
         ));
@@ -83,15 +82,9 @@ impl StoreHandler for SqliteStore {
 }
 
 /// The capture unit of the database at `src`; its size estimate includes the `-wal`.
-pub fn unit(store: &str, src: &Path, at: (EncodedPath, std::path::PathBuf)) -> Unit {
+pub fn unit(src: &Path, at: (EncodedPath, std::path::PathBuf)) -> Unit {
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    Unit::new(
-        store,
-        at,
-        src,
-        UnitKind::Sqlite,
-        len(src) + len(&wal_path(src)),
-    )
+    Unit::new(at, src, UnitKind::Sqlite, len(src) + len(&wal_path(src)))
 }
 
 /// Plans putting back a `damaged` store's raw bytes: the database file and
