@@ -42,11 +42,32 @@ impl Sha256Digest {
 
     /// The 64 hex digits, on the stack.
     fn hex(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];
-        hex::encode_to_slice(self.0, &mut out).expect("32 bytes are 64 hex digits");
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
         out
     }
 }
+
+/// Each byte's value as a lowercase hex digit, or `0xff` (a table: a
+/// manifest of many files has a digest to read per file).
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 impl std::fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,13 +90,23 @@ impl std::str::FromStr for Sha256Digest {
     type Err = NotASha256;
 
     fn from_str(text: &str) -> Result<Self, NotASha256> {
-        let lowercase_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-        if text.len() != 64 || !text.as_bytes().iter().all(lowercase_hex) {
+        if text.len() != 64 {
             return Err(NotASha256);
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out).map_err(|_| NotASha256)?;
-        Ok(Self(out))
+        let mut invalid = 0u8;
+        for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+            let (high, low) = (
+                HEX_VALUE[usize::from(pair[0])],
+                HEX_VALUE[usize::from(pair[1])],
+            );
+            invalid |= high | low;
+            *byte = (high << 4) | (low & 0x0f);
+        }
+        match invalid & 0xf0 {
+            0 => Ok(Self(out)),
+            _ => Err(NotASha256),
+        }
     }
 }
 
@@ -244,6 +275,7 @@ mod tests {
             format!("{text}0"),
             format!("{}g", &text[..63]),
             format!(" {}", &text[..63]),
+            "é".repeat(32),
         ] {
             assert_eq!(bad.parse::<Sha256Digest>(), Err(NotASha256), "{bad}");
             let quoted = serde_json::to_string(&bad).unwrap();
@@ -253,5 +285,11 @@ mod tests {
             );
         }
         assert!(serde_json::from_str::<Sha256Digest>("7").is_err());
+        // Every byte value is written and read back as `hex` does.
+        for byte in 0..=255u8 {
+            let digest = Sha256Digest([byte; 32]);
+            assert_eq!(digest.to_string(), hex::encode([byte; 32]));
+            assert_eq!(digest.to_string().parse::<Sha256Digest>(), Ok(digest));
+        }
     }
 }
