@@ -137,17 +137,7 @@ fn capture_bundle(
     // Walk every store first (no copying), so space is known before writing.
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
-    // Read once: the previous good bundle to reuse from, and the history a
-    // new bundle is judged against; meanwhile the stores are walked (the
-    // walk's listing runs on one thread, the history's checks on the others).
-    let (walked, (history, good)) = std::thread::scope(|scope| {
-        let history = scope.spawn(|| read_history(&opts.destination, &stores, opts.reuse));
-        let walked: Vec<Result<CapturePlan>> = stores.iter().map(store::plan_walked).collect();
-        (
-            walked,
-            history.join().expect("reading the history does not panic"),
-        )
-    });
+    let (walked, (history, good)) = walk_beside_history(opts, &stores);
     let previous = good.map(|i| Previous::of_checked(&history[i]));
     let plans = walk_stores(&stores, walked, safety.is_some(), previous.as_ref())?;
     let new_files = check_space(
@@ -211,6 +201,24 @@ fn capture_bundle(
         manifest,
         warnings,
         removed_leftovers,
+    })
+}
+
+/// Every store's walk, and the history ([`read_history`]), read once: the
+/// previous good bundle to reuse from and the bundles a new one is judged
+/// against. They run at once (the walk's listing on one thread, the
+/// history's checks on the others).
+fn walk_beside_history(
+    opts: &CreateOptions,
+    stores: &[StoreSpec],
+) -> (Vec<Result<CapturePlan>>, (Vec<ListedBundle>, Option<usize>)) {
+    std::thread::scope(|scope| {
+        let history = scope.spawn(|| read_history(&opts.destination, stores, opts.reuse));
+        let walked = stores.iter().map(store::plan_walked).collect();
+        (
+            walked,
+            history.join().expect("reading the history does not panic"),
+        )
     })
 }
 

@@ -338,22 +338,7 @@ fn merge_notes(target: &Path, merged: &sqlite_merge::Merged) -> Vec<String> {
 /// not read again. Like apply, it reads beneath `root` without following links.
 pub fn check(root: &RootDir, steps: &[Step], staged: &[Option<Staged>]) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    // A removed link (or file) on the way to a bundle path is a folder now:
-    // every written path and each folder above it (a set, so that many
-    // removals do not each look through every written path).
-    let mut written: HashSet<&Path> = HashSet::new();
-    for step in steps {
-        if let Step::Write { target, .. }
-        | Step::SqliteReplace { target, .. }
-        | Step::Symlink { target, .. } = step
-        {
-            for at in target.ancestors() {
-                if !written.insert(at) {
-                    break;
-                }
-            }
-        }
-    }
+    let written = written_and_above(steps);
     let mut i = 0;
     while i < steps.len() {
         let moves = staged_writes(&steps[i..], &staged[i..]);
@@ -425,6 +410,26 @@ pub fn check(root: &RootDir, steps: &[Step], staged: &[Option<Staged>]) -> Resul
 /// The problem with a step's staged file after apply, if any: a database
 /// must open; a file not found in place (moved by copy across a mount
 /// point) must hash to the bundle's sha256.
+/// Every path the steps write and each folder above it: a removed link (or
+/// file) on the way to a bundle path is a folder now (a set, so that many
+/// removals do not each look through every written path).
+fn written_and_above(steps: &[Step]) -> HashSet<&Path> {
+    let mut written = HashSet::new();
+    for step in steps {
+        if let Step::Write { target, .. }
+        | Step::SqliteReplace { target, .. }
+        | Step::Symlink { target, .. } = step
+        {
+            for at in target.ancestors() {
+                if !written.insert(at) {
+                    break;
+                }
+            }
+        }
+    }
+    written
+}
+
 /// [`check`] of files [`move_into_place`] moved, on every core: what is
 /// wrong, in their order.
 fn check_moved(root: &RootDir, moves: &[(&Step, &Staged)]) -> Result<Vec<String>> {

@@ -67,6 +67,15 @@ impl StoreHandler for DirStore {
 /// already there (its own are then there too): one allocation per new
 /// folder, not one per file and level.
 fn add_folders(folders: &mut BTreeSet<std::path::PathBuf>, path: &Path) {
+    // The files of one folder follow each other, in order: their folder is
+    // then the greatest in the set, found without a search by component
+    // (and a folder in the set has its own folders there too).
+    if path
+        .parent()
+        .is_some_and(|p| folders.last().is_some_and(|l| l == p))
+    {
+        return;
+    }
     for folder in path.ancestors().skip(1) {
         if folders.contains(folder) {
             break;
@@ -87,15 +96,10 @@ impl DirStore {
         let mut wanted = HashSet::new();
         let mut databases = HashSet::new();
         let mut folders = BTreeSet::new();
-        // The files of one folder follow each other: its folders are added once.
-        let mut last_folder: Option<std::path::PathBuf> = None;
         for file in &record.files {
             let live = live_path(record, &target.path, file.rel())?;
             wanted.insert(live.clone());
-            if live.parent() != last_folder.as_deref() {
-                add_folders(&mut folders, &live);
-                last_folder = live.parent().map(Path::to_path_buf);
-            }
+            add_folders(&mut folders, &live);
             let source = target.source(file)?;
             files.push(match &file.sqlite {
                 // Databases go through the SQLite path: replaced whole, or
@@ -196,4 +200,23 @@ fn looks_like_a_vector_store(spec: &StoreSpec) -> Option<String> {
         "store \"{}\" looks like {what}: a dir capture under a live writer can tear it across files; use kind \"{kind}\" (--{kind}), which captures it consistently and checks it",
         spec.name
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_folders_above_files_in_any_order_are_each_added_once() {
+        let mut folders = BTreeSet::new();
+        for path in [
+            "/s/a/b/1", "/s/a/b/2", "/s/a/c/3", "/s/a-b/4", "/s/a/b/5", "/s/6",
+        ] {
+            add_folders(&mut folders, Path::new(path));
+        }
+        let want = ["/", "/s", "/s/a", "/s/a/b", "/s/a/c", "/s/a-b"];
+        let mut want: Vec<std::path::PathBuf> = want.iter().map(Into::into).collect();
+        want.sort();
+        assert_eq!(folders.into_iter().collect::<Vec<_>>(), want);
+    }
 }
