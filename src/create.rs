@@ -204,6 +204,10 @@ fn capture_bundle(
     })
 }
 
+/// The bundles a create is judged against, and which of them it reuses
+/// from ([`read_history`]).
+type History = (Vec<ListedBundle>, Option<usize>);
+
 /// Every store's walk, and the history ([`read_history`]), read once: the
 /// previous good bundle to reuse from and the bundles a new one is judged
 /// against. They run at once (the walk's listing on one thread, the
@@ -211,7 +215,7 @@ fn capture_bundle(
 fn walk_beside_history(
     opts: &CreateOptions,
     stores: &[StoreSpec],
-) -> (Vec<Result<CapturePlan>>, (Vec<ListedBundle>, Option<usize>)) {
+) -> (Vec<Result<CapturePlan>>, History) {
     std::thread::scope(|scope| {
         let history = scope.spawn(|| read_history(&opts.destination, stores, opts.reuse));
         let walked = stores.iter().map(store::plan_walked).collect();
@@ -245,11 +249,7 @@ fn prepare_destination(
 /// baseline) and, with `reuse`, one passed the quick check: the previous
 /// bundle to reuse from (its index in the history). Only those are kept: a
 /// run of safety snapshots or suspicious bundles is read through, not held.
-fn read_history(
-    destination: &Path,
-    stores: &[StoreSpec],
-    reuse: bool,
-) -> (Vec<ListedBundle>, Option<usize>) {
+fn read_history(destination: &Path, stores: &[StoreSpec], reuse: bool) -> History {
     let mut missing: std::collections::BTreeSet<&str> =
         stores.iter().map(|s| s.name.as_str()).collect();
     let mut good: Option<BundleId> = None;
