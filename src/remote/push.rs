@@ -345,14 +345,15 @@ impl Pusher<'_> {
         let id = &local.manifest.id;
         let name = file_object(n);
         let object = format!("{id}/{name}");
-        if let Some(k) = known.get(&(file.sha256.to_string(), file.bytes)) {
+        let sha256 = file.sha256.to_string();
+        if let Some(k) = known.get(&(sha256.clone(), file.bytes)) {
             self.remote().engine.copy(&k.object, &object)?;
             self.progress.advance(file.bytes);
             let stored = StoredObject {
                 name: name.clone(),
                 ..k.stored.clone()
             };
-            self.record(id, &name, (&file.sha256.to_string(), file.bytes), &stored)?;
+            self.record(id, &name, (&sha256, file.bytes), &stored)?;
             return Ok((stored, How::Copied));
         }
         if present.contains(&object) {
@@ -368,7 +369,7 @@ impl Pusher<'_> {
         let source =
             std::fs::File::open(&path).map_err(|e| Error::io("could not read", &path, e))?;
         let (stored, up) = self.upload(id, &name, source)?;
-        if up.plain_sha256 != file.sha256.to_string() || up.plain_bytes != file.bytes {
+        if up.plain_sha256 != sha256 || up.plain_bytes != file.bytes {
             return Err(Error::CheckFailed {
                 store: file.path.split('/').next().unwrap_or("").to_string(),
                 reason: format!(

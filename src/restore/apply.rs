@@ -407,9 +407,6 @@ pub fn check(root: &RootDir, steps: &[Step], staged: &[Option<Staged>]) -> Resul
     Ok(problems)
 }
 
-/// The problem with a step's staged file after apply, if any: a database
-/// must open; a file not found in place (moved by copy across a mount
-/// point) must hash to the bundle's sha256.
 /// Every path the steps write and each folder above it: a removed link (or
 /// file) on the way to a bundle path is a folder now (a set, so that many
 /// removals do not each look through every written path).
@@ -454,9 +451,10 @@ fn check_moved(root: &RootDir, moves: &[(&Step, &Staged)]) -> Result<Vec<String>
     Ok(found.into_iter().map(|(_, problem)| problem).collect())
 }
 
-/// What is wrong with the file a staged step put at its target (`in_place`:
-/// the very file that was staged is there, so it was checked as it was
-/// staged; else it is hashed again).
+/// The problem with a step's staged file after apply, if any (`in_place`:
+/// the very file that was staged is there, checked as it was staged): a
+/// database must open; a file not found in place (moved by copy across a
+/// mount point) must hash to the bundle's sha256.
 fn check_staged(root: &RootDir, step: &Step, in_place: bool) -> Result<Option<String>> {
     Ok(match step {
         Step::SqliteReplace { target, .. } if in_place => sqlite_replace::check_swapped(target),

@@ -661,9 +661,10 @@ enum Failed {
 use Failed::{Applying, Staging};
 
 /// Stages every store's bundle files (in parallel, each read once and
-/// checked; `fresh`: into new folders, `--into` or a drill); only when all of them matched, applies every store's steps
-/// beneath its folder and checks the result. A failure while staging
-/// removes every staged file again.
+/// checked; `fresh`: into new folders, for `--into` or a drill); only when
+/// all of them matched, applies every store's steps beneath its folder and
+/// checks the result. A failure while staging removes every staged file
+/// again.
 fn apply_and_check(
     bundle: &Path,
     stores: &[StoreReport],

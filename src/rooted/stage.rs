@@ -90,12 +90,14 @@ impl RootDir {
     ) -> Result<Staged> {
         let (parts, name) = split(rel, &self.path)?;
         // A folder on the way that is missing (or a link the restore removes
-        // first) means a new file, staged in the root folder.
-        // In a fresh root nothing is there to take the owner and mode of.
+        // first) means a new file, staged in the root folder. In a fresh
+        // root nothing is there to take the owner and mode of.
         let (folder, existing) = match self.walk(&parts, self.fresh) {
-            Ok(parent) if self.fresh => (Some(parent).filter(|_| may_sit_beside), None),
             Ok(parent) => {
-                let existing = self.file_to_replace(&parent, name, rel)?;
+                let existing = match self.fresh {
+                    true => None,
+                    false => self.file_to_replace(&parent, name, rel)?,
+                };
                 (Some(parent).filter(|_| may_sit_beside), existing)
             }
             Err(_) => (None, None),
@@ -304,11 +306,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("old"), b"live").unwrap();
         let root = RootDir::open(dir.path(), "tok").unwrap();
-        let staged = root
-            .stage_file(Path::new("a/b/new"), Ownership::default(), |f| {
-                f.write_all(b"bundle")
-            })
-            .unwrap();
+        let staged = stage(&root, "a/b/new", b"bundle");
         // No folder made yet, the staged bytes in the root folder.
         assert!(!dir.path().join("a").exists());
         assert_eq!(std::fs::read(root.staged_path(&staged)).unwrap(), b"bundle");
@@ -322,11 +320,7 @@ mod tests {
         assert!(root.holds_staged(&staged).unwrap());
         assert!(!root.staged_path(&staged).exists());
 
-        let unused = root
-            .stage_file(Path::new("old"), Ownership::default(), |f| {
-                f.write_all(b"x")
-            })
-            .unwrap();
+        let unused = stage(&root, "old", b"x");
         root.discard(&unused);
         assert_eq!(std::fs::read(dir.path().join("old")).unwrap(), b"live");
         let left: Vec<_> = std::fs::read_dir(dir.path())
@@ -335,6 +329,13 @@ mod tests {
             .filter(|n| n.to_string_lossy().starts_with(super::super::TEMP_PREFIX))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// Stages `bytes` for `rel` beside its target where it can.
+    fn stage(root: &RootDir, rel: &str, bytes: &[u8]) -> Staged {
+        let fill = |f: &mut File| f.write_all(bytes);
+        root.stage_file(Path::new(rel), Ownership::default(), fill)
+            .unwrap()
     }
 
     /// The temp files directly in `dir`.
@@ -354,16 +355,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("a")).unwrap();
         let root = RootDir::open(dir.path(), "tok").unwrap();
-        let beside = root
-            .stage_file(Path::new("a/f"), Ownership::default(), |f| {
-                f.write_all(b"1")
-            })
-            .unwrap();
-        let new_folder = root
-            .stage_file(Path::new("b/g"), Ownership::default(), |f| {
-                f.write_all(b"2")
-            })
-            .unwrap();
+        let beside = stage(&root, "a/f", b"1");
+        let new_folder = stage(&root, "b/g", b"2");
         let database = root
             .stage_file_in_root(Path::new("a/db"), Ownership::default(), |f| {
                 f.write_all(b"3")
@@ -394,11 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("a")).unwrap();
         let root = RootDir::open(dir.path(), "tok").unwrap();
-        let staged = root
-            .stage_file(Path::new("a/f"), Ownership::default(), |f| {
-                f.write_all(b"1")
-            })
-            .unwrap();
+        let staged = stage(&root, "a/f", b"1");
         std::fs::create_dir(dir.path().join("a/f")).unwrap();
         std::fs::write(dir.path().join("a/f/kept"), b"mine").unwrap();
         assert!(matches!(root.commit(&staged), Err(Error::Refused(_))));
@@ -411,11 +400,7 @@ mod tests {
     fn a_fresh_root_makes_folders_while_staging_and_drops_them_when_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let root = RootDir::open_fresh(dir.path(), "tok").unwrap();
-        let staged = root
-            .stage_file(Path::new("x/y/f"), Ownership::default(), |f| {
-                f.write_all(b"1")
-            })
-            .unwrap();
+        let staged = stage(&root, "x/y/f", b"1");
         assert_eq!(temps_in(&dir.path().join("x/y")), 1);
         assert!(!dir.path().join("x/y/f").exists());
         root.discard(&staged);
@@ -435,11 +420,7 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
         let root = RootDir::open(dir.path(), "tok").unwrap();
-        let staged = root
-            .stage_file(Path::new("sub/f"), Ownership::default(), |f| {
-                f.write_all(b"x")
-            })
-            .unwrap();
+        let staged = stage(&root, "sub/f", b"x");
         assert!(matches!(
             root.commit(&staged),
             Err(Error::ThroughLink { .. })

@@ -36,7 +36,8 @@ impl StoreHandler for JsonlStore {
                 plan.folders.push(folder.to_path_buf());
             }
             let bytes = file_len(&src)?;
-            plan.units.push(Unit::new(at, &src, UnitKind::Jsonl, bytes));
+            plan.units
+                .push(Unit::new(at.0, &src, UnitKind::Jsonl, bytes));
         }
         plan.folders.dedup();
         Ok(plan)

@@ -176,7 +176,7 @@ fn plan_table(
             plan.folders.push(folder.to_path_buf());
         }
         plan.units
-            .push(Unit::new(at, &src, UnitKind::Plain, meta.len()));
+            .push(Unit::new(at.0, &src, UnitKind::Plain, meta.len()));
     }
     plan.folders.sort();
     Ok(Some(version))

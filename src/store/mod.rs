@@ -251,7 +251,7 @@ pub fn settle_databases(
                 text: unit.path.clone(),
                 hex: unit.path_hex.clone(),
             };
-            *unit = sqlite::unit(&unit.src, (encoded, unit.rel().into_owned()));
+            *unit = sqlite::unit(&unit.src, encoded);
         }
     }
     // A list grown while walking holds up to twice its units' room.
@@ -306,10 +306,9 @@ pub fn manifest_path(store: &str, rel: &Path) -> Result<(EncodedPath, PathBuf)> 
 }
 
 impl Unit {
-    /// A unit for the source `src` at bundle path `at` (which starts with
-    /// its store's name).
-    pub fn new(at: (EncodedPath, PathBuf), src: &Path, kind: UnitKind, bytes: u64) -> Unit {
-        let (encoded, _) = at;
+    /// A unit for the source `src` at the manifest path `encoded` (which
+    /// starts with its store's name).
+    pub fn new(encoded: EncodedPath, src: &Path, kind: UnitKind, bytes: u64) -> Unit {
         Unit {
             path: encoded.text,
             path_hex: encoded.hex,
@@ -331,13 +330,13 @@ impl Unit {
     /// Its path relative to the bundle root: the manifest path, or, when
     /// that is not UTF-8, its exact bytes.
     pub fn rel(&self) -> std::borrow::Cow<'_, Path> {
-        use std::os::unix::ffi::OsStringExt;
         match &self.path_hex {
             None => std::borrow::Cow::Borrowed(Path::new(&self.path)),
-            Some(hex) => {
-                let bytes = hex::decode(hex).unwrap_or_else(|_| self.path.clone().into_bytes());
-                std::borrow::Cow::Owned(std::ffi::OsString::from_vec(bytes).into())
-            }
+            // Made by `encode_path` from the walked name: it decodes.
+            Some(hex) => std::borrow::Cow::Owned(
+                crate::fsutil::decode_path(&self.path, Some(hex))
+                    .unwrap_or_else(|_| PathBuf::from(&self.path)),
+            ),
         }
     }
 }

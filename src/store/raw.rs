@@ -40,7 +40,7 @@ pub fn plan_raw_capture(spec: &StoreSpec) -> Result<CapturePlan> {
             let mut rel = rel.as_os_str().to_os_string();
             rel.push(suffix);
             let at = manifest_path(&spec.name, Path::new(&rel))?;
-            sidecars.push(Unit::new(at, &src, UnitKind::Plain, meta.len()));
+            sidecars.push(Unit::new(at.0, &src, UnitKind::Plain, meta.len()));
         }
     }
     plan.units.extend(sidecars);
@@ -64,7 +64,7 @@ fn single_file(spec: &StoreSpec) -> Result<CapturePlan> {
     Ok(CapturePlan {
         single_file: Some(name),
         folders: vec![std::path::PathBuf::from(&spec.name)],
-        units: vec![Unit::new(at, &spec.path, UnitKind::Plain, meta.len())],
+        units: vec![Unit::new(at.0, &spec.path, UnitKind::Plain, meta.len())],
         ..CapturePlan::default()
     })
 }

@@ -52,7 +52,7 @@ impl StoreHandler for SqliteStore {
         }
         plan.units.push(unit(
             &spec.path,
-            manifest_path(&spec.name, Path::new(&name))?,
+            manifest_path(&spec.name, Path::new(&name))?.0,
         ));
         Ok(plan)
     }
@@ -82,7 +82,7 @@ impl StoreHandler for SqliteStore {
 }
 
 /// The capture unit of the database at `src`; its size estimate includes the `-wal`.
-pub fn unit(src: &Path, at: (EncodedPath, std::path::PathBuf)) -> Unit {
+pub fn unit(src: &Path, at: EncodedPath) -> Unit {
     let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     Unit::new(at, src, UnitKind::Sqlite, len(src) + len(&wal_path(src)))
 }

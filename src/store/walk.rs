@@ -92,7 +92,7 @@ fn take(spec: &StoreSpec, entry: &walkdir::DirEntry, plan: &mut CapturePlan) -> 
         ));
     } else if !is_sidecar(src)? {
         // Whether it is a database is settled by `store::plan_capture_knowing`.
-        let mut unit = Unit::new(at, src, UnitKind::Plain, 0);
+        let mut unit = Unit::new(at.0, src, UnitKind::Plain, 0);
         unit.may_be_sqlite = true;
         plan.units.push(unit);
     }

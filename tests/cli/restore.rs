@@ -412,15 +412,13 @@ fn a_refused_restore_into_a_folder_leaves_no_file_and_no_folder_in_it() {
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[0] ^= 0x20;
     std::fs::write(&victim, &bytes).unwrap();
-    let run = ws.run(&[
-        "--json",
-        "restore",
-        bundle.to_str().unwrap(),
-        "--mode",
-        "replace",
-        "--into",
-        "scratch",
-    ]);
+    let into_scratch = || {
+        let b = bundle.to_str().unwrap();
+        ws.run(&[
+            "--json", "restore", b, "--mode", "replace", "--into", "scratch",
+        ])
+    };
+    let run = into_scratch();
     run.code(1);
     assert_eq!(run.json()["error"]["kind"], "bundle_invalid");
     // Only the store folders themselves, empty: no staged file, no folder
@@ -437,15 +435,7 @@ fn a_refused_restore_into_a_folder_leaves_no_file_and_no_folder_in_it() {
     // Mended, the same folder (its empty store folders removed) restores whole.
     std::fs::write(&victim, b"binary-ish segment bytes").unwrap();
     std::fs::remove_dir_all(ws.path("scratch")).unwrap();
-    let run = ws.run(&[
-        "restore",
-        bundle.to_str().unwrap(),
-        "--mode",
-        "replace",
-        "--into",
-        "scratch",
-    ]);
-    run.code(0);
+    into_scratch().code(0);
     assert_eq!(
         read(&ws, "scratch/vectors/seg-1/data_level0.bin"),
         "binary-ish segment bytes"
