@@ -49,15 +49,16 @@ pub fn end_of_copy_writeback(file: &File, bytes: u64) {
     }
 }
 
-/// Writes `bytes` to a new file at `path` (which must not exist) and fsyncs it.
-pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to a new file at `path` (which must not exist), and
+/// fsyncs it when `sync` (else a later sync of its file system must).
+pub fn write_new_file(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let mut file = File::options()
         .write(true)
         .create_new(true)
         .open(path)
         .map_err(|e| Error::io("could not create", path, e))?;
     file.write_all(bytes)
-        .and_then(|()| file.sync_all())
+        .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
         .map_err(|e| Error::io("could not write", path, e))
 }
 
@@ -265,6 +266,31 @@ impl LastFolder {
 /// plain components.
 pub fn encode_path(rel: &Path) -> std::result::Result<EncodedPath, String> {
     use std::os::unix::ffi::OsStrExt;
+    // Plain names joined by single slashes already are their components
+    // (a walk of many files gives nothing else): taken as they are, not
+    // parsed component by component.
+    let raw = rel.as_os_str().as_bytes();
+    let bytes = match check_relative_bytes(raw) {
+        Ok(()) => raw.to_vec(),
+        Err(_) => {
+            let bytes = normal_components(rel)?;
+            check_relative_bytes(&bytes)?;
+            bytes
+        }
+    };
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => EncodedPath { text, hex: None },
+        Err(e) => EncodedPath {
+            text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            hex: Some(hex::encode(e.as_bytes())),
+        },
+    })
+}
+
+/// `rel`'s components joined by single slashes; anything but a plain name
+/// (a root, `.` or `..`) is refused.
+fn normal_components(rel: &Path) -> std::result::Result<Vec<u8>, String> {
+    use std::os::unix::ffi::OsStrExt;
     let mut bytes = Vec::new();
     for comp in rel.components() {
         match comp {
@@ -277,14 +303,7 @@ pub fn encode_path(rel: &Path) -> std::result::Result<EncodedPath, String> {
             _ => return Err(format!("unexpected path component in {}", rel.display())),
         }
     }
-    check_relative_bytes(&bytes)?;
-    Ok(match String::from_utf8(bytes) {
-        Ok(text) => EncodedPath { text, hex: None },
-        Err(e) => EncodedPath {
-            text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-            hex: Some(hex::encode(e.as_bytes())),
-        },
-    })
+    Ok(bytes)
 }
 
 /// Decodes a manifest path (`text`, and `hex` when given) into a relative
@@ -562,6 +581,32 @@ mod tests {
         assert!(decode_path("kb/\u{fffd}", Some("6b622f2e2eff")).is_err());
         assert!(decode_path("../\u{fffd}", Some("2e2e2fff")).is_err());
         assert!(decode_path("kb/x", Some("6b622f78")).is_err());
+    }
+
+    #[test]
+    fn a_path_is_encoded_as_its_components_however_it_is_spelled() {
+        for (given, encoded) in [
+            ("kb/a.txt", Some("kb/a.txt")),
+            ("kb//a.txt", Some("kb/a.txt")),
+            ("kb/./a.txt", Some("kb/a.txt")),
+            ("kb/a.txt/", Some("kb/a.txt")),
+            ("./kb/a.txt", None),
+            ("kb/../a.txt", None),
+            ("/kb/a.txt", None),
+            ("", None),
+        ] {
+            let got = encode_path(Path::new(given)).ok().map(|e| e.text);
+            assert_eq!(got.as_deref(), encoded, "{given:?}");
+            // What the components give, taken one by one.
+            let by_components = normal_components(Path::new(given))
+                .ok()
+                .filter(|b| check_relative_bytes(b).is_ok());
+            assert_eq!(
+                by_components.as_deref(),
+                encoded.map(str::as_bytes),
+                "{given:?}"
+            );
+        }
     }
 
     #[test]

@@ -124,8 +124,8 @@ pub fn write_bundle(
         Ok(s) => s,
         Err(why) => return Err(refused(remote, &id, &why)),
     };
-    fsutil::write_new_file(&into.join(MANIFEST_SUM_FILE), &sum)?;
-    fsutil::write_new_file(&into.join(MANIFEST_FILE), &opened.bytes)?;
+    fsutil::write_new_file(&into.join(MANIFEST_SUM_FILE), &sum, true)?;
+    fsutil::write_new_file(&into.join(MANIFEST_FILE), &opened.bytes, true)?;
     for path in written {
         fsutil::fsync_path(&path)?;
     }

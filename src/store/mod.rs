@@ -62,6 +62,24 @@ pub struct Unit {
     /// SQLite database (captured through the backup API) if its header says
     /// so. [`plan_capture_knowing`] settles it before anyone sees the plan.
     pub may_be_sqlite: bool,
+    /// Where its record is among the previous bundle's a create reuses
+    /// from, once looked up (see `crate::reuse::Previous::match_units`).
+    pub previous: PreviousRecord,
+}
+
+/// Where a [`Unit`]'s record is in the previous bundle a create reuses
+/// from: found once for all the units of a store, in one pass over both
+/// in path order, rather than looked up by path for every question asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PreviousRecord {
+    /// Not looked for yet.
+    #[default]
+    NotLooked,
+    /// The previous bundle has no record of its path.
+    Absent,
+    /// The previous bundle's record of its path, by its place in the
+    /// previous bundle's path order.
+    At(u32),
 }
 
 /// What capturing a store will do, found by walking it without copying.
@@ -318,6 +336,7 @@ impl Unit {
             walked_owner: None,
             may_be_sqlite: false,
             bytes,
+            previous: PreviousRecord::NotLooked,
         }
     }
 
