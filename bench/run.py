@@ -200,11 +200,17 @@ def timed(cmd, cwd=None, env=None, shell=False):
 
 
 def measure(name, runs, setup, cmd, **kw):
-    """Median of `runs` timings of `cmd()`, each after `setup()` (untimed)."""
+    """Median of `runs` timings of `cmd()`, each after `setup()` (untimed).
+
+    What a setup wrote or removed is synced before the run: a command whose
+    own sync covers the whole file system (`syncfs`, `sync`) would else pay
+    for the setup's writeback (deleting the last run's bundle of 50,000
+    files, say)."""
     times, rss = [], []
     for i in range(runs):
         if setup:
             setup(i)
+            subprocess.run(["sync"], check=True)
         s, k = timed(cmd(i), **kw)
         times.append(s)
         rss.append(k)
