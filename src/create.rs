@@ -825,7 +825,8 @@ fn captured_record(spec: &StoreSpec, plan: CapturePlan, mut files: Vec<FileRecor
 }
 
 /// Writes the manifest (streamed: never held whole in memory) and its
-/// checksum file into the staging folder.
+/// checksum file into the staging folder, fsyncing both when `sync` (else
+/// the caller's sync of the file system must make them durable).
 fn write_manifest(staging_dir: &Path, manifest: &Manifest, sync: bool) -> Result<()> {
     let path = staging_dir.join(MANIFEST_FILE);
     let file = std::fs::File::options()
