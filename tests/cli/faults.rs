@@ -158,15 +158,14 @@ pub fn hidden_leftovers(dest: &Path, prefix: &str) -> usize {
 fn kill_9_during_create_never_leaves_a_bundle_that_is_not_whole() {
     let ws = Workspace::new();
     big_stores(&ws, "a");
-    kill_create_loop(&ws, &["create", "--no-reuse"], "kill_9_during_create");
+    kill_create_loop(&ws, &["create", "--no-reuse"], "kill_9_during_create", 6);
 }
 
 #[test]
 fn kill_9_during_a_create_of_many_files_never_leaves_a_bundle_that_is_not_whole() {
     // More files and folders than one `syncfs` replaces file-by-file fsyncs
     // for: the manifest is written beside the first sync, and the bundle
-    // published after the last. The first create copies, the later ones
-    // link what did not change.
+    // published after the last.
     let ws = Workspace::new();
     for folder in 0..300 {
         for file in 0..2 {
@@ -180,13 +179,18 @@ fn kill_9_during_a_create_of_many_files_never_leaves_a_bundle_that_is_not_whole(
         "bundle.toml",
         "destination = \"backups\"\n[[stores]]\nname = \"files\"\nkind = \"dir\"\npath = \"data/files\"\n",
     );
-    kill_create_loop(&ws, &["create"], "kill_9_during_a_create_of_many_files");
+    // The loop's runs link what the first create copied; a run after a
+    // killed one first removes what that left, so the delays reach twice an
+    // undisturbed run.
+    ws.run(&["create"]).code(0);
+    kill_create_loop(&ws, &["create"], "kill_9_during_a_create_of_many_files", 10);
 }
 
-/// Kills `bundle ARGS` (a create) at random instants, over and over: every
-/// visible bundle folder must be a listed, readable bundle that passes the
-/// quick check, and the next create succeeds and removes what was left.
-fn kill_create_loop(ws: &Workspace, args: &[&str], name: &str) {
+/// Kills `bundle ARGS` (a create) at random instants up to `fifths` fifths
+/// of its undisturbed duration, over and over: every visible bundle folder
+/// must be a listed, readable bundle that passes the quick check, and the
+/// next create succeeds and removes what was left.
+fn kill_create_loop(ws: &Workspace, args: &[&str], name: &str, fifths: u64) {
     let dest = ws.path("backups");
     let typical = duration_of(ws, args);
     let mut rng = Rng::new(name);
@@ -194,7 +198,7 @@ fn kill_create_loop(ws: &Workspace, args: &[&str], name: &str) {
     let mut outcome: BTreeMap<&str, usize> = BTreeMap::new();
     for _ in 0..runs {
         let before = visible_bundles(&dest).len();
-        let delay = Duration::from_micros(rng.below(typical.as_micros() as u64 * 6 / 5));
+        let delay = Duration::from_micros(rng.below(typical.as_micros() as u64 * fifths / 5));
         let mut child = spawn(ws, args);
         let killed = kill_after(&mut child, delay);
         let after = visible_bundles(&dest).len();
