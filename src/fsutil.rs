@@ -221,7 +221,7 @@ impl LastFolder {
     ) -> std::io::Result<(rustix::fd::BorrowedFd<'_>, &'p std::ffi::OsStr)> {
         use rustix::fd::AsFd;
         use rustix::fs::{Mode, OFlags};
-        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+        let (Some(folder), Some(name)) = folder_and_name(path) else {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("{} names no file in a folder", path.display()),
@@ -260,6 +260,27 @@ impl LastFolder {
         let (at, name) = self.of(path)?;
         Ok(File::from(rustix::fs::openat(at, name, flags, mode)?))
     }
+}
+
+/// `path`'s folder and name, as [`Path::parent`] and [`Path::file_name`]
+/// give them. A path whose last slash is single and followed by a plain
+/// name (every path a walk or a bundle makes) is cut at that slash rather
+/// than parsed component by component from its end, twice per file.
+fn folder_and_name(path: &Path) -> (Option<&Path>, Option<&std::ffi::OsStr>) {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    if let Some(slash) = bytes.iter().rposition(|&b| b == b'/') {
+        let (folder, name) = (&bytes[..slash], &bytes[slash + 1..]);
+        let plain = !matches!(name, b"" | b"." | b"..");
+        if plain && slash > 0 && folder.last() != Some(&b'/') {
+            return (
+                Some(Path::new(OsStr::from_bytes(folder))),
+                Some(OsStr::from_bytes(name)),
+            );
+        }
+    }
+    (path.parent(), path.file_name())
 }
 
 /// Encodes a relative file-system path for a manifest; refuses anything but
@@ -581,6 +602,31 @@ mod tests {
         assert!(decode_path("kb/\u{fffd}", Some("6b622f2e2eff")).is_err());
         assert!(decode_path("../\u{fffd}", Some("2e2e2fff")).is_err());
         assert!(decode_path("kb/x", Some("6b622f78")).is_err());
+    }
+
+    #[test]
+    fn a_path_is_cut_into_folder_and_name_as_its_components_say() {
+        for path in [
+            "a/b/c.txt",
+            "/a/b",
+            "/a",
+            "a",
+            "a/",
+            "a/b/",
+            "a//b",
+            "a/./b",
+            "a/b/.",
+            "a/..",
+            "./a",
+            "/",
+            "",
+            "..",
+            "a/b/..",
+            "//a",
+        ] {
+            let p = Path::new(path);
+            assert_eq!(folder_and_name(p), (p.parent(), p.file_name()), "{path:?}");
+        }
     }
 
     #[test]
