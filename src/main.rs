@@ -36,8 +36,8 @@ fn main() -> ProcessExit {
 /// to 32 MiB after the first large free, so the buffers of a big manifest
 /// (tens of MB, read, parsed and dropped) are then carved from its heaps
 /// and stay mapped after they are freed: a restore's safety snapshot of
-/// 50,000 files peaked at 111 MiB, 75 MiB with these settings (docs/
-/// performance.md). Two arenas, not one per core and thread, for the same
+/// 50,000 files peaked at 107-111 MiB, 71-73 MiB with these settings
+/// (docs/performance.md). Two arenas, not one per core and thread, for the same
 /// reason.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn return_freed_memory() {

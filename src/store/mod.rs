@@ -269,7 +269,10 @@ pub fn settle_databases(
                 text: unit.path.clone(),
                 hex: unit.path_hex.clone(),
             };
+            // Its place among the previous bundle's records stays its own.
+            let previous = unit.previous;
             *unit = sqlite::unit(&unit.src, encoded);
+            unit.previous = previous;
         }
     }
     // A list grown while walking holds up to twice its units' room.
