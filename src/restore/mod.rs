@@ -134,13 +134,23 @@ pub struct RestoreReport {
 }
 
 /// Resolved target of one bundle store.
-struct Selected<'a> {
-    record: &'a StoreRecord,
+struct Selected {
+    /// The bundle's record of the store, taken out of the manifest: once the
+    /// plan is final its files go ([`Selected::forget_files`]).
+    record: StoreRecord,
     spec: StoreSpec,
     target_path: PathBuf,
 }
 
-impl Selected<'_> {
+impl Selected {
+    /// Drops the records of the store's files and symlinks: the final plan's
+    /// steps hold all that apply and its checks need, and a safety snapshot
+    /// of as many files runs next, which should not hold both.
+    fn forget_files(&mut self) {
+        self.record.files = Vec::new();
+        self.record.symlinks = Vec::new();
+    }
+
     /// The folder every write of this store resolves beneath: the store's
     /// folder, or the folder holding a single-file store's file.
     fn root(&self) -> PathBuf {
@@ -270,10 +280,10 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     };
     // 1. Preflight: nothing is trusted before a verify (a replace hashes
     // what it uses as it stages it, so the data is read once).
-    let (manifest, manifest_sha) = preflight(&opts.bundle, opts.mode == Mode::Merge, progress)?;
+    let (mut manifest, manifest_sha) = preflight(&opts.bundle, opts.mode == Mode::Merge, progress)?;
 
     // 2. Targets.
-    let selected = select_targets(opts, &manifest)?;
+    let selected = select_targets(opts, &mut manifest)?;
     let token = confirm_token(&manifest, &manifest_sha, opts.mode, &selected);
     let interrupted = match &opts.into {
         Some(into) => {
@@ -332,9 +342,9 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         }
     }
     if opts.into.is_some() {
-        return apply_plan(opts, &selected, &destination, report, progress);
+        return apply_plan(opts, selected, &destination, report, progress);
     }
-    apply_live(opts, &selected, &destination, report, progress)
+    apply_live(opts, selected, &destination, report, progress)
 }
 
 /// The destination: the config's, else the folder holding the bundle.
@@ -392,7 +402,7 @@ fn remove_leftover_temps(selected: &[Selected], tag: &str) -> Result<()> {
 /// checked for use and planned again, as the service may have written.
 fn apply_live(
     opts: &RestoreOptions,
-    selected: &[Selected],
+    selected: Vec<Selected>,
     destination: &Path,
     mut report: RestoreReport,
     progress: &dyn Progress,
@@ -409,8 +419,8 @@ fn apply_live(
         &before,
         || {
             if hooks.pre_restore.is_some() {
-                refuse_in_use(selected)?;
-                report.stores = plan_stores(opts, selected, &report.confirm_token)?;
+                refuse_in_use(&selected)?;
+                report.stores = plan_stores(opts, &selected, &report.confirm_token)?;
             }
             apply_plan(opts, selected, destination, report, progress)
         },
@@ -439,11 +449,14 @@ fn token_refusal(given: Option<&str>, token: &str) -> Option<Outcome> {
 /// Steps 6 and 7: space, safety snapshot, journal, apply, check.
 fn apply_plan(
     opts: &RestoreOptions,
-    selected: &[Selected],
+    mut selected: Vec<Selected>,
     destination: &Path,
     report: RestoreReport,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    // The plan is final: its steps hold what apply needs.
+    let restore_bytes = bytes_to_restore(&selected);
+    selected.iter_mut().for_each(Selected::forget_files);
     // Every folder the apply may write beneath exists before it is confined.
     let mut writable = Vec::new();
     if opts.into.is_none() {
@@ -457,7 +470,14 @@ fn apply_plan(
     crate::sandbox::confined(&writable, |sandbox| {
         let mut report = report;
         report.sandbox = Some(sandbox);
-        apply_confined(opts, selected, destination, report, progress)
+        apply_confined(
+            opts,
+            &selected,
+            restore_bytes,
+            destination,
+            report,
+            progress,
+        )
     })
 }
 
@@ -465,6 +485,7 @@ fn apply_plan(
 fn apply_confined(
     opts: &RestoreOptions,
     selected: &[Selected],
+    restore_bytes: u64,
     destination: &Path,
     mut report: RestoreReport,
     progress: &dyn Progress,
@@ -472,7 +493,7 @@ fn apply_confined(
     let live = opts.into.is_none();
     // 6. Space, safety snapshot, journal.
     let take_snapshot = live && opts.safety_snapshot && !report.resumed;
-    check_restore_space(destination, selected, take_snapshot)?;
+    check_restore_space(destination, selected, restore_bytes, take_snapshot)?;
     if take_snapshot {
         take_safety_snapshot(destination, selected, &mut report, progress)?;
     }
@@ -555,12 +576,10 @@ fn run_store_checks(selected: &[Selected], report: &mut RestoreReport) -> Result
                 _ => None,
             })
             .collect();
-        let outcome =
-            crate::store::recheck_restored(s.record, &s.target_path, &left_out).and_then(|()| {
-                match command {
-                    Some(command) => crate::hooks::run_store_check(command, &s.target_path),
-                    None => Ok(()),
-                }
+        let outcome = crate::store::recheck_restored(&s.record, &s.target_path, &left_out)
+            .and_then(|()| match command {
+                Some(command) => crate::hooks::run_store_check(command, &s.target_path),
+                None => Ok(()),
             });
         if command.is_none() && outcome.is_ok() {
             continue;
@@ -719,20 +738,29 @@ fn apply_and_check(
 }
 
 /// Refuses (exit 4) when the safety snapshot and the restored bytes do not fit.
-fn check_restore_space(destination: &Path, selected: &[Selected], snapshot: bool) -> Result<()> {
+fn check_restore_space(
+    destination: &Path,
+    selected: &[Selected],
+    restore_bytes: u64,
+    snapshot: bool,
+) -> Result<()> {
     let live_bytes = selected
         .iter()
         .fold(0u64, |t, s| t.saturating_add(tree_bytes(&s.target_path)));
-    let restore_bytes: u64 = selected
-        .iter()
-        .flat_map(|s| &s.record.files)
-        .fold(0u64, |t, f| t.saturating_add(f.bytes));
     check_space(
         destination,
         if snapshot { live_bytes } else { 0 },
         selected.first().map(|s| s.target_path.as_path()),
         restore_bytes,
     )
+}
+
+/// The bytes of the bundle's files of the selected stores.
+fn bytes_to_restore(selected: &[Selected]) -> u64 {
+    selected
+        .iter()
+        .flat_map(|s| &s.record.files)
+        .fold(0u64, |t, f| t.saturating_add(f.bytes))
 }
 
 /// The selected store names, sorted (as the journal records them).
@@ -762,7 +790,7 @@ fn plan_stores(
         let steps = if skip {
             Vec::new()
         } else {
-            crate::store::handler(s.record.kind).plan_restore(s.record, &target)?
+            crate::store::handler(s.record.kind).plan_restore(&s.record, &target)?
         };
         let mut counts = Counts::default();
         steps.iter().for_each(|st| counts.add(st));
@@ -891,47 +919,59 @@ fn in_use(selected: &[Selected]) -> Result<Vec<(String, String)>> {
     Ok(found)
 }
 
-/// The bundle stores `--store` selects (all of them without it), each once.
-fn selected_records<'a>(
-    opts: &RestoreOptions,
-    manifest: &'a Manifest,
-) -> Result<Vec<&'a StoreRecord>> {
-    let mut records: Vec<&StoreRecord> = Vec::new();
+/// The places in `manifest.stores` of the stores `--store` selects (all of
+/// them without it), each once.
+fn selected_records(opts: &RestoreOptions, manifest: &Manifest) -> Result<Vec<usize>> {
     if opts.only.is_empty() {
-        records.extend(&manifest.stores);
-    } else {
-        for name in &opts.only {
-            let record = manifest
-                .stores
-                .iter()
-                .find(|s| &s.name == name)
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "bundle {} has no store \"{name}\" (it has: {})",
-                        manifest.id,
-                        manifest
-                            .stores
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-            if !records.iter().any(|r| r.name == record.name) {
-                records.push(record);
-            }
+        return Ok((0..manifest.stores.len()).collect());
+    }
+    let mut places: Vec<usize> = Vec::new();
+    for name in &opts.only {
+        let place = manifest
+            .stores
+            .iter()
+            .position(|s| &s.name == name)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "bundle {} has no store \"{name}\" (it has: {})",
+                    manifest.id,
+                    manifest
+                        .stores
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        if !places.contains(&place) {
+            places.push(place);
         }
     }
-    Ok(records)
+    Ok(places)
+}
+
+/// The record of a selected store, taken out of the manifest with its files
+/// and symlinks (the manifest keeps the rest, without them), so that
+/// they are held once and can go before the safety snapshot.
+fn take_record(record: &mut StoreRecord) -> StoreRecord {
+    let files = std::mem::take(&mut record.files);
+    let symlinks = std::mem::take(&mut record.symlinks);
+    StoreRecord {
+        files,
+        symlinks,
+        ..record.clone()
+    }
 }
 
 /// Resolves each selected bundle store to a live (or `--into`) target.
-fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<Vec<Selected<'a>>> {
-    let records = selected_records(opts, manifest)?;
+fn select_targets(opts: &RestoreOptions, manifest: &mut Manifest) -> Result<Vec<Selected>> {
+    let places = selected_records(opts, manifest)?;
     if let Some(into) = &opts.into {
+        let records = places
+            .into_iter()
+            .map(|i| take_record(&mut manifest.stores[i]));
         let into = crate::config::absolute(into)?;
         return Ok(records
-            .into_iter()
             .map(|record| {
                 let root = into.join(&record.name);
                 let target_path = match &record.single_file {
@@ -939,7 +979,6 @@ fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<V
                     None => root,
                 };
                 Selected {
-                    record,
                     spec: StoreSpec {
                         name: record.name.clone(),
                         kind: record.kind,
@@ -949,6 +988,7 @@ fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<V
                         exclude: Vec::new(),
                         check: None,
                     },
+                    record,
                     target_path,
                 }
             })
@@ -965,7 +1005,8 @@ fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<V
         }
     }
     let mut selected = Vec::new();
-    for record in records {
+    for place in places {
+        let record = &manifest.stores[place];
         let spec = opts.config.stores.iter().find(|s| s.name == record.name).ok_or_else(|| {
             Error::Refused(format!(
                 "bundle store \"{}\" is not in the config, so it has no target; add it to bundle.toml (or name it with --{} {}=PATH), or restore it with --into DIR",
@@ -979,7 +1020,7 @@ fn select_targets<'a>(opts: &RestoreOptions, manifest: &'a Manifest) -> Result<V
             )));
         }
         selected.push(Selected {
-            record,
+            record: take_record(&mut manifest.stores[place]),
             spec: spec.clone(),
             target_path: spec.path.clone(),
         });
@@ -1002,7 +1043,7 @@ fn confirm_token(
     manifest: &Manifest,
     manifest_sha: &str,
     mode: Mode,
-    selected: &[Selected<'_>],
+    selected: &[Selected],
 ) -> String {
     let mut lines: Vec<String> = selected
         .iter()
