@@ -67,7 +67,20 @@ fn bundle_folders(destination: &Path) -> Result<Vec<(BundleId, String, PathBuf)>
 /// The manifest of the bundle folder `path` named `name`: why not, when it
 /// cannot be read or names another id.
 fn read_listed(path: &Path, name: &str) -> std::result::Result<Manifest, String> {
-    match Manifest::read(&path.join(MANIFEST_FILE)) {
+    check_listed(Manifest::read(&path.join(MANIFEST_FILE)), name)
+}
+
+/// [`read_listed`] without the file records, with the bytes they total.
+fn read_listed_summary(path: &Path, name: &str) -> std::result::Result<(Manifest, u64), String> {
+    let read = Manifest::read_summary(&path.join(MANIFEST_FILE));
+    let bytes = read.as_ref().map_or(0, |(_, bytes)| *bytes);
+    check_listed(read.map(|(manifest, _)| manifest), name).map(|m| (m, bytes))
+}
+
+/// A manifest read for the bundle folder `name`: why not, when it could
+/// not be read or names another id.
+fn check_listed(read: Result<Manifest>, name: &str) -> std::result::Result<Manifest, String> {
+    match read {
         Ok(manifest) if manifest.id == name => Ok(manifest),
         Ok(manifest) => Err(format!(
             "manifest id \"{}\" differs from the folder name",
@@ -96,16 +109,21 @@ pub fn list_summaries(destination: &Path) -> Result<BundleListing> {
 fn list_keeping(destination: &Path, files: bool) -> Result<BundleListing> {
     let mut listing = BundleListing::default();
     for (id, name, path) in bundle_folders(destination)? {
-        match read_listed(&path, &name) {
-            Ok(manifest) => {
-                let mut bundle = ListedBundle::new(id, path, manifest);
-                if !files {
-                    for store in &mut bundle.manifest.stores {
-                        store.files = Vec::new();
-                    }
-                }
-                listing.bundles.push(bundle);
-            }
+        let read = if files {
+            read_listed(&path, &name).map(|m| {
+                let bytes = m.total_bytes();
+                (m, bytes)
+            })
+        } else {
+            read_listed_summary(&path, &name)
+        };
+        match read {
+            Ok((manifest, bytes)) => listing.bundles.push(ListedBundle {
+                id,
+                path,
+                manifest,
+                bytes,
+            }),
             Err(why) => listing.unreadable.push((name, why)),
         }
     }
