@@ -158,7 +158,7 @@ pub fn capture_unit_in(
             let copy = jsonl::copy_jsonl(&unit.src, &dest, ctx.progress)?;
             warnings = jsonl::warnings(unit.store(), &unit.path, &copy.facts, copy.torn_bytes);
             let mut file = record(copy.bytes, copy.sha256);
-            file.jsonl = Some(copy.facts);
+            file.jsonl = Some(Box::new(copy.facts));
             // A torn tail is left out: the source is not what the bundle holds.
             (file, (copy.torn_bytes == 0).then_some(before))
         }
@@ -235,7 +235,7 @@ fn set_ownership(file: &mut FileRecord, owner: crate::rooted::Ownership) {
 fn new_record(unit: &Unit, bytes: u64, sha256: crate::hash::Sha256Digest) -> FileRecord {
     FileRecord {
         path: unit.path.clone(),
-        path_hex: unit.path_hex.clone(),
+        path_hex: unit.path_hex.as_deref().map(Box::from),
         bytes,
         sha256,
         sqlite: None,

@@ -87,7 +87,7 @@ pub enum Step {
         /// Its expected sha256.
         sha256: crate::hash::Sha256Digest,
         /// Its JSONL line counts, when a JSONL file.
-        jsonl: Option<JsonlFacts>,
+        jsonl: Option<Box<JsonlFacts>>,
         /// Its SQLite facts, when a database inside a folder store (checked
         /// on the staged copy before anything live changes).
         #[serde(skip)]

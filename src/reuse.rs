@@ -146,7 +146,7 @@ mod tests {
     fn record(path: &str, hex: Option<&str>, n: u64) -> FileRecord {
         FileRecord {
             path: path.into(),
-            path_hex: hex.map(str::to_string),
+            path_hex: hex.map(Box::from),
             bytes: n,
             sha256: crate::hash::Sha256Digest::of(path.as_bytes()),
             sqlite: None,

@@ -553,8 +553,8 @@ impl<'a> Checker<'a> {
         if sha != file.sha256 {
             problems.push(problem(store, rel, "sha256 does not match the manifest"));
         }
-        if let (Some(want), Some(got)) = (file.jsonl, lines) {
-            if want != got {
+        if let (Some(want), Some(got)) = (file.jsonl.as_deref(), lines) {
+            if *want != got {
                 problems.push(problem(
                     store,
                     rel,

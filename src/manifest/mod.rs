@@ -169,7 +169,7 @@ pub struct FileRecord {
     /// Only when the path is not valid UTF-8: its exact bytes in hex; `path`
     /// then shows it with U+FFFD for each invalid sequence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_hex: Option<String>,
+    pub path_hex: Option<Box<str>>,
     /// Size in bytes.
     pub bytes: u64,
     /// sha256 of the content (lowercase hex in the file).
@@ -178,9 +178,9 @@ pub struct FileRecord {
     /// plain files, and a manifest may hold hundreds of thousands).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlite: Option<Box<SqliteFacts>>,
-    /// Facts about a JSONL file.
+    /// Facts about a JSONL file (boxed, as `sqlite` is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jsonl: Option<JsonlFacts>,
+    pub jsonl: Option<Box<JsonlFacts>>,
     /// The source file's identity when it was read, so the next create can
     /// tell it is unchanged; absent when it was too fresh to be trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -691,6 +691,13 @@ mod tests {
         );
         // Big device numbers are put together as the C library does.
         assert_eq!(rustix::fs::makedev(0x1234, 0x56789), 0x1000_5672_3489);
+    }
+
+    #[test]
+    fn a_file_record_stays_small() {
+        // A manifest of 200,000 files holds as many records: the rare facts
+        // (a database's, a JSONL file's, a path that is not UTF-8) are boxed.
+        assert!(std::mem::size_of::<FileRecord>() <= 184);
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn plain_file(
         source,
         target,
         sha256: file.sha256,
-        jsonl: file.jsonl,
+        jsonl: file.jsonl.clone(),
         sqlite: file.sqlite.clone(),
         owner: file.ownership(),
     };
