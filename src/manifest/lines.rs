@@ -18,7 +18,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{FileRecord, Manifest, MAX_MANIFEST_BYTES};
+use super::{Manifest, MAX_MANIFEST_BYTES};
 
 /// The line opening a store's multi-line file list, as the layout writes it.
 const FILES_OPEN: &[u8] = b"      \"files\": [";
@@ -27,11 +27,12 @@ const RECORD_INDENT: &[u8] = b"        ";
 /// The line closing a store's file list (followed by `,` when more keys follow).
 const FILES_CLOSE: &[u8] = b"      ]";
 
-/// What [`read`] keeps of each file record.
-pub trait RecordSink {
-    /// Takes the record at place `list` (the how-manieth multi-line file
-    /// list of the manifest, from 0).
-    fn take(&mut self, list: usize, record: FileRecord);
+/// What [`read`] does with each file record, parsed as an `R` (a
+/// [`FileRecord`], or only the fields a caller needs).
+pub trait RecordSink<R> {
+    /// Takes the record of file list `list` (the how-manieth multi-line
+    /// file list of the manifest, from 0).
+    fn take(&mut self, list: usize, record: R);
 }
 
 /// A manifest read in its layout, with the sha256 of its bytes.
@@ -49,7 +50,10 @@ pub struct LinesRead {
 /// most [`MAX_MANIFEST_BYTES`]) line by line; `Ok(None)` when it is not in
 /// the layout (or does not parse so): parse it whole to learn why, or to
 /// read a manifest another writer laid out.
-pub fn read(path: &Path, sink: &mut dyn RecordSink) -> std::io::Result<Option<LinesRead>> {
+pub fn read<R: serde::de::DeserializeOwned>(
+    path: &Path,
+    sink: &mut dyn RecordSink<R>,
+) -> std::io::Result<Option<LinesRead>> {
     let file = std::fs::File::open(path)?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let nonce = placeholder_nonce();
@@ -89,7 +93,7 @@ pub fn read(path: &Path, sink: &mut dyn RecordSink) -> std::io::Result<Option<Li
                     Some(record) => (record, true),
                     None => (text, false),
                 };
-                match serde_json::from_slice::<FileRecord>(&record[RECORD_INDENT.len()..]) {
+                match serde_json::from_slice::<R>(&record[RECORD_INDENT.len()..]) {
                     Ok(record) => sink.take(lists, record),
                     Err(_) => in_layout = false,
                 }
@@ -170,6 +174,7 @@ fn placeholder(nonce: &str, list: usize) -> String {
 mod tests {
     use super::*;
     use crate::error::Error;
+    use crate::manifest::FileRecord;
 
     /// A manifest of three stores: two files and a symlink, none, one file.
     const SAMPLE: &str = r#"{"format_version":1,"id":"20261123T173000Z","created_at":"2026-11-23T17:30:00Z","label":null,"tool":{"name":"bundle","version":"0.1.0"},"host":"h","git":null,"topology":"t","stores":[
@@ -185,7 +190,7 @@ mod tests {
     #[derive(Default)]
     struct Collect(Vec<(usize, String)>);
 
-    impl RecordSink for Collect {
+    impl RecordSink<FileRecord> for Collect {
         fn take(&mut self, list: usize, record: FileRecord) {
             self.0.push((list, record.path));
         }

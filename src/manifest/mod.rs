@@ -502,9 +502,9 @@ impl Manifest {
 
     /// [`lines::read`] of the manifest at `path`, once it is found to be a
     /// regular file of a manifest's size.
-    fn read_lines(
+    pub fn read_lines<R: serde::de::DeserializeOwned>(
         path: &Path,
-        sink: &mut dyn lines::RecordSink,
+        sink: &mut dyn lines::RecordSink<R>,
     ) -> Result<Option<lines::LinesRead>> {
         check_file(path)?;
         lines::read(path, sink).map_err(|e| Error::io("could not read", path, e))
@@ -607,7 +607,7 @@ struct KeptRecords {
     lists: Vec<Vec<FileRecord>>,
 }
 
-impl lines::RecordSink for KeptRecords {
+impl lines::RecordSink<FileRecord> for KeptRecords {
     fn take(&mut self, list: usize, record: FileRecord) {
         if self.lists.len() <= list {
             self.lists.resize_with(list + 1, Vec::new);
@@ -622,7 +622,7 @@ struct TotalledRecords {
     bytes: u64,
 }
 
-impl lines::RecordSink for TotalledRecords {
+impl lines::RecordSink<FileRecord> for TotalledRecords {
     fn take(&mut self, _list: usize, record: FileRecord) {
         self.bytes = self.bytes.saturating_add(record.bytes);
     }

@@ -25,17 +25,7 @@ pub fn verify(
     read_data: bool,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
-    let mut report = VerifyReport {
-        ok: false,
-        problems: Vec::new(),
-        bundle: PathBuf::from(format!("{}:{id}", remote.spec.name)),
-        id: None,
-        files_checked: 0,
-        bytes_checked: 0,
-        damaged: Vec::new(),
-        suspicious: false,
-        suspicious_reasons: Vec::new(),
-    };
+    let mut report = VerifyReport::of(PathBuf::from(format!("{}:{id}", remote.spec.name)));
     let problem = |path: Option<&str>, text: String| Problem {
         store: None,
         path: path.map(str::to_string),

@@ -265,14 +265,41 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
     None
 }
 
-/// Rewrites a bundle's manifest with `edit` and fixes its checksum file.
+/// Rewrites a bundle's manifest with `edit`, laid out as this tool writes
+/// one, and fixes its checksum file.
 pub fn forge(bundle: &Path, edit: impl FnOnce(&mut Value)) {
+    forge_laid_out(bundle, Layout::Tool, edit)
+}
+
+/// How a forged manifest is laid out: as this tool writes one (each file
+/// record on a line of its own, read line by line), or indented in full
+/// (parsed whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Tool,
+    Pretty,
+}
+
+/// [`forge`], with the manifest written in `layout`.
+pub fn forge_laid_out(bundle: &Path, layout: Layout, edit: impl FnOnce(&mut Value)) {
     use sha2::{Digest, Sha256};
     make_writable(bundle);
     let path = bundle.join("bundle-meta.json");
     let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     edit(&mut manifest);
-    let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    let mut bytes = match layout {
+        Layout::Pretty => serde_json::to_vec_pretty(&manifest).unwrap(),
+        Layout::Tool => {
+            let mut out = Vec::new();
+            bundle::json_layout::write_outlined(
+                &mut out,
+                &manifest,
+                bundle::manifest::RECORD_DEPTH,
+            )
+            .unwrap();
+            out
+        }
+    };
     bytes.push(b'\n');
     std::fs::write(&path, &bytes).unwrap();
     let sum = format!(

@@ -305,3 +305,169 @@ fn human_output_lists_problems_and_exits_1() {
     );
     assert!(run.stderr.contains("failed verification"), "{}", run.stderr);
 }
+
+/// What `verify --json` finds in `bundle`, sorted, with its exit code (a
+/// parse error's place in the manifest left out: it depends on the layout).
+fn problems_found(ws: &Workspace, bundle: &Path) -> (i32, Vec<String>) {
+    let run = ws.run(&["--json", "verify", bundle.to_str().unwrap()]);
+    let out = run.json();
+    let mut found: Vec<String> = out["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let text = p["problem"].as_str().unwrap();
+            let text = text.split(" at line ").next().unwrap();
+            format!("{} {} {text}", p["store"], p["path"])
+        })
+        .collect();
+    found.sort();
+    (run.code, found)
+}
+
+#[test]
+fn a_forged_manifest_read_line_by_line_is_refused_as_one_parsed_whole() {
+    // A manifest in this tool's layout is checked as its records stream by;
+    // any other is parsed whole. Both must find the same problems.
+    use crate::support::{copy_tree, forge_laid_out, Layout};
+    use serde_json::json;
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let good = ws.create(&[]);
+    let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let files = |m: &mut Value, name: &str| -> Vec<Value> {
+        store(m, name)["files"].as_array().unwrap().clone()
+    };
+    let cases: Vec<(&str, &str, Edit)> = vec![
+        ("nothing", "", Box::new(|_| {})),
+        (
+            "a path listed twice",
+            "path listed twice",
+            Box::new(move |m| {
+                let again = files(m, "kb")[0].clone();
+                store(m, "kb")["files"].as_array_mut().unwrap().push(again);
+            }),
+        ),
+        (
+            "a record beneath a file recorded after it",
+            "lies under the recorded file vectors/seg-1/data_level0.bin",
+            Box::new(move |m| {
+                let child =
+                    json!({"path": "vectors/seg-1/data_level0.bin/x", "bytes": 0, "sha256": empty});
+                store(m, "vectors")["files"]
+                    .as_array_mut()
+                    .unwrap()
+                    .insert(0, child);
+            }),
+        ),
+        (
+            "a file recorded where a folder of files is",
+            "lies under the recorded file vectors/seg-1",
+            Box::new(move |m| {
+                let folder = json!({"path": "vectors/seg-1", "bytes": 0, "sha256": empty});
+                store(m, "vectors")["files"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(folder);
+            }),
+        ),
+        (
+            "a symlink on the path of a file",
+            "recorded both as a file and as a symlink",
+            Box::new(|m| {
+                store(m, "vectors")["symlinks"] =
+                    json!([{"path": "vectors/seg-1/data_level0.bin", "target": "x"}]);
+            }),
+        ),
+        (
+            "a file beneath a symlink",
+            "lies under the recorded symlink vectors/seg-1",
+            Box::new(|m| {
+                store(m, "vectors")["symlinks"] = json!([{"path": "vectors/seg-1", "target": "."}]);
+            }),
+        ),
+        (
+            "facts missing",
+            "has no JSONL facts",
+            Box::new(|m| {
+                store(m, "memory")["files"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("sqlite");
+                store(m, "kb")["files"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("jsonl");
+            }),
+        ),
+        (
+            "paths that climb out or stray",
+            "outside the store's folder",
+            Box::new(|m| {
+                store(m, "kb")["files"][0]["path"] = json!("kb/../../etc/passwd");
+                store(m, "kb")["files"][1]["path"] = json!("vectors/seg-1/data_level0.bin");
+            }),
+        ),
+        (
+            "a size and a digest changed",
+            "sha256 does not match",
+            Box::new(move |m| {
+                let bytes = store(m, "kb")["files"][1]["bytes"].as_u64().unwrap();
+                store(m, "kb")["files"][1]["bytes"] = json!(bytes + 1);
+                store(m, "kb")["files"][0]["sha256"] = json!(empty);
+            }),
+        ),
+        (
+            "an empty store listing files",
+            "but files are listed",
+            Box::new(|m| store(m, "kb")["status"] = json!("empty")),
+        ),
+        (
+            "a single-file store listing another file",
+            "lists a file other than its own",
+            Box::new(move |m| {
+                let other = json!({"path": "memory/other.db", "bytes": 0, "sha256": empty});
+                store(m, "memory")["files"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(other);
+            }),
+        ),
+        (
+            "a record with a field format 1 lacks",
+            "unknown field `extra`",
+            Box::new(|m| {
+                store(m, "kb")["files"][0]["extra"] = json!(1);
+            }),
+        ),
+        (
+            "a record that is not one",
+            "does not match format 1",
+            Box::new(|m| store(m, "kb")["files"][1] = json!(5)),
+        ),
+    ];
+    for (what, expected, edit) in cases {
+        let mut found = Vec::new();
+        for layout in [Layout::Tool, Layout::Pretty] {
+            let bundle = ws.path("case");
+            copy_tree(&good, &bundle);
+            forge_laid_out(&bundle, layout, &edit);
+            if layout == Layout::Tool {
+                let text = std::fs::read_to_string(bundle.join("bundle-meta.json")).unwrap();
+                assert!(text.contains("\"files\": [\n        {"), "{what}: {text}");
+            }
+            found.push(problems_found(&ws, &bundle));
+            std::fs::remove_dir_all(&bundle).unwrap();
+        }
+        assert_eq!(found[0], found[1], "{what}");
+        let (code, problems) = &found[0];
+        match what {
+            "nothing" => assert_eq!((*code, problems.len()), (0, 0), "{problems:?}"),
+            _ => assert!(
+                *code == 1 && problems.iter().any(|p| p.contains(expected)),
+                "{what}: {problems:?}"
+            ),
+        }
+    }
+}
