@@ -558,3 +558,105 @@ fn is_single_file(store: &manifest::StoreRecord, file: &FileRecord, single: &str
                 .iter()
                 .any(|suffix| file.path == format!("{own}{suffix}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle of one dir store holding `d/a` ("abc"), its manifest in
+    /// this tool's layout.
+    const MANIFEST: &str = r#"{"format_version":1,"id":"20261207T120000Z","created_at":"2026-12-07T12:00:00Z","label":null,"tool":{"name":"bundle","version":"0.1.0"},"host":"h","git":null,"topology":"t","stores":[{"name":"d","kind":"dir","source":"/x","status":"ok","files":[{"path":"d/a","bytes":3,"sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}]}]}"#;
+
+    /// The manifest, with its topology.
+    fn sample() -> Manifest {
+        let mut manifest = Manifest::parse(MANIFEST.as_bytes()).unwrap();
+        manifest.topology = manifest::topology([("d", StoreKind::Dir)]);
+        manifest
+    }
+
+    /// Writes the bundle; returns its folder and manifest path.
+    fn bundle() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/a"), "abc").unwrap();
+        let path = dir.path().join(MANIFEST_FILE);
+        std::fs::write(&path, sample().to_bytes()).unwrap();
+        (dir, path)
+    }
+
+    /// Opens the manifest at `path` a line at a time, then lets `between`
+    /// change it before the second read; whether that read still fit the
+    /// layout, the problems found and the files read.
+    fn second_read(path: &Path, between: impl FnOnce()) -> (bool, Vec<String>, u64) {
+        let opened = open_manifest(path, false).unwrap();
+        let list_stores = opened.list_stores.clone().expect("read a line at a time");
+        between();
+        let root = path.parent().unwrap();
+        let mut report = VerifyReport::of(root.to_path_buf());
+        let mut checker = Checker {
+            root,
+            opts: VerifyOptions::default(),
+            progress: &crate::progress::NoProgress,
+            report: &mut report,
+            stores: &opened.manifest.stores,
+            keys: records::PathKeys::new(),
+            listed: HashSet::new(),
+            real_folders: HashSet::new(),
+            links: records::PathMap::new(),
+            beneath: records::PathMap::new(),
+            tallies: vec![Default::default(); opened.manifest.stores.len()],
+            pending: Vec::new(),
+        };
+        let fits = checker.check_streamed(path, &list_stores, &opened.sha256);
+        checker.check_pending();
+        let problems = report.problems.iter().map(|p| p.problem.clone()).collect();
+        (fits, problems, report.files_checked)
+    }
+
+    #[test]
+    fn a_manifest_read_twice_alike_is_checked_once() {
+        let (_dir, path) = bundle();
+        let (fits, problems, read) = second_read(&path, || {});
+        assert!(fits);
+        assert_eq!((problems, read), (Vec::<String>::new(), 1));
+    }
+
+    #[test]
+    fn a_manifest_changed_between_its_two_reads_is_a_problem() {
+        let (_dir, path) = bundle();
+        let (fits, problems, _) = second_read(&path, || {
+            let mut changed = sample();
+            changed.host = "another host".into();
+            std::fs::write(&path, changed.to_bytes()).unwrap();
+        });
+        assert!(fits);
+        assert_eq!(
+            problems,
+            vec!["changed while it was being verified; verify again".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_manifest_out_of_the_layout_on_its_second_read_is_checked_whole() {
+        let (dir, path) = bundle();
+        let (fits, _, _) = second_read(&path, || {
+            std::fs::write(&path, serde_json::to_vec_pretty(&sample()).unwrap()).unwrap();
+        });
+        assert!(!fits);
+        // The whole verify then parses it whole; only its checksum file,
+        // never written here, is missing.
+        let report = verify(
+            dir.path(),
+            VerifyOptions::default(),
+            &crate::progress::NoProgress,
+        );
+        let problems: Vec<String> = report
+            .unwrap()
+            .problems
+            .into_iter()
+            .map(|p| p.problem)
+            .collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("is missing"), "{problems:?}");
+    }
+}
