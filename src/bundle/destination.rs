@@ -14,7 +14,6 @@ use crate::bundle::staging::{leftover_name, looks_like_a_bundle, Leftover, DELET
 use crate::bundle::BundleId;
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::manifest::{Manifest, MANIFEST_FILE};
 
 /// Staging folders younger than this may belong to a running create.
 pub const STAGING_MIN_AGE: Duration = Duration::from_secs(3600);
@@ -131,8 +130,9 @@ fn classify(path: &Path, name: String) -> Entry {
     if BundleId::parse(&name).is_none() {
         return Entry::Unparseable(name, "the folder name is not a bundle id".into());
     }
-    let manifest = match Manifest::read(&path.join(MANIFEST_FILE)) {
-        Ok(m) => m,
+    // Read with its files checked present, its records never all held.
+    let (manifest, missing) = match crate::bundle::read_checking_presence(path) {
+        Ok(read) => read,
         Err(e) => {
             let why = crate::bundle::locate::error_chain(&e);
             return Entry::Unparseable(name, why);
@@ -149,7 +149,7 @@ fn classify(path: &Path, name: String) -> Entry {
         let why = format!("created_at \"{}\" is not a time", manifest.created_at);
         return Entry::Unparseable(name, why);
     };
-    if let Some(problem) = crate::bundle::files_present(path, &manifest) {
+    if let Some(problem) = missing {
         return Entry::Damaged(name, problem);
     }
     // A bundle missing a store is evidence, not a backup that fills a slot.

@@ -35,6 +35,14 @@ pub trait RecordSink<R> {
     fn take(&mut self, list: usize, record: R);
 }
 
+/// Only a file record's size: what a read that needs no more of each
+/// record parses (the rest of the record is skipped, not checked).
+#[derive(Debug, serde::Deserialize)]
+pub struct RecordBytes {
+    /// The record's `bytes`.
+    pub bytes: u64,
+}
+
 /// A manifest read in its layout, with the sha256 of its bytes.
 pub struct LinesRead {
     /// The manifest, with each multi-line file list empty: its records went

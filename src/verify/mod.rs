@@ -132,19 +132,13 @@ struct Opened {
     total_bytes: u64,
 }
 
-/// Only a record's size: what the first read of a manifest read line by
-/// line needs of each record (the second parses it in full).
-#[derive(serde::Deserialize)]
-struct RecordSize {
-    bytes: u64,
-}
-
-/// The sizes of the records of a first read, totalled.
+/// The sizes of the records of a first read, totalled (the second read
+/// parses each record in full).
 #[derive(Default)]
 struct TotalSize(u64);
 
-impl manifest::lines::RecordSink<RecordSize> for TotalSize {
-    fn take(&mut self, _list: usize, record: RecordSize) {
+impl manifest::lines::RecordSink<manifest::lines::RecordBytes> for TotalSize {
+    fn take(&mut self, _list: usize, record: manifest::lines::RecordBytes) {
         self.0 = self.0.saturating_add(record.bytes);
     }
 }
