@@ -20,6 +20,7 @@ use crate::hooks::{self, HookEnv, Operation};
 use crate::manifest::{self, FileRecord, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
 use crate::progress::Progress;
+use crate::shrink::Baseline;
 use crate::store::{self, CapturePlan, Unit, UnitKind};
 
 /// What to create.
@@ -137,8 +138,8 @@ fn capture_bundle(
     // Walk every store first (no copying), so space is known before writing.
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
-    let (walked, (history, good)) = walk_beside_history(opts, &stores);
-    let previous = good.map(|i| Previous::of_checked(&history[i]));
+    let (walked, (history, reuse_from)) = walk_beside_history(opts, &stores);
+    let previous = reuse_from.as_ref().map(Previous::of_checked);
     let plans = walk_stores(&stores, walked, safety.is_some(), previous.as_ref())?;
     let new_files = check_space(
         &opts.destination,
@@ -204,9 +205,9 @@ fn capture_bundle(
     })
 }
 
-/// The bundles a create is judged against, and which of them it reuses
-/// from ([`read_history`]).
-type History = (Vec<ListedBundle>, Option<usize>);
+/// What a create is judged against (each store's newest bundle in which it
+/// was healthy), and the bundle it reuses from ([`read_history`]).
+type History = (Vec<Baseline>, Option<ListedBundle>);
 
 /// Every store's walk, and the history ([`read_history`]), read once: the
 /// previous good bundle to reuse from and the bundles a new one is judged
@@ -247,13 +248,15 @@ fn prepare_destination(
 /// The bundles a create is judged against, read newest first until each
 /// store has the newest bundle in which it was healthy (its shrink
 /// baseline) and, with `reuse`, one passed the quick check: the previous
-/// bundle to reuse from (its index in the history). Only those are kept: a
-/// run of safety snapshots or suspicious bundles is read through, not held.
+/// bundle to reuse from. Only that one's records are kept; of a baseline,
+/// its stores' sizes (a run of safety snapshots or suspicious bundles is
+/// read through, not held).
 fn read_history(destination: &Path, stores: &[StoreSpec], reuse: bool) -> History {
     let mut missing: std::collections::BTreeSet<&str> =
         stores.iter().map(|s| s.name.as_str()).collect();
     let mut good: Option<BundleId> = None;
-    let history = crate::bundle::newest_until(destination, |bundle| {
+    let mut baselines = Vec::new();
+    let kept = crate::bundle::newest_until(destination, |bundle| {
         let mut keep = false;
         if reuse
             && good.is_none()
@@ -264,15 +267,16 @@ fn read_history(destination: &Path, stores: &[StoreSpec], reuse: bool) -> Histor
         }
         let before = missing.len();
         missing.retain(|name| !crate::shrink::healthy_in(&bundle.manifest, name));
-        keep |= missing.len() < before;
+        if missing.len() < before {
+            baselines.push(Baseline::of(&bundle.manifest));
+        }
         crate::bundle::Wanted {
             keep,
             enough: missing.is_empty() && (!reuse || good.is_some()),
         }
     })
     .unwrap_or_default();
-    let previous = good.and_then(|id| history.iter().position(|b| b.id == id));
-    (history, previous)
+    (baselines, kept.into_iter().next())
 }
 
 /// Every store's capture plan, from its walk (`walked`, in `stores`'
@@ -384,7 +388,7 @@ fn build(
     stores: &[StoreSpec],
     (plans, new_files): (Vec<CapturePlan>, usize),
     ctx: &CaptureContext<'_>,
-    history: &[ListedBundle],
+    history: &[Baseline],
 ) -> Result<(Manifest, Vec<String>)> {
     let mut folders = 0;
     for folder in plans.iter().flat_map(|p| &p.folders) {
@@ -515,7 +519,7 @@ fn judge_shrink(
     opts: &CreateOptions,
     safety: Option<&Safety>,
     records: &[StoreRecord],
-    history: &[ListedBundle],
+    history: &[Baseline],
 ) -> (Vec<String>, Vec<String>) {
     let shrunk = match safety {
         Some(_) => Vec::new(),
@@ -532,10 +536,9 @@ fn judge_shrink(
 fn shrink_reasons(
     opts: &CreateOptions,
     records: &[StoreRecord],
-    history: &[ListedBundle],
+    history: &[Baseline],
 ) -> Vec<String> {
-    let history: Vec<&Manifest> = history.iter().map(|b| &b.manifest).collect();
-    crate::shrink::reasons(records, &history, |name| {
+    crate::shrink::reasons(records, history, |name| {
         opts.stores
             .iter()
             .find(|s| s.name == name)

@@ -73,27 +73,67 @@ pub fn healthy_in(manifest: &Manifest, name: &str) -> bool {
         })
 }
 
+/// What the shrink alarm needs of a bundle: its id, when it was made and
+/// the size of each store healthy in it (not its file records: a create
+/// after a restore reads through the safety snapshot to an older bundle,
+/// and would otherwise hold two manifests' records).
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    /// The bundle's id.
+    pub id: String,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// Each store healthy in it: its name, size and the size's measure.
+    pub healthy: Vec<(String, u64, &'static str)>,
+}
+
+impl Baseline {
+    /// The baseline `manifest` gives.
+    pub fn of(manifest: &Manifest) -> Baseline {
+        Baseline {
+            id: manifest.id.clone(),
+            created_at: manifest.created_at.clone(),
+            healthy: manifest
+                .stores
+                .iter()
+                .filter(|s| healthy_in(manifest, &s.name))
+                .map(|s| {
+                    let (size, unit) = size(s);
+                    (s.name.clone(), size, unit)
+                })
+                .collect(),
+        }
+    }
+
+    /// Store `name`'s size and measure, when it is healthy here.
+    fn healthy(&self, name: &str) -> Option<(u64, &'static str)> {
+        self.healthy
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|&(_, size, unit)| (size, unit))
+    }
+}
+
 /// Why the stores of a new bundle look wiped or gutted: each store is
 /// compared with the newest of `history` (any order) in which it was healthy;
 /// `alarm(name)` is the fraction of loss that counts as suspicious.
 pub fn reasons(
     stores: &[StoreRecord],
-    history: &[&Manifest],
+    history: &[Baseline],
     alarm: impl Fn(&str) -> f64,
 ) -> Vec<String> {
-    let mut newest_first: Vec<&Manifest> = history.to_vec();
+    let mut newest_first: Vec<&Baseline> = history.iter().collect();
     // Bundles of the same second order by their id's suffix (`-2` < `-10`).
     newest_first
         .sort_by_cached_key(|m| std::cmp::Reverse((m.created_at.clone(), BundleId::parse(&m.id))));
     let mut out = Vec::new();
     for store in stores {
-        let Some(base) = newest_first.iter().find(|m| healthy_in(m, &store.name)) else {
+        let Some((base, (before, unit))) = newest_first
+            .iter()
+            .find_map(|m| m.healthy(&store.name).map(|size| (m, size)))
+        else {
             continue;
         };
-        let Some(was) = base.stores.iter().find(|s| s.name == store.name) else {
-            continue;
-        };
-        let (before, unit) = size(was);
         if before == 0 {
             continue;
         }

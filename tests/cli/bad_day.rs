@@ -284,3 +284,54 @@ fn a_forged_damaged_store_outside_a_safety_snapshot_fails_verify() {
     ws.run(&["restore", bundle.to_str().unwrap(), "--mode", "merge"])
         .code(1);
 }
+
+#[test]
+fn a_create_after_a_restore_is_judged_against_the_bundle_before_its_safety_snapshot() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    ws.write("bundle.toml", &format!("shrink_alarm = 0.0\n{DEMO_CONFIG}"));
+    let good = ws.create(&[]);
+    let good_arg = good.to_str().unwrap();
+    let good_id = good.file_name().unwrap().to_str().unwrap();
+    // A replace leaves its safety snapshot as the newest bundle: not a
+    // baseline (it captures whatever was live), though a create may reuse
+    // from it.
+    ws.write(
+        "data/vectors/seg-1/data_level0.bin",
+        "changed since the bundle",
+    );
+    let plan = ws.run(&[
+        "--json",
+        "restore",
+        good_arg,
+        "--mode",
+        "replace",
+        "--dry-run",
+    ]);
+    let token = plan.json()["confirm_token"].as_str().unwrap().to_string();
+    let restored = ws.run(&[
+        "--json",
+        "restore",
+        good_arg,
+        "--mode",
+        "replace",
+        "--confirm-token",
+        &token,
+    ]);
+    restored.code(0);
+    let snapshot = restored.json()["safety_snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!snapshot.ends_with(good_id));
+    // The store then shrinks: judged against the bundle before the snapshot.
+    ws.write("data/vectors/seg-1/data_level0.bin", "short");
+    let run = ws.run(&["create"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("store \"vectors\" lost")
+            && run.stderr.contains(&format!("since bundle {good_id}")),
+        "{}",
+        run.stderr
+    );
+}
