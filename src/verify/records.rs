@@ -277,11 +277,13 @@ impl<'a> Checker<'a> {
             if self.real_folders.contains(&at) {
                 continue;
             }
+            // Named within the bundle, as every other problem's path is.
+            let named = at.strip_prefix(self.root).unwrap_or(&at).display();
             match std::fs::symlink_metadata(&at) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(format!("path goes through a symlink at {}", at.display()))
+                    return Err(format!("path goes through a symlink at {named}"))
                 }
-                Ok(m) if !m.is_dir() => return Err(format!("{} is not a folder", at.display())),
+                Ok(m) if !m.is_dir() => return Err(format!("{named} is not a folder")),
                 Ok(_) => {
                     self.real_folders.insert(at.clone());
                 }
