@@ -28,12 +28,21 @@ pub fn files_present(bundle: &Path, manifest: &Manifest) -> Option<String> {
                 .map(move |run| (s.name.as_str(), run))
         })
         .collect();
-    let found = crate::parallel::map(&runs, crate::parallel::default_jobs(), |(store, run)| {
-        // The files of one folder are stat'ed by name beneath it.
-        let mut folder = crate::fsutil::LastFolder::default();
-        Ok(run
-            .iter()
-            .find_map(|file| file_problem(bundle, store, file, &mut folder)))
+    first_problem(&runs, |(store, run), folder| {
+        run.iter()
+            .find_map(|file| file_problem(bundle, store, file, folder))
+    })
+}
+
+/// The first problem `check` finds in `runs` of records, in their order;
+/// the runs are checked on every core, each with a folder kept open for
+/// its files (the files of one folder are stat'ed by name beneath it).
+fn first_problem<T: Sync>(
+    runs: &[T],
+    check: impl Fn(&T, &mut crate::fsutil::LastFolder) -> Option<String> + Sync,
+) -> Option<String> {
+    let found = crate::parallel::map(runs, crate::parallel::default_jobs(), |run| {
+        Ok(check(run, &mut crate::fsutil::LastFolder::default()))
     });
     match found {
         Ok(problems) => problems.into_iter().flatten().next(),
@@ -97,9 +106,9 @@ pub fn read_checking_presence(bundle: &Path) -> Result<(Manifest, Option<String>
         lists: Vec::new(),
     };
     let Some(read) = Manifest::read_lines::<FileRecord>(&path, &mut sink)? else {
-        let mut manifest = Manifest::read(&path)?;
+        let mut manifest = Manifest::read_with_bytes(&path)?.0;
         let problem = files_present(bundle, &manifest);
-        drop_records(&mut manifest);
+        manifest.drop_file_records();
         return Ok((manifest, problem));
     };
     sink.check_pending();
@@ -120,15 +129,8 @@ pub fn read_checking_presence(bundle: &Path) -> Result<(Manifest, Option<String>
             None => {}
         }
     }
-    drop_records(&mut manifest);
+    manifest.drop_file_records();
     Ok((manifest, problem))
-}
-
-/// Empties each store's file list.
-fn drop_records(manifest: &mut Manifest) {
-    for store in &mut manifest.stores {
-        store.files = Vec::new();
-    }
 }
 
 /// The folder the records of one multi-line list lie in.
@@ -159,16 +161,10 @@ impl Presence<'_> {
         }
         let runs: Vec<&[(String, FileRecord)]> = pending.chunks(PRESENT_RUN).collect();
         let bundle = self.bundle;
-        let found = crate::parallel::map(&runs, crate::parallel::default_jobs(), |run| {
-            let mut folder = crate::fsutil::LastFolder::default();
-            Ok(run
-                .iter()
-                .find_map(|(store, file)| file_problem(bundle, store, file, &mut folder)))
+        self.problem = first_problem(&runs, |run, folder| {
+            run.iter()
+                .find_map(|(store, file)| file_problem(bundle, store, file, folder))
         });
-        self.problem = match found {
-            Ok(problems) => problems.into_iter().flatten().next(),
-            Err(e) => Some(e.to_string()),
-        };
     }
 }
 

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{Manifest, MAX_MANIFEST_BYTES};
+use super::{FileRecord, Manifest, MAX_MANIFEST_BYTES};
 
 /// The line opening a store's multi-line file list, as the layout writes it.
 const FILES_OPEN: &[u8] = b"      \"files\": [";
@@ -28,7 +28,7 @@ const RECORD_INDENT: &[u8] = b"        ";
 const FILES_CLOSE: &[u8] = b"      ]";
 
 /// What [`read`] does with each file record, parsed as an `R` (a
-/// [`FileRecord`], or only the fields a caller needs).
+/// [`FileRecord`], or only the fields a caller needs: [`RecordBytes`]).
 pub trait RecordSink<R> {
     /// Takes the record of file list `list` (the how-manieth multi-line
     /// file list of the manifest, from 0).
@@ -41,6 +41,22 @@ pub trait RecordSink<R> {
 pub struct RecordBytes {
     /// The record's `bytes`.
     pub bytes: u64,
+}
+
+/// The bytes of the records a read gives, totalled; the records dropped.
+#[derive(Debug, Default)]
+pub struct TotalBytes(pub u64);
+
+impl RecordSink<FileRecord> for TotalBytes {
+    fn take(&mut self, _list: usize, record: FileRecord) {
+        self.0 = self.0.saturating_add(record.bytes);
+    }
+}
+
+impl RecordSink<RecordBytes> for TotalBytes {
+    fn take(&mut self, _list: usize, record: RecordBytes) {
+        self.0 = self.0.saturating_add(record.bytes);
+    }
 }
 
 /// A manifest read in its layout, with the sha256 of its bytes.
@@ -72,7 +88,6 @@ pub fn read<R: serde::de::DeserializeOwned>(
     let mut lists = 0usize;
     // Inside a multi-line list: whether the last record line ended with a comma.
     let mut in_list: Option<Option<bool>> = None;
-    let mut in_layout = true;
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -83,9 +98,6 @@ pub fn read<R: serde::de::DeserializeOwned>(
         if total > MAX_MANIFEST_BYTES {
             // It grew while being read; the whole parse refuses it.
             return Ok(None);
-        }
-        if !in_layout {
-            continue;
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         match in_list {
@@ -103,7 +115,8 @@ pub fn read<R: serde::de::DeserializeOwned>(
                 };
                 match serde_json::from_slice::<R>(&record[RECORD_INDENT.len()..]) {
                     Ok(record) => sink.take(lists, record),
-                    Err(_) => in_layout = false,
+                    // Not the layout: the rest is not read.
+                    Err(_) => return Ok(None),
                 }
                 in_list = Some(Some(comma));
             }
@@ -115,11 +128,11 @@ pub fn read<R: serde::de::DeserializeOwned>(
                 lists += 1;
                 in_list = None;
             }
-            Some(_) => in_layout = false,
+            Some(_) => return Ok(None),
         }
     }
     let sha256 = crate::hash::finish_hex(hasher);
-    if !in_layout || in_list.is_some() {
+    if in_list.is_some() {
         return Ok(None);
     }
     let Ok(mut manifest) = Manifest::parse(&skeleton) else {
@@ -182,7 +195,6 @@ fn placeholder(nonce: &str, list: usize) -> String {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use crate::manifest::FileRecord;
 
     /// A manifest of three stores: two files and a symlink, none, one file.
     const SAMPLE: &str = r#"{"format_version":1,"id":"20261123T173000Z","created_at":"2026-11-23T17:30:00Z","label":null,"tool":{"name":"bundle","version":"0.1.0"},"host":"h","git":null,"topology":"t","stores":[

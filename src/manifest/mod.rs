@@ -481,22 +481,14 @@ impl Manifest {
     /// `files` is empty, and the bytes they total are returned (for a
     /// listing of bundles, which needs no record).
     pub fn read_summary(path: &Path) -> Result<(Manifest, u64)> {
-        let mut totalled = TotalledRecords::default();
-        if let Some(read) = Self::read_lines(path, &mut totalled)? {
-            let mut manifest = read.manifest;
-            let bytes = manifest.total_bytes().saturating_add(totalled.bytes);
-            manifest
-                .stores
-                .iter_mut()
-                .for_each(|s| s.files = Vec::new());
-            return Ok((manifest, bytes));
-        }
-        let mut manifest = Self::read_with_bytes(path)?.0;
-        let bytes = manifest.total_bytes();
-        manifest
-            .stores
-            .iter_mut()
-            .for_each(|s| s.files = Vec::new());
+        let mut streamed = lines::TotalBytes::default();
+        let (mut manifest, bytes) = match Self::read_lines::<FileRecord>(path, &mut streamed)? {
+            Some(read) => (read.manifest, streamed.0),
+            None => (Self::read_with_bytes(path)?.0, 0),
+        };
+        // Records of lists not read line by line are in the manifest.
+        let bytes = manifest.total_bytes().saturating_add(bytes);
+        manifest.drop_file_records();
         Ok((manifest, bytes))
     }
 
@@ -576,7 +568,23 @@ impl Manifest {
     pub fn total_bytes(&self) -> u64 {
         self.stores
             .iter()
-            .flat_map(|s| &s.files)
+            .fold(0u64, |t, s| t.saturating_add(s.total_bytes()))
+    }
+
+    /// Empties every store's list of file records (what a caller that
+    /// needs none of them keeps of a manifest of many files).
+    pub fn drop_file_records(&mut self) {
+        for store in &mut self.stores {
+            store.files = Vec::new();
+        }
+    }
+}
+
+impl StoreRecord {
+    /// Total bytes of the files this store lists.
+    pub fn total_bytes(&self) -> u64 {
+        self.files
+            .iter()
             .fold(0u64, |t, f| t.saturating_add(f.bytes))
     }
 }
@@ -613,18 +621,6 @@ impl lines::RecordSink<FileRecord> for KeptRecords {
             self.lists.resize_with(list + 1, Vec::new);
         }
         self.lists[list].push(record);
-    }
-}
-
-/// The bytes of every record, totalled; the records dropped.
-#[derive(Default)]
-struct TotalledRecords {
-    bytes: u64,
-}
-
-impl lines::RecordSink<FileRecord> for TotalledRecords {
-    fn take(&mut self, _list: usize, record: FileRecord) {
-        self.bytes = self.bytes.saturating_add(record.bytes);
     }
 }
 

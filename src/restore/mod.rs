@@ -759,8 +759,7 @@ fn check_restore_space(
 fn bytes_to_restore(selected: &[Selected]) -> u64 {
     selected
         .iter()
-        .flat_map(|s| &s.record.files)
-        .fold(0u64, |t, f| t.saturating_add(f.bytes))
+        .fold(0u64, |t, s| t.saturating_add(s.record.total_bytes()))
 }
 
 /// The selected store names, sorted (as the journal records them).

@@ -132,23 +132,14 @@ struct Opened {
     total_bytes: u64,
 }
 
-/// The sizes of the records of a first read, totalled (the second read
-/// parses each record in full).
-#[derive(Default)]
-struct TotalSize(u64);
-
-impl manifest::lines::RecordSink<manifest::lines::RecordBytes> for TotalSize {
-    fn take(&mut self, _list: usize, record: manifest::lines::RecordBytes) {
-        self.0 = self.0.saturating_add(record.bytes);
-    }
-}
-
 /// Opens the manifest at `path`: in this tool's layout a line at a time
 /// (unless `whole`), so that its records are never all held; else parsed whole.
 fn open_manifest(path: &Path, whole: bool) -> Result<Opened> {
     if !whole {
-        let mut sizes = TotalSize::default();
-        if let Some(read) = Manifest::read_lines(path, &mut sizes)? {
+        // Records parsed for their size only: the second read parses them in full.
+        let mut sizes = manifest::lines::TotalBytes::default();
+        if let Some(read) = Manifest::read_lines::<manifest::lines::RecordBytes>(path, &mut sizes)?
+        {
             return Ok(Opened {
                 total_bytes: read.manifest.total_bytes().saturating_add(sizes.0),
                 manifest: read.manifest,

@@ -337,9 +337,10 @@ fn a_forged_manifest_read_line_by_line_is_refused_as_one_parsed_whole() {
     let good = ws.create(&[]);
     let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     type Edit = Box<dyn Fn(&mut Value)>;
-    let files = |m: &mut Value, name: &str| -> Vec<Value> {
-        store(m, name)["files"].as_array().unwrap().clone()
-    };
+    fn files<'m>(m: &'m mut Value, name: &str) -> &'m mut Vec<Value> {
+        store(m, name)["files"].as_array_mut().unwrap()
+    }
+    let empty_file = move |path: &str| json!({"path": path, "bytes": 0, "sha256": empty});
     let cases: Vec<(&str, &str, Edit)> = vec![
         ("nothing", "", Box::new(|_| {})),
         (
@@ -347,30 +348,22 @@ fn a_forged_manifest_read_line_by_line_is_refused_as_one_parsed_whole() {
             "path listed twice",
             Box::new(move |m| {
                 let again = files(m, "kb")[0].clone();
-                store(m, "kb")["files"].as_array_mut().unwrap().push(again);
+                files(m, "kb").push(again);
             }),
         ),
         (
             "a record beneath a file recorded after it",
             "lies under the recorded file vectors/seg-1/data_level0.bin",
             Box::new(move |m| {
-                let child =
-                    json!({"path": "vectors/seg-1/data_level0.bin/x", "bytes": 0, "sha256": empty});
-                store(m, "vectors")["files"]
-                    .as_array_mut()
-                    .unwrap()
-                    .insert(0, child);
+                let child = empty_file("vectors/seg-1/data_level0.bin/x");
+                files(m, "vectors").insert(0, child);
             }),
         ),
         (
             "a file recorded where a folder of files is",
             "lies under the recorded file vectors/seg-1",
             Box::new(move |m| {
-                let folder = json!({"path": "vectors/seg-1", "bytes": 0, "sha256": empty});
-                store(m, "vectors")["files"]
-                    .as_array_mut()
-                    .unwrap()
-                    .push(folder);
+                files(m, "vectors").push(empty_file("vectors/seg-1"));
             }),
         ),
         (
@@ -428,11 +421,7 @@ fn a_forged_manifest_read_line_by_line_is_refused_as_one_parsed_whole() {
             "a single-file store listing another file",
             "lists a file other than its own",
             Box::new(move |m| {
-                let other = json!({"path": "memory/other.db", "bytes": 0, "sha256": empty});
-                store(m, "memory")["files"]
-                    .as_array_mut()
-                    .unwrap()
-                    .push(other);
+                files(m, "memory").push(empty_file("memory/other.db"));
             }),
         ),
         (
