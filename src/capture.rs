@@ -92,9 +92,8 @@ impl KeptFolders {
     /// regular file is not followed if it has become a link since) and
     /// creates its copy `dest`, new and its owner's alone until its mode is
     /// set.
-    fn open_copy(&mut self, unit: &Unit, dest: &Path) -> Result<(File, File)> {
+    fn open_copy(&mut self, unit: &Unit, src: &Path, dest: &Path) -> Result<(File, File)> {
         use rustix::fs::{Mode, OFlags};
-        let src = &unit.src;
         let mut read = OFlags::RDONLY | OFlags::CLOEXEC;
         if unit.walked.is_some() {
             read |= OFlags::NOFOLLOW;
@@ -125,6 +124,7 @@ pub fn capture_unit_in(
     kept: &mut KeptFolders,
 ) -> Result<UnitDone> {
     let dest = ctx.target(&unit.rel());
+    let src = unit.src();
     // A plain file unchanged since the walk's stat (which carries no `-wal`,
     // so never a database's) is reused on that stat: the bundle then holds
     // the file as it was at the walk, and says so. Else it is copied, and
@@ -135,10 +135,10 @@ pub fn capture_unit_in(
                 set_ownership(&mut done.file, owner);
                 return Ok(done);
             }
-            return copy_plain(unit, &dest, ctx, kept);
+            return copy_plain(unit, &src, &dest, ctx, kept);
         }
     }
-    let (before, meta) = SourceStat::read_with_metadata(&unit.src, unit.kind == UnitKind::Sqlite)?;
+    let (before, meta) = SourceStat::read_with_metadata(&src, unit.kind == UnitKind::Sqlite)?;
     if let Some(mut done) = try_reuse(unit, &before, &dest, ctx, kept) {
         record_ownership(&mut done.file, &meta);
         return Ok(done);
@@ -149,22 +149,22 @@ pub fn capture_unit_in(
         UnitKind::Sqlite => {
             // The identity that counts is the one taken right before the snapshot.
             let (bytes, sha, facts, stat) =
-                sqlite::capture_file(unit.store(), &unit.src, &dest, ctx.full_check, ctx.progress)?;
+                sqlite::capture_file(unit.store(), &src, &dest, ctx.full_check, ctx.progress)?;
             let mut file = record(bytes, sha);
             file.sqlite = Some(Box::new(facts));
             (file, Some(stat))
         }
         UnitKind::Jsonl => {
-            let copy = jsonl::copy_jsonl(&unit.src, &dest, ctx.progress)?;
+            let copy = jsonl::copy_jsonl(&src, &dest, ctx.progress)?;
             warnings = jsonl::warnings(unit.store(), &unit.path, &copy.facts, copy.torn_bytes);
             let mut file = record(copy.bytes, copy.sha256);
             file.jsonl = Some(Box::new(copy.facts));
             // A torn tail is left out: the source is not what the bundle holds.
             (file, (copy.torn_bytes == 0).then_some(before))
         }
-        UnitKind::Plain => return copy_plain(unit, &dest, ctx, kept),
+        UnitKind::Plain => return copy_plain(unit, &src, &dest, ctx, kept),
     };
-    file.source_stat = stat.filter(|s| trustworthy(s) && still(s, &unit.src, unit.kind));
+    file.source_stat = stat.filter(|s| trustworthy(s) && still(s, &src, unit.kind));
     record_ownership(&mut file, &meta);
     crate::fsutil::set_mode(&dest, bundle_mode(meta.mode()))?;
     Ok(UnitDone { file, warnings })
@@ -256,13 +256,14 @@ fn new_record(unit: &Unit, bytes: u64, sha256: crate::hash::Sha256Digest) -> Fil
 /// describes, and the next create sees the difference).
 fn copy_plain(
     unit: &Unit,
+    src: &Path,
     dest: &Path,
     ctx: &CaptureContext<'_>,
     kept: &mut KeptFolders,
 ) -> Result<UnitDone> {
     for _ in 0..ATTEMPTS {
-        let (input, mut output) = kept.open_copy(unit, dest)?;
-        let (copy, before) = plain::copy_open(&input, &unit.src, &mut output, dest, ctx.progress)?;
+        let (input, mut output) = kept.open_copy(unit, src, dest)?;
+        let (copy, before) = plain::copy_open(&input, src, &mut output, dest, ctx.progress)?;
         drop(input);
         if !copy.changed {
             let owner = crate::rooted::Ownership::of_statx(&before);
@@ -286,7 +287,7 @@ fn copy_plain(
         reason: format!(
             "{} kept changing while being copied ({ATTEMPTS} tries); stop the application writing to {} (or stop it from a pre_create hook) and try again",
             unit.path,
-            unit.src.display()
+            src.display()
         ),
     })
 }
@@ -380,7 +381,7 @@ mod tests {
         assert_eq!(std::fs::read(&copy).unwrap(), b"mine");
         assert_eq!(done.file.bytes, 4);
         assert_eq!(done.file.sha256, crate::hash::Sha256Digest::of(b"mine"));
-        let source = std::fs::metadata(&unit.src).unwrap();
+        let source = std::fs::metadata(unit.src()).unwrap();
         assert_eq!(done.file.mode, Some(source.mode() & 0o7777));
         let copied = std::fs::metadata(&copy).unwrap();
         assert_eq!(copied.mode() & 0o7777, bundle_mode(source.mode()));
@@ -394,8 +395,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (unit, bundle) = walked_file(dir.path());
         std::fs::write(dir.path().join("secret"), b"not the store's").unwrap();
-        std::fs::remove_file(&unit.src).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("secret"), &unit.src).unwrap();
+        std::fs::remove_file(unit.src()).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), unit.src()).unwrap();
         let ctx = context(&bundle);
         let err = capture_unit(&unit, &ctx).unwrap_err();
         assert!(err.to_string().contains("could not read"), "{err}");

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hash;
 use crate::hooks::{self, HookEnv, Operation};
+use crate::manifest::spool::{self, RecordSpool, SpoolReader, Spooled, SpooledList};
 use crate::manifest::{self, FileRecord, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
 use crate::progress::Progress;
@@ -55,8 +56,11 @@ pub struct CreateOptions {
 pub struct CreateOutcome {
     /// Its folder.
     pub path: PathBuf,
-    /// Its manifest.
+    /// Its manifest, without the file records of the stores captured file
+    /// by file (they were spooled, not held: see [`crate::manifest::spool`]).
     pub manifest: Manifest,
+    /// What each store's files add up to, in the manifest's store order.
+    pub tallies: Vec<StoreTally>,
     /// Things the user should know.
     pub warnings: Vec<String>,
     /// Staging folders of crashed runs that were removed first.
@@ -179,7 +183,7 @@ fn capture_bundle(
         &ctx,
         &history,
     );
-    let (manifest, warnings) = match built {
+    let (manifest, tallies, warnings) = match built {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging_dir);
@@ -200,6 +204,7 @@ fn capture_bundle(
     Ok(CreateOutcome {
         path,
         manifest,
+        tallies,
         warnings,
         removed_leftovers,
     })
@@ -312,7 +317,13 @@ fn walk_stores(
                 plan
             });
             match matched.and_then(|plan| store::settle_databases(plan, &known_plain)) {
-                Ok(plan) => Ok(plan),
+                Ok(mut plan) => {
+                    // In the manifest's order: their records are spooled
+                    // and written back in unit order.
+                    plan.units
+                        .sort_unstable_by(|a, b| unit_order(a).cmp(&unit_order(b)));
+                    Ok(plan)
+                }
                 Err(e @ Error::Usage(_)) if !safety => Err(Error::Snapshot {
                     store: spec.name.clone(),
                     source: Box::new(e),
@@ -321,6 +332,12 @@ fn walk_stores(
             }
         })
         .collect()
+}
+
+/// The order of a store's files in its manifest: by text path, then by
+/// exact bytes.
+fn unit_order(unit: &store::Unit) -> (&str, Option<&str>) {
+    (unit.path.as_str(), unit.path_hex.as_deref())
 }
 
 /// After publishing: a bundle missing some of its stores is an error (exit 1)
@@ -342,8 +359,8 @@ fn refuse_partial(manifest: &Manifest, path: &Path) -> Result<()> {
 }
 
 /// Refuses (exit 4) when the destination's file system lacks the bytes the
-/// files that will not be reused need, plus a margin; returns how many
-/// files will be copied.
+/// files that will not be reused need, plus their records' room and a
+/// margin; returns how many files will be copied.
 fn check_space(
     destination: &Path,
     plans: &[CapturePlan],
@@ -352,11 +369,13 @@ fn check_space(
 ) -> Result<usize> {
     let mut needed: u64 = 0;
     let mut new_files = 0;
+    let mut files: u64 = 0;
     for unit in plans.iter().flat_map(|p| &p.units) {
+        files += 1;
         let reusable = previous.is_some_and(|prev| {
             let stat = match &unit.walked {
                 Some(stat) => Ok(stat.clone()),
-                None => unit::source_stat(&unit.src, unit.kind == UnitKind::Sqlite),
+                None => unit::source_stat(&unit.src(), unit.kind == UnitKind::Sqlite),
             };
             stat.is_ok_and(|stat| prev.record_for(unit, &stat, full_check).is_some())
         });
@@ -365,7 +384,11 @@ fn check_space(
             new_files += 1;
         }
     }
-    let needed = needed.saturating_add(needed / 20).saturating_add(1 << 20);
+    // Each file's record takes room too: spooled once, then in the manifest.
+    let records = files.saturating_mul(RECORD_ROOM);
+    let needed = (needed.saturating_add(needed / 20))
+        .saturating_add(records)
+        .saturating_add(1 << 20);
     let (available, _) = fsutil::free_space(destination)?;
     if needed > available {
         return Err(Error::NoSpace {
@@ -376,6 +399,10 @@ fn check_space(
     }
     Ok(new_files)
 }
+
+/// The room a file's record takes while a create runs, about: its spooled
+/// line and its manifest line (some 300 bytes each for a small file).
+const RECORD_ROOM: u64 = 768;
 
 /// Captures every unit in parallel (biggest first), assembles the stores in
 /// name order with their files sorted, and writes the manifest; fsyncs all.
@@ -389,7 +416,7 @@ fn build(
     (plans, new_files): (Vec<CapturePlan>, usize),
     ctx: &CaptureContext<'_>,
     history: &[Baseline],
-) -> Result<(Manifest, Vec<String>)> {
+) -> Result<(Manifest, Vec<StoreTally>, Vec<String>)> {
     let mut folders = 0;
     for folder in plans.iter().flat_map(|p| &p.folders) {
         fsutil::create_dir_all(&ctx.target(folder))?;
@@ -406,8 +433,13 @@ fn build(
         captured.damaged = keep_raw(stores, &mut plans, &mut captured.failed, ctx, opts.jobs)?;
     }
     refuse_if_nothing_captured(stores, &mut plans, &mut captured.failed)?;
-    let (records, warnings) = store_records(stores, plans, captured, ctx)?;
-    let (suspicious_reasons, accepted_shrink) = judge_shrink(opts, safety, &records, history);
+    let (built, warnings) = store_records(stores, plans, &mut captured, ctx)?;
+    let (suspicious_reasons, accepted_shrink) = judge_shrink(opts, safety, &built, history);
+    let Stores {
+        records,
+        spooled,
+        tallies,
+    } = built;
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         id: id.to_string(),
@@ -427,12 +459,34 @@ fn build(
         suspicious_reasons,
         accepted_shrink,
     };
-    let wrote = written_files(ctx.bundle_root, &manifest);
+    let wrote = written_files(ctx.bundle_root, &manifest, &spooled, captured.copied.take());
     // Many folders (or files): `syncfs`, not a walk of the whole tree to
     // fsync each.
-    let many = wrote.len().max(folders) > fsutil::SYNCFS_ABOVE_FILES;
-    write_durably(ctx.bundle_root, &manifest, opts.jobs, &wrote, many)?;
-    Ok((manifest, warnings))
+    let many = wrote
+        .as_ref()
+        .is_none_or(|w| w.len().max(folders) > fsutil::SYNCFS_ABOVE_FILES);
+    let written = Written {
+        spooled: &spooled,
+        spool: captured.spool.as_mut(),
+        tallies: &tallies,
+    };
+    write_durably(
+        ctx.bundle_root,
+        &manifest,
+        written,
+        opts.jobs,
+        wrote.as_deref(),
+        many,
+    )?;
+    Ok((manifest, tallies, warnings))
+}
+
+/// The manifest's records that are not in it: where each store's spooled
+/// records are, the spool, and each store's tally (for a message).
+struct Written<'a> {
+    spooled: &'a [Option<SpooledList>],
+    spool: Option<&'a mut SpoolReader>,
+    tallies: &'a [StoreTally],
 }
 
 /// Writes the manifest into the bundle being built at `root`, then makes
@@ -443,28 +497,32 @@ fn build(
 /// directory entry is new. The manifest's files are made read-only here.
 ///
 /// With `many` files or folders, a first `syncfs` writes the capture's
-/// data and entries back while the manifest is serialized beside it (a
+/// data and entries back while the manifest is written beside it (a
 /// manifest of 50,000 files takes about as long to write as that sync),
 /// and a last one, once the manifest is complete, makes everything
-/// durable: the guarantee rests on the last alone. Else each written file
-/// and every folder is fsynced ([`fsync_tree`]).
+/// durable: the guarantee rests on the last alone. Else each file it
+/// `wrote` and every folder is fsynced ([`fsync_tree`]).
 fn write_durably(
     root: &Path,
     manifest: &Manifest,
+    records: Written<'_>,
     jobs: usize,
-    wrote: &[PathBuf],
+    wrote: Option<&[PathBuf]>,
     many: bool,
 ) -> Result<()> {
     let manifest_files = MANIFEST_FILES.map(|f| root.join(f));
     let read_only = || fsutil::make_read_only(manifest_files.iter().map(PathBuf::as_path));
-    if !many {
-        write_manifest(root, manifest, true)?;
-        read_only()?;
-        return fsync_tree(root, jobs, wrote, false);
+    match wrote {
+        Some(wrote) if !many => {
+            write_manifest(root, manifest, records, true)?;
+            read_only()?;
+            return fsync_tree(root, jobs, wrote, false);
+        }
+        _ => {}
     }
     let (early, written) = std::thread::scope(|scope| {
         let early = scope.spawn(|| fsutil::syncfs(root));
-        let written = write_manifest(root, manifest, false);
+        let written = write_manifest(root, manifest, records, false);
         (early.join().expect("a sync does not panic"), written)
     });
     written?;
@@ -473,44 +531,65 @@ fn write_durably(
     fsutil::syncfs(root)
 }
 
-/// The manifest record of each store, in config order, and the warnings
-/// gathered on the way.
+/// A new bundle's stores: the manifest record of each (in config order;
+/// without the records of those whose files are spooled), where each
+/// one's spooled records are, and what each one's files add up to.
+struct Stores {
+    records: Vec<StoreRecord>,
+    spooled: Vec<Option<SpooledList>>,
+    tallies: Vec<StoreTally>,
+}
+
+/// The manifest record of each store, in config order, where the spooled
+/// records of each are, and the warnings gathered on the way.
 fn store_records(
     stores: &[StoreSpec],
     plans: Vec<CapturePlan>,
-    mut captured: Captured,
+    captured: &mut Captured,
     ctx: &CaptureContext<'_>,
-) -> Result<(Vec<StoreRecord>, Vec<String>)> {
-    let mut records = Vec::new();
+) -> Result<(Stores, Vec<String>)> {
+    let mut out = Stores {
+        records: Vec::new(),
+        spooled: Vec::new(),
+        tallies: Vec::new(),
+    };
     let mut warnings = Vec::new();
     for (i, (spec, mut plan)) in stores.iter().zip(plans).enumerate() {
         warnings.append(&mut plan.warnings);
         let files = std::mem::take(&mut captured.files[i]);
-        if let Some(record) = captured.damaged.remove(&spec.name) {
+        let spooled = captured.spooled[i].take();
+        let (record, spooled, tally) = if let Some(record) = captured.damaged.remove(&spec.name) {
             warnings.push(format!(
                 "store \"{}\" could not be captured normally ({}); its exact bytes are kept raw, recorded as damaged",
                 spec.name,
                 record.error.as_deref().unwrap_or("unknown error")
             ));
-            records.push(record);
-            continue;
-        }
-        let failure = match plan.failure.as_deref() {
-            Some(e) => Some(error_chain(e)),
-            None => captured.failed.remove(&spec.name).map(|e| error_chain(&e)),
-        };
-        let record = match failure {
-            Some(reason) => failed_record(spec, plan, reason, ctx)?,
-            None => {
-                warnings.append(&mut captured.warnings[i]);
-                let mut record = captured_record(spec, plan, files);
-                record.chroma = captured.sets.remove(&spec.name);
-                record
+            let tally = StoreTally::of(record.kind, &record.files);
+            (record, None, tally)
+        } else {
+            let failure = match plan.failure.as_deref() {
+                Some(e) => Some(error_chain(e)),
+                None => captured.failed.remove(&spec.name).map(|e| error_chain(&e)),
+            };
+            match failure {
+                Some(reason) => (
+                    failed_record(spec, plan, reason, ctx)?,
+                    None,
+                    StoreTally::default(),
+                ),
+                None => {
+                    warnings.append(&mut captured.warnings[i]);
+                    let mut record = captured_record(spec, plan, files);
+                    record.chroma = captured.sets.remove(&spec.name);
+                    (record, spooled, captured.tallies[i])
+                }
             }
         };
-        records.push(record);
+        out.records.push(record);
+        out.spooled.push(spooled);
+        out.tallies.push(tally);
     }
-    Ok((records, warnings))
+    Ok((out, warnings))
 }
 
 /// The new bundle's (suspicious, accepted) shrink reasons. A safety
@@ -518,12 +597,12 @@ fn store_records(
 fn judge_shrink(
     opts: &CreateOptions,
     safety: Option<&Safety>,
-    records: &[StoreRecord],
+    stores: &Stores,
     history: &[Baseline],
 ) -> (Vec<String>, Vec<String>) {
     let shrunk = match safety {
         Some(_) => Vec::new(),
-        None => shrink_reasons(opts, records, history),
+        None => shrink_reasons(opts, stores, history),
     };
     match opts.accept_shrink {
         true => (Vec::new(), shrunk),
@@ -533,12 +612,11 @@ fn judge_shrink(
 
 /// Why the new bundle's stores look wiped or gutted next to the bundles
 /// already in the destination.
-fn shrink_reasons(
-    opts: &CreateOptions,
-    records: &[StoreRecord],
-    history: &[Baseline],
-) -> Vec<String> {
-    crate::shrink::reasons(records, history, |name| {
+fn shrink_reasons(opts: &CreateOptions, stores: &Stores, history: &[Baseline]) -> Vec<String> {
+    let size_of = |i: usize, record: &StoreRecord| {
+        crate::shrink::size_with(record, stores.tallies[i].measure)
+    };
+    crate::shrink::reasons(&stores.records, size_of, history, |name| {
         opts.stores
             .iter()
             .find(|s| s.name == name)
@@ -547,13 +625,21 @@ fn shrink_reasons(
     })
 }
 
-/// What capturing the units gave: each store's captured files and their
-/// warnings (by store index, in plan order), and the first error of each
-/// store that failed.
+/// What capturing the units gave: each store's captured files (spooled,
+/// or held for a store captured as a set), their tally and warnings (by
+/// store index, in plan order), and the first error of each store that
+/// failed.
 struct Captured {
-    /// The records of each store's captured files, unsorted. A store that
+    /// The records of each store captured as a set, unsorted. A store that
     /// failed may hold some: they are dropped with it.
     files: Vec<Vec<FileRecord>>,
+    /// Where the records of each store captured file by file are, in path
+    /// order (the units' order).
+    spooled: Vec<Option<SpooledList>>,
+    /// The spool those are in.
+    spool: Option<SpoolReader>,
+    /// What each store's captured files add up to.
+    tallies: Vec<StoreTally>,
     /// The warnings of each store's captured files, in unit order.
     warnings: Vec<Vec<String>>,
     failed: BTreeMap<String, Error>,
@@ -561,19 +647,73 @@ struct Captured {
     damaged: BTreeMap<String, StoreRecord>,
     /// The facts of each store captured as a set, by name.
     sets: BTreeMap<String, manifest::ChromaFacts>,
+    /// The bundle paths of the files this capture copied (not linked), when
+    /// they are few enough to be fsynced one by one (`None`: many).
+    copied: Option<Vec<PathBuf>>,
+}
+
+/// What the captured files of one store of a new bundle add up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreTally {
+    /// How many files it lists.
+    pub files: usize,
+    /// How many of them are hard links to the previous bundle's copies.
+    pub reused: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Their size in the store kind's own measure ([`crate::shrink::file_measure`]).
+    measure: u64,
+}
+
+impl StoreTally {
+    /// Counts `file`, a file of a store of `kind`.
+    fn add(&mut self, kind: crate::config::StoreKind, file: &FileRecord) {
+        self.files += 1;
+        self.reused += usize::from(file.reused);
+        self.bytes = self.bytes.saturating_add(file.bytes);
+        self.measure = self
+            .measure
+            .saturating_add(crate::shrink::file_measure(kind, file));
+    }
+
+    /// The tally of the records `files` of a store of `kind`.
+    fn of(kind: crate::config::StoreKind, files: &[FileRecord]) -> StoreTally {
+        let mut tally = StoreTally::default();
+        files.iter().for_each(|f| tally.add(kind, f));
+        tally
+    }
 }
 
 impl Captured {
-    /// Takes `done` (a captured file of store `store`) in.
-    fn add(&mut self, store: usize, done: UnitDone) {
+    /// Takes `done` (a captured file of store `store`, captured as a set) in.
+    fn add(&mut self, store: usize, kind: crate::config::StoreKind, done: UnitDone) {
         self.warnings[store].extend(done.warnings);
+        self.tallies[store].add(kind, &done.file);
         self.files[store].push(done.file);
     }
 }
 
-/// Captures every unit, biggest first, `opts.jobs` at once. A file that
-/// cannot be captured fails its own store; a failure to write the bundle
-/// itself (a full disk, say) stops the whole create.
+/// One unit captured file by file: where its record went, what it adds to
+/// its store's tally, and its warnings (kept small: there is one per file
+/// until the capture ends).
+struct Taken {
+    at: Spooled,
+    bytes: u64,
+    measure: u64,
+    reused: bool,
+    // Boxed: 8 bytes where a `Vec` takes 24 and a boxed slice 16, per file.
+    #[allow(clippy::box_collection)]
+    warnings: Option<Box<Vec<String>>>,
+}
+
+/// A unit's outcome: taken, or why its store fails (boxed: rare, and as
+/// big as many outcomes).
+type UnitOutcome = std::result::Result<Taken, Box<Error>>;
+
+/// Captures every unit, biggest first, `opts.jobs` at once, each record
+/// spooled as it is made. A file that cannot be captured fails its own
+/// store; a failure to write the bundle itself (a full disk, say) stops
+/// the whole create.
 fn capture_all(
     opts: &CreateOptions,
     stores: &[StoreSpec],
@@ -583,11 +723,16 @@ fn capture_all(
     // Sets are captured on their own afterwards (see `capture_sets`). Each
     // unit carries its store's index, so that its result goes to its store
     // without a table of every file by path.
-    let mut units: Vec<((usize, usize), &Unit)> = plans
+    let mut units: Vec<((u32, u32), &Unit)> = plans
         .iter()
         .enumerate()
         .filter(|(_, p)| !p.as_set)
-        .flat_map(|(i, p)| p.units.iter().enumerate().map(move |(j, u)| ((i, j), u)))
+        .flat_map(|(i, p)| {
+            p.units
+                .iter()
+                .enumerate()
+                .map(move |(j, u)| ((i as u32, j as u32), u))
+        })
         .collect();
     // Big files first, biggest first; then the small ones in walk order
     // (a stable sort), so that each folder's are together.
@@ -598,34 +743,67 @@ fn capture_all(
     let total: u64 = units.iter().map(|(_, u)| u.bytes).sum();
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
+    let spool = RecordSpool::new_in(ctx.bundle_root)?;
     let run = |i: usize| folder_run(&units, i);
     let kept = unit::KeptFolders::default;
     let done = parallel::map_claiming_with(&units, opts.jobs, run, kept, |kept, &(at, u)| {
-        match unit::capture_unit_in(u, ctx, kept) {
-            Ok(d) => Ok((at, Ok(d))),
+        let taken = unit::capture_unit_in(u, ctx, kept).and_then(|d| {
+            Ok(Taken {
+                at: spool.put(&d.file, ctx.bundle_root)?,
+                bytes: d.file.bytes,
+                measure: crate::shrink::file_measure(stores[at.0 as usize].kind, &d.file),
+                reused: d.file.reused,
+                warnings: (!d.warnings.is_empty()).then(|| Box::new(d.warnings)),
+            })
+        });
+        match taken {
+            Ok(t) => Ok((at, Ok(t))),
             Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
                 store: u.store().to_string(),
                 source: Box::new(e),
             }),
-            Err(e) => Ok((at, Err(e))),
+            Err(e) => Ok((at, Err(Box::new(e)))),
         }
     });
     ctx.progress.finish();
     let mut done = done?;
+    // Back in plan order, the units' (and so the manifest's) order.
+    done.sort_unstable_by_key(|(at, _)| *at);
+    let copied = copied_files(&done, plans);
     // The units are done with: their memory goes before the records move.
     drop(units);
     for plan in plans.iter_mut().filter(|p| !p.as_set) {
         plan.units = Vec::new();
     }
-    // Back in plan order (in place: a stable sort would take a buffer),
-    // so that each store's warnings keep their order.
-    done.sort_unstable_by_key(|(at, _)| *at);
-    Ok(by_store(done, stores))
+    let mut captured = by_store(done, stores);
+    captured.copied = copied;
+    captured.spool = Some(spool.into_reader(ctx.bundle_root)?);
+    Ok(captured)
+}
+
+/// The bundle paths of the files the units of `plans` were copied to (not
+/// linked), from their results `done` (in plan order), if there are few
+/// enough to fsync one by one.
+fn copied_files(done: &[((u32, u32), UnitOutcome)], plans: &[CapturePlan]) -> Option<Vec<PathBuf>> {
+    let copied = |(_, taken): &&((u32, u32), UnitOutcome)| taken.as_ref().is_ok_and(|t| !t.reused);
+    if done.iter().filter(copied).count() > fsutil::SYNCFS_ABOVE_FILES {
+        return None;
+    }
+    let paths = done
+        .iter()
+        .filter(copied)
+        .map(|((store, unit), _)| {
+            plans[*store as usize].units[*unit as usize]
+                .rel()
+                .into_owned()
+        })
+        .collect();
+    Some(paths)
 }
 
 /// How many units from `units[i]` a capture thread takes at once (see
 /// [`crate::parallel::folder_run`]).
-fn folder_run(units: &[((usize, usize), &Unit)], i: usize) -> usize {
+fn folder_run(units: &[((u32, u32), &Unit)], i: usize) -> usize {
     // (The text path's folder: a lossy one only groups its files less well.)
     crate::parallel::folder_run(
         units,
@@ -636,45 +814,45 @@ fn folder_run(units: &[((usize, usize), &Unit)], i: usize) -> usize {
 }
 
 /// The capture results `done` (each with its (store, unit) index, in that
-/// order) as each store's files and warnings, and each failed store's first
-/// error.
-fn by_store(done: Vec<((usize, usize), Result<UnitDone>)>, stores: &[StoreSpec]) -> Captured {
+/// order) as each store's spooled records, tally and warnings, and each
+/// failed store's first error.
+fn by_store(done: Vec<((u32, u32), UnitOutcome)>, stores: &[StoreSpec]) -> Captured {
     let mut captured = Captured {
-        files: Vec::new(),
+        files: vec![Vec::new(); stores.len()],
+        spooled: std::iter::repeat_with(|| None).take(stores.len()).collect(),
+        spool: None,
+        tallies: vec![StoreTally::default(); stores.len()],
         warnings: vec![Vec::new(); stores.len()],
         failed: BTreeMap::new(),
         damaged: BTreeMap::new(),
         sets: BTreeMap::new(),
+        copied: None,
     };
-    let mut counts = vec![0; stores.len()];
-    // Collected in place: the records take the results' memory, store by store.
-    let mut files: Vec<FileRecord> = done
-        .into_iter()
-        .filter_map(|((store, _), outcome)| match outcome {
-            Ok(d) => {
-                counts[store] += 1;
-                captured.warnings[store].extend(d.warnings);
-                Some(d.file)
+    for ((store, _), outcome) in done {
+        let store = store as usize;
+        match outcome {
+            Ok(taken) => {
+                let tally = &mut captured.tallies[store];
+                tally.files += 1;
+                tally.reused += usize::from(taken.reused);
+                tally.bytes = tally.bytes.saturating_add(taken.bytes);
+                tally.measure = tally.measure.saturating_add(taken.measure);
+                if let Some(warnings) = taken.warnings {
+                    captured.warnings[store].extend(*warnings);
+                }
+                captured.spooled[store]
+                    .get_or_insert_with(SpooledList::default)
+                    .records
+                    .push(taken.at);
             }
             Err(e) => {
                 captured
                     .failed
                     .entry(stores[store].name.clone())
-                    .or_insert(e);
-                None
+                    .or_insert(*e);
             }
-        })
-        .collect();
-    let mut per_store: Vec<Vec<FileRecord>> = vec![Vec::new(); stores.len()];
-    for (store, count) in counts.iter().enumerate().rev() {
-        let start = files.len() - count;
-        per_store[store] = match start {
-            0 => std::mem::take(&mut files),
-            _ => files.split_off(start),
-        };
+        }
     }
-    per_store.iter_mut().for_each(Vec::shrink_to_fit);
-    captured.files = per_store;
     captured
 }
 
@@ -701,7 +879,7 @@ fn capture_sets(
         match set {
             Ok(set) => {
                 for d in set.done {
-                    captured.add(i, d);
+                    captured.add(i, spec.kind, d);
                 }
                 let warnings = std::mem::take(&mut plan.warnings);
                 *plan = set.plan;
@@ -827,10 +1005,16 @@ fn captured_record(spec: &StoreSpec, plan: CapturePlan, mut files: Vec<FileRecor
     }
 }
 
-/// Writes the manifest (streamed: never held whole in memory) and its
-/// checksum file into the staging folder, fsyncing both when `sync` (else
-/// the caller's sync of the file system must make them durable).
-fn write_manifest(staging_dir: &Path, manifest: &Manifest, sync: bool) -> Result<()> {
+/// Writes the manifest (streamed: never held whole in memory), its
+/// spooled records spliced in, and its checksum file into the staging
+/// folder, fsyncing both when `sync` (else the caller's sync of the file
+/// system must make them durable).
+fn write_manifest(
+    staging_dir: &Path,
+    manifest: &Manifest,
+    records: Written<'_>,
+    sync: bool,
+) -> Result<()> {
     let path = staging_dir.join(MANIFEST_FILE);
     let file = std::fs::File::options()
         .write(true)
@@ -840,8 +1024,11 @@ fn write_manifest(staging_dir: &Path, manifest: &Manifest, sync: bool) -> Result
     // Buffered before the hash: the serializer's many small writes reach
     // the hasher and the file as a few large ones.
     let mut out = std::io::BufWriter::with_capacity(hash::BUF_SIZE, hash::HashingWriter::new(file));
-    manifest
-        .write_to(&mut out)
+    let written = match records.spool {
+        Some(spool) => spool::write_spliced(manifest, records.spooled, spool, &mut out),
+        None => manifest.write_to(&mut out),
+    };
+    written
         .and_then(|()| std::io::Write::flush(&mut out))
         .map_err(|e| Error::io("could not write", &path, e))?;
     let hashed = out
@@ -852,11 +1039,14 @@ fn write_manifest(staging_dir: &Path, manifest: &Manifest, sync: bool) -> Result
     if bytes > manifest::MAX_MANIFEST_BYTES {
         drop(file);
         let _ = std::fs::remove_file(&path);
+        let largest = (manifest.stores.iter().zip(records.tallies))
+            .max_by_key(|(_, t)| t.files)
+            .map_or_else(String::new, |(s, _)| s.name.clone());
         return Err(Error::CheckFailed {
-            store: manifest.stores.iter().max_by_key(|s| s.files.len()).map_or_else(String::new, |s| s.name.clone()),
+            store: largest,
             reason: format!(
                 "the manifest would be {bytes} bytes ({} files), more than the {} bytes a bundle's manifest may have; nothing was published. Split the largest store into several stores (or `exclude` what need not be backed up)",
-                manifest.stores.iter().map(|s| s.files.len()).sum::<usize>(),
+                records.tallies.iter().map(|t| t.files).sum::<usize>(),
                 manifest::MAX_MANIFEST_BYTES
             ),
         });
@@ -902,9 +1092,26 @@ fn writes_the_bundle(e: &Error, staging: &Path) -> bool {
 const MANIFEST_FILES: [&str; 2] = [MANIFEST_FILE, manifest::MANIFEST_SUM_FILE];
 
 /// The files of the bundle being built at `root` that this create wrote,
-/// as paths: every file `manifest` lists that is not a hard link to the
-/// previous bundle's copy, and the manifest's own two files.
-fn written_files(root: &Path, manifest: &Manifest) -> Vec<PathBuf> {
+/// as paths: the files `copied` file by file (`None`: too many to fsync
+/// one by one, and then `None`) of the stores whose records are `spooled`
+/// (a store that failed is gone from the bundle), every file `manifest`
+/// holds a record of that is not a hard link to the previous bundle's
+/// copy, and the manifest's own two files.
+fn written_files(
+    root: &Path,
+    manifest: &Manifest,
+    spooled: &[Option<SpooledList>],
+    copied: Option<Vec<PathBuf>>,
+) -> Option<Vec<PathBuf>> {
+    let kept: Vec<&str> = (manifest.stores.iter().zip(spooled))
+        .filter(|(_, list)| list.is_some())
+        .map(|(s, _)| s.name.as_str())
+        .collect();
+    let copied = copied?.into_iter().filter(|rel| {
+        rel.iter()
+            .next()
+            .is_some_and(|s| kept.iter().any(|k| s == *k))
+    });
     let listed = manifest
         .stores
         .iter()
@@ -912,7 +1119,8 @@ fn written_files(root: &Path, manifest: &Manifest) -> Vec<PathBuf> {
         .filter(|f| !f.reused)
         .filter_map(|f| f.rel().ok());
     let own = MANIFEST_FILES.map(PathBuf::from);
-    listed.chain(own).map(|rel| root.join(rel)).collect()
+    let wrote = copied.chain(listed).chain(own);
+    Some(wrote.map(|rel| root.join(rel)).collect())
 }
 
 /// Makes the bundle being built at `root` durable: the files it `wrote`

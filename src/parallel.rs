@@ -83,32 +83,53 @@ pub fn map_claiming_with<T: Sync, R: Send, S>(
         let mut state = state();
         return items.iter().map(|item| f(&mut state, item)).collect();
     }
-    let slots: Mutex<Vec<Option<Result<R>>>> =
+    // A slot per item holds its result alone, not room for an error too
+    // (an error is as big as many results): only the first error is kept.
+    let slots: Mutex<Vec<Option<R>>> =
         Mutex::new(std::iter::repeat_with(|| None).take(items.len()).collect());
+    let failure = FirstFailure::default();
     claim_each(items, jobs, run, state, |state, i, item| {
-        let result = f(state, item);
-        let ok = result.is_ok();
-        slots.lock().expect("no worker panics holding the lock")[i] = Some(result);
-        ok
-    });
-    let slots = slots.into_inner().expect("workers finished");
-    // Collected in place (the slots' memory holds the results): many
-    // results are not held twice. A slot is empty only when an item failed.
-    let mut failure = None;
-    let out: Vec<R> = slots
-        .into_iter()
-        .filter_map(|slot| match slot {
-            Some(Ok(r)) => Some(r),
-            Some(Err(e)) => {
-                failure.get_or_insert(e);
-                None
+        match f(state, item) {
+            Ok(r) => {
+                slots.lock().expect("no worker panics holding the lock")[i] = Some(r);
+                true
             }
-            None => None,
-        })
-        .collect();
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(out),
+            Err(e) => {
+                failure.note(i, e);
+                false
+            }
+        }
+    });
+    failure.into_result()?;
+    // Collected in place (the slots' memory holds the results): many
+    // results are not held twice. With no failure, every item was done.
+    let slots = slots.into_inner().expect("workers finished");
+    Ok(slots
+        .into_iter()
+        .map(|slot| slot.expect("every item is done when none failed"))
+        .collect())
+}
+
+/// The error of the lowest-numbered item that failed, of items done on
+/// several threads.
+#[derive(Default)]
+struct FirstFailure(Mutex<Option<(usize, crate::error::Error)>>);
+
+impl FirstFailure {
+    /// Notes that item `i` failed with `e`.
+    fn note(&self, i: usize, e: crate::error::Error) {
+        let mut first = self.0.lock().expect("no worker panics holding the lock");
+        if first.as_ref().is_none_or(|(at, _)| i < *at) {
+            *first = Some((i, e));
+        }
+    }
+
+    /// The first error, if any item failed.
+    fn into_result(self) -> Result<()> {
+        match self.0.into_inner().expect("workers finished") {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -125,7 +146,7 @@ pub fn try_for_each_claiming<T: Sync>(
     if jobs == 1 {
         return items.iter().try_for_each(f);
     }
-    let first_failure: Mutex<Option<(usize, crate::error::Error)>> = Mutex::new(None);
+    let failure = FirstFailure::default();
     claim_each(
         items,
         jobs,
@@ -134,20 +155,12 @@ pub fn try_for_each_claiming<T: Sync>(
         |(), i, item| match f(item) {
             Ok(()) => true,
             Err(e) => {
-                let mut first = first_failure
-                    .lock()
-                    .expect("no worker panics holding the lock");
-                if first.as_ref().is_none_or(|(at, _)| i < *at) {
-                    *first = Some((i, e));
-                }
+                failure.note(i, e);
                 false
             }
         },
     );
-    match first_failure.into_inner().expect("workers finished") {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
+    failure.into_result()
 }
 
 /// The claiming loop of [`map_claiming_with`] on `jobs` (at least two)

@@ -15,30 +15,38 @@
 
 use crate::bundle::BundleId;
 use crate::config::StoreKind;
-use crate::manifest::{Manifest, StoreRecord, StoreStatus};
+use crate::manifest::{FileRecord, Manifest, StoreRecord, StoreStatus};
 
 /// The size of a store in its kind's own measure, and that measure's name.
 pub fn size(record: &StoreRecord) -> (u64, &'static str) {
+    let files = record
+        .files
+        .iter()
+        .fold(0u64, |t, f| t.saturating_add(file_measure(record.kind, f)));
+    size_with(record, files)
+}
+
+/// What one file adds to the size of a store of `kind` (nothing where the
+/// measure is the store's own facts: chroma's embeddings, LanceDB's rows).
+pub fn file_measure(kind: StoreKind, file: &FileRecord) -> u64 {
+    match kind {
+        StoreKind::Sqlite => file
+            .sqlite
+            .as_ref()
+            .map_or(0, |facts| facts.tables.values().sum()),
+        StoreKind::Jsonl => file.jsonl.as_ref().map_or(0, |facts| facts.lines),
+        StoreKind::Dir => file.bytes,
+        StoreKind::Chroma | StoreKind::Lancedb => 0,
+    }
+}
+
+/// [`size`], where the store's files add up to `files` ([`file_measure`]
+/// summed over them: a create that does not hold them counts as it goes).
+pub fn size_with(record: &StoreRecord, files: u64) -> (u64, &'static str) {
     match record.kind {
-        StoreKind::Sqlite => (
-            record
-                .files
-                .iter()
-                .filter_map(|f| f.sqlite.as_ref())
-                .flat_map(|facts| facts.tables.values())
-                .sum(),
-            "rows",
-        ),
-        StoreKind::Jsonl => (
-            record
-                .files
-                .iter()
-                .filter_map(|f| f.jsonl.as_ref())
-                .map(|facts| facts.lines)
-                .sum(),
-            "lines",
-        ),
-        StoreKind::Dir => (record.files.iter().map(|f| f.bytes).sum(), "bytes"),
+        StoreKind::Sqlite => (files, "rows"),
+        StoreKind::Jsonl => (files, "lines"),
+        StoreKind::Dir => (files, "bytes"),
         StoreKind::Chroma => (
             record
                 .chroma
@@ -116,9 +124,12 @@ impl Baseline {
 
 /// Why the stores of a new bundle look wiped or gutted: each store is
 /// compared with the newest of `history` (any order) in which it was healthy;
-/// `alarm(name)` is the fraction of loss that counts as suspicious.
+/// `size_of(i, store)` is the size of `stores[i]` now ([`size`], unless its
+/// records are not held), `alarm(name)` the fraction of loss that counts
+/// as suspicious.
 pub fn reasons(
     stores: &[StoreRecord],
+    size_of: impl Fn(usize, &StoreRecord) -> (u64, &'static str),
     history: &[Baseline],
     alarm: impl Fn(&str) -> f64,
 ) -> Vec<String> {
@@ -127,7 +138,7 @@ pub fn reasons(
     newest_first
         .sort_by_cached_key(|m| std::cmp::Reverse((m.created_at.clone(), BundleId::parse(&m.id))));
     let mut out = Vec::new();
-    for store in stores {
+    for (at, store) in stores.iter().enumerate() {
         let Some((base, (before, unit))) = newest_first
             .iter()
             .find_map(|m| m.healthy(&store.name).map(|size| (m, size)))
@@ -153,7 +164,7 @@ pub fn reasons(
             ));
             continue;
         }
-        let (after, _) = size(store);
+        let (after, _) = size_of(at, store);
         let lost = before.saturating_sub(after);
         let fraction = alarm(&store.name);
         if lost > 0 && lost as f64 > fraction * before as f64 {

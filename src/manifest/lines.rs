@@ -167,7 +167,7 @@ fn swap_placeholders(manifest: &mut Manifest, nonce: &str, lists: usize) -> Opti
 
 /// A number for this read's placeholders that a manifest cannot contain but
 /// by chance (128 random bits).
-fn placeholder_nonce() -> String {
+pub(crate) fn placeholder_nonce() -> String {
     use std::hash::{BuildHasher, Hasher};
     let random = || {
         std::collections::hash_map::RandomState::new()

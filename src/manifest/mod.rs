@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::hash;
 
 pub mod lines;
+pub mod spool;
 
 /// File name of the manifest at a bundle's root.
 pub const MANIFEST_FILE: &str = "bundle-meta.json";

@@ -49,19 +49,20 @@ pub fn json<'a>(outcome: &'a CreateOutcome, pruned: Option<&'a PruneReport>) -> 
         path: outcome.path.display().to_string(),
         created_at: &m.created_at,
         label: m.label.as_deref(),
-        bytes: m.total_bytes(),
+        bytes: total_bytes(outcome),
         warnings: &outcome.warnings,
         removed_leftovers: &outcome.removed_leftovers,
         stores: m
             .stores
             .iter()
-            .map(|s| CreatedStoreJson {
+            .zip(&outcome.tallies)
+            .map(|(s, tally)| CreatedStoreJson {
                 name: &s.name,
                 kind: s.kind,
                 status: s.status,
-                files: s.files.len(),
-                reused: s.files.iter().filter(|f| f.reused).count(),
-                bytes: s.files.iter().fold(0u64, |t, f| t.saturating_add(f.bytes)),
+                files: tally.files,
+                reused: tally.reused,
+                bytes: tally.bytes,
             })
             .collect(),
         suspicious: m.suspicious,
@@ -80,16 +81,23 @@ pub fn render(outcome: &CreateOutcome) -> String {
 /// The stderr summary line.
 pub fn summary(outcome: &CreateOutcome) -> String {
     let m = &outcome.manifest;
-    let files = m.stores.iter().flat_map(|s| &s.files);
-    let reused = files.clone().filter(|f| f.reused).count();
+    let tallies = &outcome.tallies;
     format!(
         "created bundle {} ({} stores, {}; {} of {} files unchanged and shared with the previous bundle)",
         m.id,
         m.stores.len(),
-        super::human_bytes(m.total_bytes()),
-        reused,
-        files.count()
+        super::human_bytes(total_bytes(outcome)),
+        tallies.iter().map(|t| t.reused).sum::<usize>(),
+        tallies.iter().map(|t| t.files).sum::<usize>(),
     )
+}
+
+/// The bytes of every file of the new bundle's stores.
+fn total_bytes(outcome: &CreateOutcome) -> u64 {
+    outcome
+        .tallies
+        .iter()
+        .fold(0u64, |t, s| t.saturating_add(s.bytes))
 }
 
 /// The error message of a suspicious bundle: what it means, what to do.

@@ -43,9 +43,9 @@ pub struct Unit {
     /// in the bundle ([`Unit::rel`]), so neither is held again per file.
     pub path: String,
     /// Its manifest path's exact bytes when they are not UTF-8.
-    pub path_hex: Option<String>,
-    /// The source file.
-    pub src: PathBuf,
+    pub path_hex: Option<Box<str>>,
+    /// Where the source file is ([`Unit::src`]).
+    pub source: Source,
     /// How it is captured.
     pub kind: UnitKind,
     /// Bytes it is expected to take in the bundle (an estimate for space and scheduling).
@@ -65,6 +65,17 @@ pub struct Unit {
     /// Where its record is among the previous bundle's a create reuses
     /// from, once looked up (see `crate::reuse::Previous::match_units`).
     pub previous: PreviousRecord,
+}
+
+/// Where a [`Unit`]'s source file is.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// At this path.
+    At(Box<Path>),
+    /// At the unit's path within its store (its manifest path without the
+    /// store's name) beneath this folder, which every unit a folder walk
+    /// found shares: a walk of many files holds no path per file twice.
+    Beneath(std::sync::Arc<Path>),
 }
 
 /// Where a [`Unit`]'s record is in the previous bundle a create reuses
@@ -259,7 +270,7 @@ pub fn settle_databases(
         |folder, unit| {
             Ok(unit.may_be_sqlite
                 && !known_plain(unit)
-                && crate::format::sqlite::is_sqlite_file_in(folder, &unit.src)?)
+                && crate::format::sqlite::is_sqlite_file_in(folder, &unit.src())?)
         },
     )?;
     for (unit, database) in plan.units.iter_mut().zip(databases) {
@@ -267,11 +278,11 @@ pub fn settle_databases(
         if database {
             let encoded = crate::fsutil::EncodedPath {
                 text: unit.path.clone(),
-                hex: unit.path_hex.clone(),
+                hex: unit.path_hex.as_deref().map(str::to_string),
             };
             // Its place among the previous bundle's records stays its own.
             let previous = unit.previous;
-            *unit = sqlite::unit(&unit.src, encoded);
+            *unit = sqlite::unit(&unit.src(), encoded);
             unit.previous = previous;
         }
     }
@@ -330,16 +341,33 @@ impl Unit {
     /// A unit for the source `src` at the manifest path `encoded` (which
     /// starts with its store's name).
     pub fn new(encoded: EncodedPath, src: &Path, kind: UnitKind, bytes: u64) -> Unit {
+        Unit::from(encoded, Source::At(src.into()), kind, bytes)
+    }
+
+    /// A unit at the manifest path `encoded` whose source is `source`.
+    pub fn from(encoded: EncodedPath, source: Source, kind: UnitKind, bytes: u64) -> Unit {
         Unit {
             path: encoded.text,
-            path_hex: encoded.hex,
-            src: src.to_path_buf(),
+            path_hex: encoded.hex.map(String::into_boxed_str),
+            source,
             kind,
             walked: None,
             walked_owner: None,
             may_be_sqlite: false,
             bytes,
             previous: PreviousRecord::NotLooked,
+        }
+    }
+
+    /// Its source file.
+    pub fn src(&self) -> std::borrow::Cow<'_, Path> {
+        match &self.source {
+            Source::At(path) => std::borrow::Cow::Borrowed(path),
+            Source::Beneath(root) => {
+                let rel = self.rel();
+                let in_store = rel.strip_prefix(self.store()).unwrap_or(&rel);
+                std::borrow::Cow::Owned(root.join(in_store))
+            }
         }
     }
 

@@ -26,7 +26,7 @@ pub fn plan_raw_capture(spec: &StoreSpec) -> Result<CapturePlan> {
     for unit in &mut plan.units {
         unit.kind = UnitKind::Plain;
         for suffix in SIDECARS {
-            let mut src = unit.src.clone().into_os_string();
+            let mut src = unit.src().into_owned().into_os_string();
             src.push(suffix);
             let src = std::path::PathBuf::from(src);
             let Ok(meta) = std::fs::symlink_metadata(&src) else {

@@ -16,15 +16,21 @@ use crate::format::sqlite;
 use crate::fsutil;
 use crate::manifest::SymlinkRecord;
 use crate::store::exclude::Exclude;
-use crate::store::{manifest_path, CapturePlan, Unit, UnitKind};
+use crate::store::{manifest_path, CapturePlan, Source, Unit, UnitKind};
 
 /// Walks the tree into a plan: folders, symlinks, and one unit per regular file.
 pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
     let root = &spec.path;
     let exclude = Exclude::new(&spec.exclude).map_err(Error::Usage)?;
     let mut plan = CapturePlan::default();
+    let shared: std::sync::Arc<Path> = root.as_path().into();
     for entry in entries(root, &exclude) {
-        take(spec, &entry.map_err(|e| walk_error(root, e))?, &mut plan)?;
+        take(
+            spec,
+            &shared,
+            &entry.map_err(|e| walk_error(root, e))?,
+            &mut plan,
+        )?;
     }
     // Each file's `stat`, on every core: one thread stat'ing a tree of many
     // small files took as long as all the links of an unchanged create.
@@ -61,8 +67,14 @@ fn walk_error(root: &Path, e: walkdir::Error) -> Error {
 
 /// Adds what one walked entry is to `plan`: a folder, a symlink (recorded,
 /// never followed), a file (a unit; not a database's `-wal`/`-shm`/
-/// `-journal`), or a warning that it is none of those.
-fn take(spec: &StoreSpec, entry: &walkdir::DirEntry, plan: &mut CapturePlan) -> Result<()> {
+/// `-journal`), or a warning that it is none of those. A file's source is
+/// its path beneath `root` (the store's folder, shared).
+fn take(
+    spec: &StoreSpec,
+    root: &std::sync::Arc<Path>,
+    entry: &walkdir::DirEntry,
+    plan: &mut CapturePlan,
+) -> Result<()> {
     let src = entry.path();
     let at = manifest_path(&spec.name, below(&spec.path, src))?;
     let kind = entry.file_type();
@@ -92,7 +104,7 @@ fn take(spec: &StoreSpec, entry: &walkdir::DirEntry, plan: &mut CapturePlan) -> 
         ));
     } else if !is_sidecar(src)? {
         // Whether it is a database is settled by `store::plan_capture_knowing`.
-        let mut unit = Unit::new(at.0, src, UnitKind::Plain, 0);
+        let mut unit = Unit::from(at.0, Source::Beneath(root.clone()), UnitKind::Plain, 0);
         unit.may_be_sqlite = true;
         plan.units.push(unit);
     }
@@ -119,7 +131,7 @@ fn below<'p>(root: &Path, path: &'p Path) -> &'p Path {
 /// stat'ed: it is then copied, and fails there if gone).
 fn stat_walked(folder: &mut fsutil::LastFolder, unit: &mut Unit) {
     use rustix::fs::{AtFlags, StatxFlags};
-    let stat = folder.of(&unit.src).ok().and_then(|(at, name)| {
+    let stat = folder.of(&unit.src()).ok().and_then(|(at, name)| {
         rustix::fs::statx(at, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS).ok()
     });
     unit.bytes = stat.as_ref().map_or(0, |s| s.stx_size);
