@@ -22,9 +22,10 @@ use std::time::{Duration, SystemTime};
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
 use crate::format::{jsonl, plain, sqlite};
+use crate::manifest::spool::RecordSpool;
 use crate::manifest::{FileRecord, SourceStat, StoreRecord};
 use crate::progress::Progress;
-pub use crate::reuse::Previous;
+pub use crate::reuse::{Entry, Previous};
 use crate::store::{Unit, UnitKind};
 
 /// What a capture needs besides the store itself.
@@ -36,7 +37,10 @@ pub struct CaptureContext<'a> {
     /// Where progress goes (units only advance it; they run in parallel).
     pub progress: &'a dyn Progress,
     /// The previous good bundle, whose copies of unchanged files are reused.
-    pub previous: Option<&'a Previous<'a>>,
+    pub previous: Option<&'a Previous>,
+    /// Where records go: the previous bundle's reusable ones are there
+    /// already.
+    pub spool: &'a RecordSpool,
 }
 
 impl CaptureContext<'_> {
@@ -60,6 +64,17 @@ pub struct UnitDone {
     pub file: FileRecord,
     /// Warnings (invalid JSONL lines, a torn tail, ...).
     pub warnings: Vec<String>,
+}
+
+/// A captured unit: copied, or its previous copy hard-linked.
+#[derive(Debug)]
+pub enum Capture<'p> {
+    /// Copied: its new record and warnings.
+    Copied(UnitDone),
+    /// Its previous copy hard-linked: what the previous bundle recorded of
+    /// it (its record, as the new bundle lists it, is in the spool), and
+    /// the warnings its record gives again.
+    Reused(&'p Entry, Vec<String>),
 }
 
 /// The folders a capture thread keeps open (see
@@ -111,18 +126,26 @@ impl KeptFolders {
     }
 }
 
-/// Captures `unit` into the bundle being built.
+/// Captures `unit` into the bundle being built, its record in hand (a
+/// reused one read back from the spool: for stores captured apart, with
+/// few files).
 pub fn capture_unit(unit: &Unit, ctx: &CaptureContext<'_>) -> Result<UnitDone> {
-    capture_unit_in(unit, ctx, &mut KeptFolders::default())
+    match capture_unit_in(unit, ctx, &mut KeptFolders::default())? {
+        Capture::Copied(done) => Ok(done),
+        Capture::Reused(entry, warnings) => Ok(UnitDone {
+            file: ctx.spool.read(entry.spooled())?,
+            warnings,
+        }),
+    }
 }
 
 /// [`capture_unit`], opening, creating and linking files beneath the
 /// folders `kept` keeps open (a capture thread keeps one for all its units).
-pub fn capture_unit_in(
+pub fn capture_unit_in<'c>(
     unit: &Unit,
-    ctx: &CaptureContext<'_>,
+    ctx: &CaptureContext<'c>,
     kept: &mut KeptFolders,
-) -> Result<UnitDone> {
+) -> Result<Capture<'c>> {
     let dest = ctx.target(&unit.rel());
     let src = unit.src();
     // A plain file unchanged since the walk's stat (which carries no `-wal`,
@@ -130,18 +153,16 @@ pub fn capture_unit_in(
     // the file as it was at the walk, and says so. Else it is copied, and
     // its record takes the identity and owner of the open file it read.
     if unit.kind == UnitKind::Plain {
-        if let (Some(stat), Some(owner)) = (&unit.walked, unit.walked_owner) {
-            if let Some(mut done) = try_reuse(unit, stat, &dest, ctx, kept) {
-                set_ownership(&mut done.file, owner);
-                return Ok(done);
+        if let (Some(stat), Some(_)) = (&unit.walked, unit.walked_owner) {
+            if let Some(reused) = try_reuse(unit, stat, &dest, ctx, kept) {
+                return Ok(reused);
             }
-            return copy_plain(unit, &src, &dest, ctx, kept);
+            return copy_plain(unit, &src, &dest, ctx, kept).map(Capture::Copied);
         }
     }
     let (before, meta) = SourceStat::read_with_metadata(&src, unit.kind == UnitKind::Sqlite)?;
-    if let Some(mut done) = try_reuse(unit, &before, &dest, ctx, kept) {
-        record_ownership(&mut done.file, &meta);
-        return Ok(done);
+    if let Some(reused) = try_reuse(unit, &before, &dest, ctx, kept) {
+        return Ok(reused);
     }
     let mut warnings = Vec::new();
     let record = |bytes, sha256| new_record(unit, bytes, sha256);
@@ -162,12 +183,12 @@ pub fn capture_unit_in(
             // A torn tail is left out: the source is not what the bundle holds.
             (file, (copy.torn_bytes == 0).then_some(before))
         }
-        UnitKind::Plain => return copy_plain(unit, &src, &dest, ctx, kept),
+        UnitKind::Plain => return copy_plain(unit, &src, &dest, ctx, kept).map(Capture::Copied),
     };
     file.source_stat = stat.filter(|s| trustworthy(s) && still(s, &src, unit.kind));
     record_ownership(&mut file, &meta);
     crate::fsutil::set_mode(&dest, bundle_mode(meta.mode()))?;
-    Ok(UnitDone { file, warnings })
+    Ok(Capture::Copied(UnitDone { file, warnings }))
 }
 
 /// Captures one store as its raw bytes into a fresh folder of the bundle.
@@ -292,26 +313,26 @@ fn copy_plain(
     })
 }
 
-/// Hard-links the previous bundle's copy when the source is unchanged.
-fn try_reuse(
+/// Hard-links the previous bundle's copy when the source is unchanged (the
+/// record it is listed with is the previous one's, owner included: an
+/// unchanged stat, ctime among it, means no `chmod` or `chown` since).
+fn try_reuse<'c>(
     unit: &Unit,
     stat: &SourceStat,
     dest: &Path,
-    ctx: &CaptureContext<'_>,
+    ctx: &CaptureContext<'c>,
     kept: &mut KeptFolders,
-) -> Option<UnitDone> {
-    let (from, previous) = ctx.previous?.candidate(unit, stat, ctx.full_check)?;
+) -> Option<Capture<'c>> {
+    let previous = ctx.previous?;
+    let (from, entry) = previous.candidate(unit, stat, ctx.full_check)?;
     // Another file system, a link limit, or no hard links here: copy instead.
     kept.link(&from, dest).ok()?;
-    ctx.progress.advance(previous.bytes);
-    let mut file = previous.clone();
-    file.reused = true;
-    file.source_stat = Some(stat.clone());
-    let warnings = match &file.jsonl {
+    ctx.progress.advance(entry.bytes);
+    let warnings = match previous.jsonl_facts(entry) {
         Some(facts) => jsonl::warnings(unit.store(), &unit.path, facts, 0),
         None => Vec::new(),
     };
-    Some(UnitDone { file, warnings })
+    Some(Capture::Reused(entry, warnings))
 }
 
 /// The identity of `path` (and of its `-wal` for a database).
@@ -362,12 +383,13 @@ mod tests {
     }
 
     /// Capturing into `bundle`, with nothing to reuse.
-    fn context(bundle: &Path) -> CaptureContext<'_> {
+    fn context<'a>(bundle: &'a Path, spool: &'a RecordSpool) -> CaptureContext<'a> {
         CaptureContext {
             bundle_root: bundle,
             full_check: false,
             progress: &crate::progress::NoProgress,
             previous: None,
+            spool,
         }
     }
 
@@ -375,7 +397,8 @@ mod tests {
     fn a_copy_records_the_file_it_read_and_takes_its_read_only_mode() {
         let dir = tempfile::tempdir().unwrap();
         let (unit, bundle) = walked_file(dir.path());
-        let ctx = context(&bundle);
+        let spool = RecordSpool::new_in(&bundle).unwrap();
+        let ctx = context(&bundle, &spool);
         let done = capture_unit(&unit, &ctx).unwrap();
         let copy = bundle.join("s/notes.txt");
         assert_eq!(std::fs::read(&copy).unwrap(), b"mine");
@@ -397,7 +420,8 @@ mod tests {
         std::fs::write(dir.path().join("secret"), b"not the store's").unwrap();
         std::fs::remove_file(unit.src()).unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret"), unit.src()).unwrap();
-        let ctx = context(&bundle);
+        let spool = RecordSpool::new_in(&bundle).unwrap();
+        let ctx = context(&bundle, &spool);
         let err = capture_unit(&unit, &ctx).unwrap_err();
         assert!(err.to_string().contains("could not read"), "{err}");
         assert!(!bundle.join("s/notes.txt").exists());

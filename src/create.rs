@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::bundle::locate::error_chain;
-use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId, ListedBundle};
+use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId};
 use crate::capture::{self as unit, CaptureContext, Previous, UnitDone};
 use crate::config::{Hooks, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hash;
+use crate::history::History;
 use crate::hooks::{self, HookEnv, Operation};
 use crate::manifest::spool::{self, RecordSpool, SpoolReader, Spooled, SpooledList};
 use crate::manifest::{self, FileRecord, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
@@ -142,8 +143,11 @@ fn capture_bundle(
     // Walk every store first (no copying), so space is known before writing.
     let mut stores = opts.stores.clone();
     stores.sort_by(|a, b| a.name.cmp(&b.name));
-    let (walked, (history, reuse_from)) = walk_beside_history(opts, &stores);
-    let previous = reuse_from.as_ref().map(Previous::of_checked);
+    let (walked, history) = walk_beside_history(opts, &stores);
+    let (previous, spool) = match history.previous {
+        Some((previous, spool)) => (Some(previous), spool),
+        None => (None, RecordSpool::new_in(&opts.destination)?),
+    };
     let plans = walk_stores(&stores, walked, safety.is_some(), previous.as_ref())?;
     let new_files = check_space(
         &opts.destination,
@@ -172,6 +176,7 @@ fn capture_bundle(
         full_check: opts.full_check,
         progress,
         previous: previous.as_ref(),
+        spool: &spool,
     };
     let built = build(
         opts,
@@ -181,7 +186,7 @@ fn capture_bundle(
         &stores,
         (plans, new_files),
         &ctx,
-        &history,
+        &history.baselines,
     );
     let (manifest, tallies, warnings) = match built {
         Ok(v) => v,
@@ -210,20 +215,16 @@ fn capture_bundle(
     })
 }
 
-/// What a create is judged against (each store's newest bundle in which it
-/// was healthy), and the bundle it reuses from ([`read_history`]).
-type History = (Vec<Baseline>, Option<ListedBundle>);
-
-/// Every store's walk, and the history ([`read_history`]), read once: the
-/// previous good bundle to reuse from and the bundles a new one is judged
-/// against. They run at once (the walk's listing on one thread, the
+/// Every store's walk, and the history ([`crate::history`]), read once:
+/// the previous good bundle to reuse from and the bundles a new one is
+/// judged against. They run at once (the walk's listing on one thread, the
 /// history's checks on the others).
 fn walk_beside_history(
     opts: &CreateOptions,
     stores: &[StoreSpec],
 ) -> (Vec<Result<CapturePlan>>, History) {
     std::thread::scope(|scope| {
-        let history = scope.spawn(|| read_history(&opts.destination, stores, opts.reuse));
+        let history = scope.spawn(|| crate::history::read(&opts.destination, stores, opts.reuse));
         let walked = stores.iter().map(store::plan_walked).collect();
         (
             walked,
@@ -250,40 +251,6 @@ fn prepare_destination(
     Ok((lock, staging::remove_leftovers(destination)?))
 }
 
-/// The bundles a create is judged against, read newest first until each
-/// store has the newest bundle in which it was healthy (its shrink
-/// baseline) and, with `reuse`, one passed the quick check: the previous
-/// bundle to reuse from. Only that one's records are kept; of a baseline,
-/// its stores' sizes (a run of safety snapshots or suspicious bundles is
-/// read through, not held).
-fn read_history(destination: &Path, stores: &[StoreSpec], reuse: bool) -> History {
-    let mut missing: std::collections::BTreeSet<&str> =
-        stores.iter().map(|s| s.name.as_str()).collect();
-    let mut good: Option<BundleId> = None;
-    let mut baselines = Vec::new();
-    let kept = crate::bundle::newest_until(destination, |bundle| {
-        let mut keep = false;
-        if reuse
-            && good.is_none()
-            && crate::bundle::files_present(&bundle.path, &bundle.manifest).is_none()
-        {
-            good = Some(bundle.id.clone());
-            keep = true;
-        }
-        let before = missing.len();
-        missing.retain(|name| !crate::shrink::healthy_in(&bundle.manifest, name));
-        if missing.len() < before {
-            baselines.push(Baseline::of(&bundle.manifest));
-        }
-        crate::bundle::Wanted {
-            keep,
-            enough: missing.is_empty() && (!reuse || good.is_some()),
-        }
-    })
-    .unwrap_or_default();
-    (baselines, kept.into_iter().next())
-}
-
 /// Every store's capture plan, from its walk (`walked`, in `stores`'
 /// order): which of its files are databases is settled (a file the
 /// previous bundle holds unchanged as plain is not opened). A store that
@@ -294,7 +261,7 @@ fn walk_stores(
     stores: &[StoreSpec],
     walked: Vec<Result<CapturePlan>>,
     safety: bool,
-    previous: Option<&Previous<'_>>,
+    previous: Option<&Previous>,
 ) -> Result<Vec<CapturePlan>> {
     // A file unchanged since the previous bundle recorded it as plain is
     // still not a database: its header need not be read again.
@@ -302,7 +269,7 @@ fn walk_stores(
         previous.is_some_and(|prev| {
             unit.walked
                 .as_ref()
-                .is_some_and(|stat| prev.record_for(unit, stat, false).is_some())
+                .is_some_and(|stat| prev.entry_for(unit, stat, false).is_some())
         })
     };
     stores
@@ -364,7 +331,7 @@ fn refuse_partial(manifest: &Manifest, path: &Path) -> Result<()> {
 fn check_space(
     destination: &Path,
     plans: &[CapturePlan],
-    previous: Option<&Previous<'_>>,
+    previous: Option<&Previous>,
     full_check: bool,
 ) -> Result<usize> {
     let mut needed: u64 = 0;
@@ -377,7 +344,7 @@ fn check_space(
                 Some(stat) => Ok(stat.clone()),
                 None => unit::source_stat(&unit.src(), unit.kind == UnitKind::Sqlite),
             };
-            stat.is_ok_and(|stat| prev.record_for(unit, &stat, full_check).is_some())
+            stat.is_ok_and(|stat| prev.entry_for(unit, &stat, full_check).is_some())
         });
         if !reusable {
             needed = needed.saturating_add(unit.bytes);
@@ -743,18 +710,27 @@ fn capture_all(
     let total: u64 = units.iter().map(|(_, u)| u.bytes).sum();
     ctx.progress
         .start(&format!("capturing {} stores", stores.len()), Some(total));
-    let spool = RecordSpool::new_in(ctx.bundle_root)?;
+    let spool = ctx.spool;
     let run = |i: usize| folder_run(&units, i);
     let kept = unit::KeptFolders::default;
     let done = parallel::map_claiming_with(&units, opts.jobs, run, kept, |kept, &(at, u)| {
-        let taken = unit::capture_unit_in(u, ctx, kept).and_then(|d| {
-            Ok(Taken {
-                at: spool.put(&d.file, ctx.bundle_root)?,
+        let kind = stores[at.0 as usize].kind;
+        let boxed = |w: Vec<String>| (!w.is_empty()).then(|| Box::new(w));
+        let taken = unit::capture_unit_in(u, ctx, kept).and_then(|c| match c {
+            unit::Capture::Copied(d) => Ok(Taken {
+                at: spool.put(&d.file)?,
                 bytes: d.file.bytes,
-                measure: crate::shrink::file_measure(stores[at.0 as usize].kind, &d.file),
-                reused: d.file.reused,
-                warnings: (!d.warnings.is_empty()).then(|| Box::new(d.warnings)),
-            })
+                measure: crate::shrink::file_measure(kind, &d.file),
+                reused: false,
+                warnings: boxed(d.warnings),
+            }),
+            unit::Capture::Reused(entry, warnings) => Ok(Taken {
+                at: entry.spooled(),
+                bytes: entry.bytes,
+                measure: entry.measure(kind),
+                reused: true,
+                warnings: boxed(warnings),
+            }),
         });
         match taken {
             Ok(t) => Ok((at, Ok(t))),
@@ -777,7 +753,7 @@ fn capture_all(
     }
     let mut captured = by_store(done, stores);
     captured.copied = copied;
-    captured.spool = Some(spool.into_reader(ctx.bundle_root)?);
+    captured.spool = Some(spool.reader()?);
     Ok(captured)
 }
 

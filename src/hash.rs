@@ -236,6 +236,32 @@ pub fn hash_reader(
     })?)
 }
 
+/// Keyed 128-bit digests (two SipHash keys drawn at random for each
+/// instance): a set of many paths or identities held as 16 bytes each,
+/// whose members nobody can choose to collide without knowing the keys.
+pub struct Keyed128(std::hash::RandomState, std::hash::RandomState);
+
+impl std::fmt::Debug for Keyed128 {
+    /// Shown without its keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keyed128")
+    }
+}
+
+impl Keyed128 {
+    /// Fresh random keys.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Keyed128(std::hash::RandomState::new(), std::hash::RandomState::new())
+    }
+
+    /// The digest of `value`.
+    pub fn of<T: std::hash::Hash + ?Sized>(&self, value: &T) -> u128 {
+        use std::hash::BuildHasher;
+        (u128::from(self.0.hash_one(value)) << 64) | u128::from(self.1.hash_one(value))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

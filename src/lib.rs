@@ -13,6 +13,7 @@ pub mod error;
 pub mod format;
 pub mod fsutil;
 pub mod hash;
+pub mod history;
 pub mod hooks;
 pub mod interrupt;
 pub mod json_layout;

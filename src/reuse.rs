@@ -1,127 +1,225 @@
-//! The previous good bundle a create reuses copies from: its records that
-//! carry a source stat, looked up by path, and whether a file about to be
-//! captured is unchanged since one of them (see [`crate::capture`] for
-//! what makes a copy reusable).
+//! The previous good bundle a create reuses copies from: what it recorded
+//! of each file that carries a source stat, looked up by path, and whether
+//! a file about to be captured is unchanged since (see [`crate::capture`]
+//! for what makes a copy reusable).
+//!
+//! A manifest may list hundreds of thousands of files, and a create held
+//! every record of the bundle it reused from (about 220 bytes a file) while
+//! it captured. Its records are instead read a line at a time
+//! ([`crate::bundle::presence::read_checking_presence_with`]); each one that
+//! could be reused is written, as the new bundle would list it (`reused`),
+//! to the create's record spool ([`crate::manifest::spool`]), and only an
+//! [`Entry`] is kept: keyed digests of its path and source stat, where its
+//! line is, and the few facts a create asks (64 bytes).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::ListedBundle;
-use crate::manifest::{FileRecord, SourceStat};
+use crate::config::StoreKind;
+use crate::error::Result;
+use crate::hash::Keyed128;
+use crate::manifest::spool::{RecordSpool, Spooled};
+use crate::manifest::{FileRecord, JsonlFacts, SourceStat};
 use crate::store::{PreviousRecord, Unit, UnitKind};
 
-/// The previous good bundle's files that carry a source stat, borrowed from
-/// its manifest (a manifest may list hundreds of thousands of files: they
-/// are looked up, never copied), in path order: a store's units are
-/// matched to them in one pass ([`Previous::match_units`]), with no table
-/// of every path to build and hash into.
+/// What a create knows of one file of the previous bundle.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The digest of its manifest path (text and exact bytes).
+    path: u128,
+    /// The digest of its recorded source stat.
+    stat: u128,
+    /// Its record, as the new bundle lists it, in the spool.
+    spooled: Spooled,
+    /// Its size.
+    pub bytes: u64,
+    /// Its rows (a database) or lines (a JSONL file): its size in its
+    /// kind's measure (see [`crate::shrink::file_measure`]).
+    facts: u64,
+    /// [`Entry::SQLITE`], [`Entry::INTEGRITY`], [`Entry::JSONL`].
+    flags: u8,
+}
+
+impl Entry {
+    /// It is a database copy.
+    const SQLITE: u8 = 1;
+    /// A database copy checked with the full `integrity_check`.
+    const INTEGRITY: u8 = 2;
+    /// A JSONL file's copy.
+    const JSONL: u8 = 4;
+
+    /// Where its record is in the spool.
+    pub fn spooled(&self) -> Spooled {
+        self.spooled
+    }
+
+    /// What it adds to the size of a store of `kind`
+    /// ([`crate::shrink::file_measure`] of its record).
+    pub fn measure(&self, kind: StoreKind) -> u64 {
+        match kind {
+            StoreKind::Sqlite if self.flags & Self::SQLITE != 0 => self.facts,
+            StoreKind::Jsonl if self.flags & Self::JSONL != 0 => self.facts,
+            StoreKind::Dir => self.bytes,
+            _ => 0,
+        }
+    }
+}
+
+/// The previous good bundle's files that carry a source stat and a full
+/// owner (see [`Previous::add`]), by the digest of their path.
 #[derive(Debug)]
-pub struct Previous<'m> {
+pub struct Previous {
     /// Its folder.
-    pub bundle: &'m Path,
-    files: Vec<&'m FileRecord>,
+    pub bundle: PathBuf,
+    /// The keys of the digests.
+    keys: Keyed128,
+    /// Sorted by path digest.
+    entries: Vec<Entry>,
+    /// The facts of its JSONL files (few), by path digest: a reused JSONL
+    /// copy warns again of what its record says.
+    jsonl: BTreeMap<u128, Box<JsonlFacts>>,
 }
 
-/// The key a unit and a record are matched on: the manifest path, text and
-/// exact bytes.
-type PathKey<'a> = (&'a str, Option<&'a str>);
-
-/// A record's [`PathKey`].
-fn record_key(record: &FileRecord) -> PathKey<'_> {
-    (record.path.as_str(), record.path_hex.as_deref())
-}
-
-/// A unit's [`PathKey`].
-fn unit_key(unit: &Unit) -> PathKey<'_> {
-    (unit.path.as_str(), unit.path_hex.as_deref())
-}
-
-impl<'m> Previous<'m> {
-    /// Reuse from `good`, a bundle that was just found to pass the quick
-    /// check ([`crate::bundle::files_present`]).
-    pub fn of_checked(good: &'m ListedBundle) -> Previous<'m> {
-        let mut files: Vec<&FileRecord> = good
-            .manifest
-            .stores
-            .iter()
-            .flat_map(|s| &s.files)
-            .filter(|f| f.source_stat.is_some())
-            .collect();
-        // A manifest lists each store's files in path order already: this
-        // finds them sorted in one pass.
-        files.sort_by(|a, b| record_key(a).cmp(&record_key(b)));
+impl Previous {
+    /// An empty index of the bundle at `bundle`, to [`Previous::add`] its
+    /// records to.
+    pub fn of(bundle: &Path) -> Previous {
         Previous {
-            bundle: &good.path,
-            files,
+            bundle: bundle.to_path_buf(),
+            keys: Keyed128::new(),
+            entries: Vec::new(),
+            jsonl: BTreeMap::new(),
         }
     }
 
-    /// Finds the previous record of every unit in `units`, walking both in
-    /// path order at once.
-    pub fn match_units(&self, units: &mut [Unit]) {
-        let mut order: Vec<usize> = (0..units.len()).collect();
-        // A walk finds a store's files in name order: nearly sorted already.
-        order.sort_by(|&a, &b| unit_key(&units[a]).cmp(&unit_key(&units[b])));
-        let mut next = 0;
-        for i in order {
-            let key = unit_key(&units[i]);
-            while next < self.files.len() && record_key(self.files[next]) < key {
-                next += 1;
+    /// Takes in `record`, a record of the bundle, as it is read: one that
+    /// could be reused is written to `spool` as the new bundle would list
+    /// it. A record without a source stat, or without the owner, group
+    /// and mode of its source, is never reused (the owner of a reused copy
+    /// is the one recorded: equal stats, ctime among them, mean no `chmod`
+    /// or `chown` since, and an older record that lacks them is copied
+    /// once more).
+    pub fn add(&mut self, record: &mut FileRecord, spool: &RecordSpool) -> Result<()> {
+        let Some(stat) = &record.source_stat else {
+            return Ok(());
+        };
+        if record.mode.is_none() || record.uid.is_none() || record.gid.is_none() {
+            return Ok(());
+        }
+        let stat = self.keys.of(stat);
+        let path = self.path_key(&record.path, record.path_hex.as_deref());
+        let was = std::mem::replace(&mut record.reused, true);
+        let spooled = spool.put(record);
+        record.reused = was;
+        let mut flags = 0;
+        let mut facts = 0;
+        if let Some(sqlite) = &record.sqlite {
+            flags |= Entry::SQLITE;
+            if sqlite.check == "integrity_check" {
+                flags |= Entry::INTEGRITY;
             }
-            units[i].previous = match self.files.get(next) {
-                Some(&record) if record_key(record) == key => PreviousRecord::At(next as u32),
-                _ => PreviousRecord::Absent,
+            facts = sqlite
+                .tables
+                .values()
+                .fold(0u64, |t, n| t.saturating_add(*n));
+        }
+        if let Some(jsonl) = &record.jsonl {
+            flags |= Entry::JSONL;
+            facts = jsonl.lines;
+            self.jsonl.insert(path, jsonl.clone());
+        }
+        self.entries.push(Entry {
+            path,
+            stat,
+            spooled: spooled?,
+            bytes: record.bytes,
+            facts,
+            flags,
+        });
+        Ok(())
+    }
+
+    /// Done adding: the entries sorted for lookups. A path listed twice (a
+    /// forged manifest) is reused from neither record.
+    pub fn finish(mut self) -> Previous {
+        self.entries.sort_unstable_by_key(|e| e.path);
+        let mut twice = Vec::new();
+        for pair in self.entries.windows(2) {
+            if pair[0].path == pair[1].path {
+                twice.push(pair[0].path);
+            }
+        }
+        self.entries
+            .retain(|e| twice.binary_search(&e.path).is_err());
+        self.entries.shrink_to_fit();
+        self
+    }
+
+    /// The digest of a manifest path (text and exact bytes).
+    fn path_key(&self, path: &str, hex: Option<&str>) -> u128 {
+        self.keys.of(&(path, hex))
+    }
+
+    /// Where `unit`'s path is among the entries.
+    fn find(&self, unit: &Unit) -> Option<usize> {
+        let key = self.path_key(&unit.path, unit.path_hex.as_deref());
+        self.entries.binary_search_by_key(&key, |e| e.path).ok()
+    }
+
+    /// Finds the entry of every unit in `units` once, for every question
+    /// asked of it later.
+    pub fn match_units(&self, units: &mut [Unit]) {
+        for unit in units {
+            unit.previous = match self.find(unit) {
+                Some(at) => PreviousRecord::At(at as u32),
+                None => PreviousRecord::Absent,
             };
         }
     }
 
-    /// The previous copy of `unit` and its record, when the source is unchanged.
+    /// The previous copy of `unit` and its entry, when the source is unchanged.
     pub fn candidate(
         &self,
         unit: &Unit,
         stat: &SourceStat,
         full_check: bool,
-    ) -> Option<(PathBuf, &'m FileRecord)> {
-        let record = self.record_for(unit, stat, full_check)?;
+    ) -> Option<(PathBuf, &Entry)> {
+        let entry = self.entry_for(unit, stat, full_check)?;
         // Every file of this bundle was found a regular file of its
-        // recorded size when it was chosen ([`Previous::of_checked`]), and
-        // nothing else changes it while this create holds the destination lock.
-        let path = self.bundle.join(record.rel().ok()?);
-        Some((path, record))
+        // recorded size when it was chosen (the presence check), and
+        // nothing else changes it while this create holds the destination
+        // lock; the unit's path is the record's.
+        Some((self.bundle.join(unit.rel()), entry))
     }
 
-    /// The previous bundle's record of `unit` when the source is unchanged
-    /// and was captured the same way (what [`Previous::candidate`] links,
-    /// without the copy's path: the walk and the space estimate only ask
-    /// whether there is one). A unit not matched by
-    /// [`Previous::match_units`] is looked up by a search in path order.
-    pub fn record_for(
-        &self,
-        unit: &Unit,
-        stat: &SourceStat,
-        full_check: bool,
-    ) -> Option<&'m FileRecord> {
+    /// The entry `unit` may reuse when its source has identity `stat` now:
+    /// one of its path with the same stat and a copy of the same kind (with
+    /// `full_check`, a database copy checked in full). A unit matched by
+    /// [`Previous::match_units`] (of this index) is not looked up again.
+    pub fn entry_for(&self, unit: &Unit, stat: &SourceStat, full_check: bool) -> Option<&Entry> {
         let at = match unit.previous {
             PreviousRecord::At(at) => Some(at as usize),
             PreviousRecord::Absent => None,
-            PreviousRecord::NotLooked => self
-                .files
-                .binary_search_by(|f| record_key(f).cmp(&unit_key(unit)))
-                .ok(),
+            PreviousRecord::NotLooked => self.find(unit),
         };
-        let record = *self.files.get(at?)?;
-        // The place found for this unit is its path's, or nothing is reused.
-        if record_key(record) != unit_key(unit) || record.source_stat.as_ref() != Some(stat) {
+        let entry = self.entries.get(at?)?;
+        if entry.stat != self.keys.of(stat) {
             return None;
         }
         let same_kind = match unit.kind {
-            UnitKind::Sqlite => record
-                .sqlite
-                .as_ref()
-                .is_some_and(|f| !full_check || f.check == "integrity_check"),
-            UnitKind::Jsonl => record.jsonl.is_some(),
-            UnitKind::Plain => record.sqlite.is_none() && record.jsonl.is_none(),
+            UnitKind::Sqlite => {
+                entry.flags & Entry::SQLITE != 0
+                    && (!full_check || entry.flags & Entry::INTEGRITY != 0)
+            }
+            UnitKind::Jsonl => entry.flags & Entry::JSONL != 0,
+            UnitKind::Plain => entry.flags & (Entry::SQLITE | Entry::JSONL) == 0,
         };
-        same_kind.then_some(record)
+        same_kind.then_some(entry)
+    }
+
+    /// The JSONL facts of the file at `entry`, if it is one.
+    pub fn jsonl_facts(&self, entry: &Entry) -> Option<&JsonlFacts> {
+        self.jsonl.get(&entry.path).map(|f| &**f)
     }
 }
 
@@ -153,9 +251,9 @@ mod tests {
             jsonl: None,
             source_stat: Some(stat(n)),
             reused: false,
-            mode: None,
-            uid: None,
-            gid: None,
+            mode: Some(0o644),
+            uid: Some(1),
+            gid: Some(1),
         }
     }
 
@@ -169,57 +267,88 @@ mod tests {
     }
 
     #[test]
-    fn units_are_matched_in_one_pass_to_the_records_of_their_paths() {
-        let records = [
+    fn units_are_matched_to_the_records_of_their_paths_and_stats() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = RecordSpool::new_in(dir.path()).unwrap();
+        let mut records = vec![
             record("s/a.txt", None, 1),
             record("s/a/b.txt", None, 2),
             record("s/c\u{fffd}", Some("732f63ff"), 3),
             record("s/d.txt", None, 4),
+            // Never reused: no stat, no owner, or listed twice.
+            FileRecord {
+                source_stat: None,
+                ..record("s/e.txt", None, 5)
+            },
+            FileRecord {
+                mode: None,
+                ..record("s/f.txt", None, 6)
+            },
+            record("s/g.txt", None, 7),
+            record("s/g.txt", None, 7),
         ];
-        let previous = Previous {
-            bundle: Path::new("/bundle"),
-            files: records.iter().collect(),
+        let mut previous = Previous::of(Path::new("/bundle"));
+        for r in &mut records {
+            previous.add(r, &spool).unwrap();
+        }
+        let previous = previous.finish();
+        // One path the previous bundle lacks, and one whose bytes differ
+        // from a record of the same text.
+        let mut units: Vec<Unit> = [
+            ("s/a/b.txt", None),
+            ("s/a.txt", None),
+            ("s/b.txt", None),
+            ("s/c\u{fffd}", Some("732f63fe")),
+            ("s/c\u{fffd}", Some("732f63ff")),
+            ("s/d.txt", None),
+            ("s/e.txt", None),
+            ("s/f.txt", None),
+            ("s/g.txt", None),
+        ]
+        .into_iter()
+        .map(|(p, h)| unit(p, h))
+        .collect();
+        let stats = [2, 1, 9, 3, 3, 4, 5, 6, 7];
+        let reusable = |previous: &Previous, units: &[Unit]| -> Vec<Option<u64>> {
+            units
+                .iter()
+                .zip(stats)
+                .map(|(u, n)| previous.entry_for(u, &stat(n), false).map(|e| e.bytes))
+                .collect()
         };
-        // In walk order (a folder's files before a later name), one path
-        // the previous bundle lacks, and one whose bytes differ from a
-        // record of the same text.
-        let mut units = vec![
-            unit("s/a/b.txt", None),
-            unit("s/a.txt", None),
-            unit("s/b.txt", None),
-            unit("s/c\u{fffd}", Some("732f63fe")),
-            unit("s/d.txt", None),
-        ];
-        let searched: Vec<Option<&FileRecord>> = units
-            .iter()
-            .zip([2, 1, 9, 3, 4])
-            .map(|(u, n)| previous.record_for(u, &stat(n), false))
-            .collect();
+        let searched = reusable(&previous, &units);
         previous.match_units(&mut units);
-        let places: Vec<PreviousRecord> = units.iter().map(|u| u.previous).collect();
-        use PreviousRecord::{Absent, At};
-        assert_eq!(places, [At(1), At(0), Absent, Absent, At(3)]);
-        let matched: Vec<Option<&FileRecord>> = units
-            .iter()
-            .zip([2, 1, 9, 3, 4])
-            .map(|(u, n)| previous.record_for(u, &stat(n), false))
-            .collect();
-        // Matched or searched for, the same records; none for another stat.
+        let matched = reusable(&previous, &units);
         assert_eq!(matched, searched);
         assert_eq!(
             matched,
             [
-                Some(&records[1]),
-                Some(&records[0]),
+                Some(2),
+                Some(1),
                 None,
                 None,
-                Some(&records[3])
+                Some(3),
+                Some(4),
+                None,
+                None,
+                None
             ]
         );
-        assert_eq!(previous.record_for(&units[0], &stat(7), false), None);
-        // A place that is not the unit's path's (a stale match) reuses nothing.
-        let mut stale = unit("s/a.txt", None);
-        stale.previous = At(3);
-        assert_eq!(previous.record_for(&stale, &stat(1), false), None);
+        // Another stat, or another kind of copy, reuses nothing.
+        assert!(previous.entry_for(&units[0], &stat(7), false).is_none());
+        let mut database = unit("s/a.txt", None);
+        database.kind = UnitKind::Sqlite;
+        assert!(previous.entry_for(&database, &stat(1), false).is_none());
+        // The spooled record is the one the new bundle lists: reused.
+        let entry = previous.entry_for(&units[1], &stat(1), false).unwrap();
+        let back = spool.read(entry.spooled()).unwrap();
+        assert_eq!(
+            back,
+            FileRecord {
+                reused: true,
+                ..records[0].clone()
+            }
+        );
+        assert!(!records[0].reused, "the record read is left as it was");
     }
 }

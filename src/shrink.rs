@@ -26,6 +26,39 @@ pub fn size(record: &StoreRecord) -> (u64, &'static str) {
     size_with(record, files)
 }
 
+/// What a store's files add up to in every kind's measure, counted as its
+/// records are read (so that a manifest's records need not be held to
+/// size its stores).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileSums {
+    bytes: u64,
+    rows: u64,
+    lines: u64,
+}
+
+impl FileSums {
+    /// Counts `file`.
+    pub fn add(&mut self, file: &FileRecord) {
+        self.bytes = self.bytes.saturating_add(file.bytes);
+        self.rows = self
+            .rows
+            .saturating_add(file_measure(StoreKind::Sqlite, file));
+        self.lines = self
+            .lines
+            .saturating_add(file_measure(StoreKind::Jsonl, file));
+    }
+
+    /// The sum in the measure of a store of `kind` ([`file_measure`]).
+    pub fn measure(&self, kind: StoreKind) -> u64 {
+        match kind {
+            StoreKind::Sqlite => self.rows,
+            StoreKind::Jsonl => self.lines,
+            StoreKind::Dir => self.bytes,
+            StoreKind::Chroma | StoreKind::Lancedb => 0,
+        }
+    }
+}
+
 /// What one file adds to the size of a store of `kind` (nothing where the
 /// measure is the store's own facts: chroma's embeddings, LanceDB's rows).
 pub fn file_measure(kind: StoreKind, file: &FileRecord) -> u64 {
@@ -98,6 +131,12 @@ pub struct Baseline {
 impl Baseline {
     /// The baseline `manifest` gives.
     pub fn of(manifest: &Manifest) -> Baseline {
+        Baseline::of_counted(manifest, |_| FileSums::default())
+    }
+
+    /// [`Baseline::of`] a manifest whose stores hold some or none of their
+    /// records: `counted(store)` is what the others add up to.
+    pub fn of_counted(manifest: &Manifest, counted: impl Fn(&StoreRecord) -> FileSums) -> Baseline {
         Baseline {
             id: manifest.id.clone(),
             created_at: manifest.created_at.clone(),
@@ -106,7 +145,9 @@ impl Baseline {
                 .iter()
                 .filter(|s| healthy_in(manifest, &s.name))
                 .map(|s| {
-                    let (size, unit) = size(s);
+                    let (held, _) = size(s);
+                    let more = counted(s).measure(s.kind);
+                    let (size, unit) = size_with(s, held.saturating_add(more));
                     (s.name.clone(), size, unit)
                 })
                 .collect(),

@@ -20,19 +20,6 @@ pub struct ListedBundle {
     pub bytes: u64,
 }
 
-impl ListedBundle {
-    /// The bundle at `path` with id `id` and manifest `manifest`.
-    fn new(id: BundleId, path: PathBuf, manifest: Manifest) -> ListedBundle {
-        let bytes = manifest.total_bytes();
-        ListedBundle {
-            id,
-            path,
-            manifest,
-            bytes,
-        }
-    }
-}
-
 /// Everything found in a destination.
 #[derive(Debug, Default)]
 pub struct BundleListing {
@@ -132,42 +119,13 @@ fn list_keeping(destination: &Path, files: bool) -> Result<BundleListing> {
     Ok(listing)
 }
 
-/// What [`newest_until`] does with a bundle it has just read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wanted {
-    /// Keep it in the result (else its manifest is dropped at once).
-    pub keep: bool,
-    /// Read no older bundle.
-    pub enough: bool,
-}
-
-/// The destination's readable bundles that `wanted` (called with each
-/// bundle as it is read) keeps, oldest first, but read newest first and only
-/// until it says enough: a create needs a few of the newest manifests, not
-/// every one, and holds only those it needs (a manifest of a store of many
-/// files is tens of MB).
-pub fn newest_until(
-    destination: &Path,
-    mut wanted: impl FnMut(&ListedBundle) -> Wanted,
-) -> Result<Vec<ListedBundle>> {
+/// The folders in `destination` named like bundles, newest first: each
+/// one's id, name and path (a create reads the newest few manifests, one
+/// at a time, not every one).
+pub fn newest_first(destination: &Path) -> Result<Vec<(BundleId, String, PathBuf)>> {
     let mut folders = bundle_folders(destination)?;
     folders.sort_by(|a, b| b.0.cmp(&a.0));
-    let mut read = Vec::new();
-    for (id, name, path) in folders {
-        let Ok(manifest) = read_listed(&path, &name) else {
-            continue;
-        };
-        let bundle = ListedBundle::new(id, path, manifest);
-        let verdict = wanted(&bundle);
-        if verdict.keep {
-            read.push(bundle);
-        }
-        if verdict.enough {
-            break;
-        }
-    }
-    read.reverse();
-    Ok(read)
+    Ok(folders)
 }
 
 /// Resolves a `<BUNDLE>` argument to a bundle folder.

@@ -9,9 +9,7 @@ pub mod presence;
 pub mod staging;
 
 pub use id::BundleId;
-pub use locate::{
-    list, list_summaries, newest_until, resolve, BundleListing, ListedBundle, Wanted,
-};
+pub use locate::{list, list_summaries, newest_first, resolve, BundleListing, ListedBundle};
 pub use presence::{files_present, read_checking_presence};
 
 use std::path::Path;

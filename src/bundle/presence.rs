@@ -98,20 +98,38 @@ fn file_problem(
 /// problem found (whether there is one is as [`files_present`] says; which
 /// one, when there are several, may differ).
 pub fn read_checking_presence(bundle: &Path) -> Result<(Manifest, Option<String>)> {
+    read_checking_presence_with(bundle, &mut |_| Ok(()))
+}
+
+/// [`read_checking_presence`], handing each file record to `also` as it is
+/// read (in no particular order); the first error `also` returns is
+/// returned once the manifest is read.
+pub fn read_checking_presence_with(
+    bundle: &Path,
+    also: &mut dyn FnMut(&mut FileRecord) -> Result<()>,
+) -> Result<(Manifest, Option<String>)> {
     let path = bundle.join(MANIFEST_FILE);
     let mut sink = Presence {
         bundle,
         pending: Vec::new(),
         problem: None,
         lists: Vec::new(),
+        also,
+        also_failed: None,
     };
     let Some(read) = Manifest::read_lines::<FileRecord>(&path, &mut sink)? else {
         let mut manifest = Manifest::read_with_bytes(&path)?.0;
         let problem = files_present(bundle, &manifest);
+        for file in manifest.stores.iter_mut().flat_map(|s| &mut s.files) {
+            (sink.also)(file)?;
+        }
         manifest.drop_file_records();
         return Ok((manifest, problem));
     };
     sink.check_pending();
+    if let Some(e) = sink.also_failed.take() {
+        return Err(e);
+    }
     let mut manifest = read.manifest;
     // Records of lists written on one line came with the stores.
     let mut problem = files_present(bundle, &manifest).or(sink.problem);
@@ -129,6 +147,9 @@ pub fn read_checking_presence(bundle: &Path) -> Result<(Manifest, Option<String>
             None => {}
         }
     }
+    for file in manifest.stores.iter_mut().flat_map(|s| &mut s.files) {
+        (sink.also)(file)?;
+    }
     manifest.drop_file_records();
     Ok((manifest, problem))
 }
@@ -141,7 +162,8 @@ struct List {
     stray: Option<String>,
 }
 
-/// Checks the records of a line-by-line read in runs, until a problem is found.
+/// Checks the records of a line-by-line read in runs, until a problem is
+/// found, and hands each to `also`.
 struct Presence<'a> {
     bundle: &'a Path,
     /// Records waiting to be checked, with the folder they lie in.
@@ -150,6 +172,10 @@ struct Presence<'a> {
     problem: Option<String>,
     /// The folder of each list's records, by list.
     lists: Vec<Option<List>>,
+    /// What else is done with each record.
+    also: &'a mut dyn FnMut(&mut FileRecord) -> Result<()>,
+    /// The first error of `also`.
+    also_failed: Option<crate::error::Error>,
 }
 
 impl Presence<'_> {
@@ -169,8 +195,12 @@ impl Presence<'_> {
 }
 
 impl RecordSink<FileRecord> for Presence<'_> {
-    fn take(&mut self, list: usize, record: FileRecord) {
-        if self.problem.is_some() {
+    fn take(&mut self, list: usize, mut record: FileRecord) {
+        if self.problem.is_some() || self.also_failed.is_some() {
+            return;
+        }
+        if let Err(e) = (self.also)(&mut record) {
+            self.also_failed = Some(e);
             return;
         }
         // The folder its path names first stands for its store until the

@@ -219,7 +219,7 @@ impl FileRecord {
 
 /// What identifies an unchanged source file: device, inode, size, mtime and
 /// ctime (nanoseconds). For an SQLite database, also its `-wal` file's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceStat {
     /// Device number.

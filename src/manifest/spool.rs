@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
@@ -35,6 +35,8 @@ pub struct Spooled {
 /// capture thread.
 #[derive(Debug)]
 pub struct RecordSpool {
+    /// The folder it is in (for messages).
+    dir: PathBuf,
     /// The file behind a buffer, and how many bytes it holds.
     out: Mutex<(BufWriter<File>, u64)>,
 }
@@ -49,36 +51,50 @@ impl RecordSpool {
         let file = tempfile::tempfile_in(dir)
             .map_err(|e| Error::io("could not create a temporary file in", dir, e))?;
         Ok(RecordSpool {
+            dir: dir.to_path_buf(),
             out: Mutex::new((BufWriter::with_capacity(SPOOL_BUF, file), 0)),
         })
     }
 
     /// Appends `record` (serialized before the lock is taken).
-    pub fn put(&self, record: &FileRecord, dir: &Path) -> Result<Spooled> {
+    pub fn put(&self, record: &FileRecord) -> Result<Spooled> {
         let line = serde_json::to_vec(record).expect("a file record serializes");
         let len = u32::try_from(line.len()).expect("a record is far below 4 GiB");
         let mut out = self.out.lock().expect("no thread panics holding the spool");
         let offset = out.1;
         out.0
             .write_all(&line)
-            .map_err(|e| Error::io("could not write a temporary file in", dir, e))?;
+            .map_err(|e| Error::io("could not write a temporary file in", &self.dir, e))?;
         out.1 += u64::from(len);
         Ok(Spooled { offset, len })
     }
 
-    /// The spool to read back from, once every record is in.
-    pub fn into_reader(self, dir: &Path) -> Result<SpoolReader> {
-        let (out, _) = self
-            .out
-            .into_inner()
-            .expect("no thread panics holding the spool");
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io("could not write a temporary file in", dir, e.into_error()))?;
+    /// A reader of the records spooled so far.
+    pub fn reader(&self) -> Result<SpoolReader> {
+        let mut out = self.out.lock().expect("no thread panics holding the spool");
+        let file = (out.0.flush())
+            .and_then(|()| out.0.get_ref().try_clone())
+            .map_err(|e| Error::io("could not read a temporary file in", &self.dir, e))?;
         Ok(SpoolReader {
             file,
             window: Vec::new(),
             start: 0,
+        })
+    }
+
+    /// The record spooled at `at` (a few are read back; see
+    /// [`SpoolReader`] for many).
+    pub fn read(&self, at: Spooled) -> Result<FileRecord> {
+        let mut reader = self.reader()?;
+        let line = reader
+            .get(at)
+            .map_err(|e| Error::io("could not read a temporary file in", &self.dir, e))?;
+        serde_json::from_slice(line).map_err(|e| {
+            Error::io(
+                "could not read a temporary file in",
+                &self.dir,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
         })
     }
 }
@@ -261,10 +277,10 @@ mod tests {
             .step_by(2)
             .chain((0..first.len()).step_by(2))
         {
-            at[n].get_or_insert_with(|| spool.put(&first[n], dir.path()).unwrap());
+            at[n].get_or_insert_with(|| spool.put(&first[n]).unwrap());
         }
-        let third_at = spool.put(&third[0], dir.path()).unwrap();
-        let mut reader = spool.into_reader(dir.path()).unwrap();
+        let third_at = spool.put(&third[0]).unwrap();
+        let mut reader = spool.reader().unwrap();
         let lists = vec![
             Some(SpooledList {
                 records: at.into_iter().map(Option::unwrap).collect(),

@@ -689,8 +689,13 @@ mod tests {
         // resolved (now a2), never through the link.
         std::fs::rename(store.join("a"), store.join("a2")).unwrap();
         std::os::unix::fs::symlink(&outside, store.join("a")).unwrap();
-        put("a/b/z").unwrap();
-        assert_eq!(std::fs::read(store.join("a2/b/z")).unwrap(), b"a/b/z");
+        match put("a/b/z") {
+            Ok(()) => assert_eq!(std::fs::read(store.join("a2/b/z")).unwrap(), b"a/b/z"),
+            // The handles all roots keep at once are capped process-wide:
+            // with other tests' roots holding them, this one resolved again
+            // and refused the link.
+            Err(e) => assert!(matches!(e, Error::ThroughLink { .. }), "{e}"),
+        }
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
         // A fresh root resolves again and refuses the link.
         let fresh = RootDir::open(&store, "t").unwrap();

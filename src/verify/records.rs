@@ -5,9 +5,8 @@
 //! records or symlinks), then its file on disk, in batches on every core.
 //! What needs every record of a store is tallied and judged at the end.
 
-use std::collections::hash_map::{Entry, RandomState};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 use super::{is_single_file, on_disk, single_file_is_plain, Checker};
@@ -24,19 +23,18 @@ const BATCH: usize = 4096;
 /// verify keeps hold 16 bytes a file, and the keys, drawn at random for
 /// each verify, leave a forged manifest no way to choose paths that
 /// collide.
-pub(super) struct PathKeys(RandomState, RandomState);
+pub(super) struct PathKeys(crate::hash::Keyed128);
 
 impl PathKeys {
     /// Fresh random keys.
     pub(super) fn new() -> Self {
-        PathKeys(RandomState::new(), RandomState::new())
+        PathKeys(crate::hash::Keyed128::new())
     }
 
     /// The digest of `path`.
     pub(super) fn of(&self, path: &Path) -> u128 {
         use std::os::unix::ffi::OsStrExt;
-        let bytes = path.as_os_str().as_bytes();
-        (u128::from(self.0.hash_one(bytes)) << 64) | u128::from(self.1.hash_one(bytes))
+        self.0.of(&path.as_os_str().as_bytes())
     }
 }
 

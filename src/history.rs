@@ -1,0 +1,121 @@
+//! The bundles a create is judged against and reuses from, read newest
+//! first until it has what it needs: each store's shrink baseline (the
+//! newest bundle in which it was healthy, see [`crate::shrink`]) and, with
+//! reuse, the newest bundle that passes the quick check
+//! ([`crate::bundle::presence`]), whose unchanged copies it hard-links.
+//!
+//! No bundle's file records are held: the one reused from is indexed as
+//! its manifest is read a line at a time ([`crate::reuse`]), and the
+//! others are sized on the way and dropped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::bundle::presence::read_checking_presence_with;
+use crate::config::StoreSpec;
+use crate::error::Result;
+use crate::manifest::lines::RecordSink;
+use crate::manifest::spool::RecordSpool;
+use crate::manifest::{FileRecord, Manifest, MANIFEST_FILE};
+use crate::reuse::Previous;
+use crate::shrink::{Baseline, FileSums};
+
+/// What a create is judged against and reuses from.
+#[derive(Debug, Default)]
+pub struct History {
+    /// The shrink baseline of each store that has one (see [`crate::shrink`]).
+    pub baselines: Vec<Baseline>,
+    /// The bundle reused from, and the spool its reusable records are in
+    /// (the create spools its new records there too).
+    pub previous: Option<Reusable>,
+}
+
+/// Reads the history of a create of `stores` into `destination` (where the
+/// spool of a bundle to reuse from is made); `reuse` asks for a bundle to
+/// reuse from. A bundle that cannot be read is passed over.
+pub fn read(destination: &Path, stores: &[StoreSpec], reuse: bool) -> History {
+    let mut missing: std::collections::BTreeSet<&str> =
+        stores.iter().map(|s| s.name.as_str()).collect();
+    let mut history = History::default();
+    let folders = crate::bundle::newest_first(destination).unwrap_or_default();
+    for (_, name, path) in folders {
+        let wanted = reuse && history.previous.is_none();
+        let read = match wanted {
+            true => read_candidate(&path, destination),
+            false => read_counted(&path).map(|(m, sums)| (m, sums, None)),
+        };
+        let Ok((manifest, sums, previous)) = read else {
+            continue;
+        };
+        if manifest.id != name {
+            continue;
+        }
+        if previous.is_some() {
+            history.previous = previous;
+        }
+        let before = missing.len();
+        missing.retain(|name| !crate::shrink::healthy_in(&manifest, name));
+        if missing.len() < before {
+            let counted =
+                |s: &crate::manifest::StoreRecord| sums.get(&s.name).copied().unwrap_or_default();
+            history
+                .baselines
+                .push(Baseline::of_counted(&manifest, counted));
+        }
+        if missing.is_empty() && (!reuse || history.previous.is_some()) {
+            break;
+        }
+    }
+    history
+}
+
+/// What each store folder's records (each by the folder its path names
+/// first) add up to.
+type Sums = BTreeMap<String, FileSums>;
+
+/// A bundle to reuse from: its index, and the spool its records are in.
+type Reusable = (Previous, RecordSpool);
+
+/// Counts `record` in `sums`.
+fn count(sums: &mut Sums, record: &FileRecord) {
+    let folder = record.path.split('/').next().unwrap_or_default();
+    match sums.get_mut(folder) {
+        Some(s) => s.add(record),
+        None => sums.entry(folder.to_string()).or_default().add(record),
+    }
+}
+
+/// Reads the bundle at `path` as one to reuse from: its manifest without
+/// records, what its stores add up to, and, when its files are all
+/// present, its index and the spool (in `destination`) of its records.
+fn read_candidate(path: &Path, destination: &Path) -> Result<(Manifest, Sums, Option<Reusable>)> {
+    let spool = RecordSpool::new_in(destination)?;
+    let mut previous = Previous::of(path);
+    let mut sums = Sums::new();
+    let (manifest, problem) = read_checking_presence_with(path, &mut |record| {
+        count(&mut sums, record);
+        previous.add(record, &spool)
+    })?;
+    let candidate = problem.is_none().then(|| (previous.finish(), spool));
+    Ok((manifest, sums, candidate))
+}
+
+/// Reads the manifest of the bundle at `path` (a line at a time when it can)
+/// for its stores' sizes: the manifest, which holds the records that were
+/// not read line by line, and what the others add up to.
+fn read_counted(path: &Path) -> Result<(Manifest, Sums)> {
+    /// Counts the records read line by line.
+    struct Counting(Sums);
+    impl RecordSink<FileRecord> for Counting {
+        fn take(&mut self, _list: usize, record: FileRecord) {
+            count(&mut self.0, &record);
+        }
+    }
+    let path = path.join(MANIFEST_FILE);
+    let mut sink = Counting(Sums::new());
+    let manifest = match Manifest::read_lines::<FileRecord>(&path, &mut sink)? {
+        Some(read) => read.manifest,
+        None => Manifest::read_with_bytes(&path)?.0,
+    };
+    Ok((manifest, sink.0))
+}
