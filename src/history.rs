@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::bundle::presence::read_checking_presence_with;
+use crate::bundle::presence::{read_checking_presence_with, Also};
 use crate::config::StoreSpec;
 use crate::error::Result;
 use crate::manifest::lines::RecordSink;
@@ -89,15 +89,41 @@ fn count(sums: &mut Sums, record: &FileRecord) {
 /// records, what its stores add up to, and, when its files are all
 /// present, its index and the spool (in `destination`) of its records.
 fn read_candidate(path: &Path, destination: &Path) -> Result<(Manifest, Sums, Option<Reusable>)> {
-    let spool = RecordSpool::new_in(destination)?;
-    let mut previous = Previous::of(path);
-    let mut sums = Sums::new();
-    let (manifest, problem) = read_checking_presence_with(path, &mut |record| {
-        count(&mut sums, record);
-        previous.add(record, &spool)
-    })?;
-    let candidate = problem.is_none().then(|| (previous.finish(), spool));
-    Ok((manifest, sums, candidate))
+    let mut candidate = Candidate {
+        bundle: path,
+        destination,
+        sums: Sums::new(),
+        previous: Previous::of(path),
+        spool: RecordSpool::new_in(destination)?,
+    };
+    let (manifest, problem) = read_checking_presence_with(path, &mut candidate)?;
+    let reusable = problem
+        .is_none()
+        .then(|| (candidate.previous.finish(), candidate.spool));
+    Ok((manifest, candidate.sums, reusable))
+}
+
+/// A bundle to reuse from, as its records are read.
+struct Candidate<'a> {
+    bundle: &'a Path,
+    destination: &'a Path,
+    sums: Sums,
+    previous: Previous,
+    spool: RecordSpool,
+}
+
+impl Also for Candidate<'_> {
+    fn record(&mut self, record: &mut FileRecord, text: Option<&[u8]>) -> Result<()> {
+        count(&mut self.sums, record);
+        self.previous.add(record, text, &self.spool)
+    }
+
+    fn forget(&mut self) -> Result<()> {
+        self.sums = Sums::new();
+        self.previous = Previous::of(self.bundle);
+        self.spool = RecordSpool::new_in(self.destination)?;
+        Ok(())
+    }
 }
 
 /// Reads the manifest of the bundle at `path` (a line at a time when it can)

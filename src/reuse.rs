@@ -99,7 +99,16 @@ impl Previous {
     /// is the one recorded: equal stats, ctime among them, mean no `chmod`
     /// or `chown` since, and an older record that lacks them is copied
     /// once more).
-    pub fn add(&mut self, record: &mut FileRecord, spool: &RecordSpool) -> Result<()> {
+    ///
+    /// `text` is the JSON the record was read from, if it was read alone: a
+    /// record that says it was reused already is spooled as that text (an
+    /// unchanged file of a nightly create is not serialized again).
+    pub fn add(
+        &mut self,
+        record: &mut FileRecord,
+        text: Option<&[u8]>,
+        spool: &RecordSpool,
+    ) -> Result<()> {
         let Some(stat) = &record.source_stat else {
             return Ok(());
         };
@@ -108,9 +117,16 @@ impl Previous {
         }
         let stat = self.keys.of(stat);
         let path = self.path_key(&record.path, record.path_hex.as_deref());
-        let was = std::mem::replace(&mut record.reused, true);
-        let spooled = spool.put(record);
-        record.reused = was;
+        let one_object = |t: &&[u8]| t.first() == Some(&b'{') && t.last() == Some(&b'}');
+        let spooled = match text.filter(one_object) {
+            Some(text) if record.reused => spool.put_text(text),
+            _ => {
+                let was = std::mem::replace(&mut record.reused, true);
+                let spooled = spool.put(record);
+                record.reused = was;
+                spooled
+            }
+        };
         let mut flags = 0;
         let mut facts = 0;
         if let Some(sqlite) = &record.sqlite {
@@ -171,7 +187,12 @@ impl Previous {
     pub fn match_units(&self, units: &mut [Unit]) {
         for unit in units {
             unit.previous = match self.find(unit) {
-                Some(at) => PreviousRecord::At(at as u32),
+                Some(at) => match &unit.walked {
+                    Some(stat) if self.entries[at].stat == self.keys.of(stat) => {
+                        PreviousRecord::Walked(at as u32)
+                    }
+                    _ => PreviousRecord::At(at as u32),
+                },
                 None => PreviousRecord::Absent,
             };
         }
@@ -197,13 +218,14 @@ impl Previous {
     /// `full_check`, a database copy checked in full). A unit matched by
     /// [`Previous::match_units`] (of this index) is not looked up again.
     pub fn entry_for(&self, unit: &Unit, stat: &SourceStat, full_check: bool) -> Option<&Entry> {
-        let at = match unit.previous {
-            PreviousRecord::At(at) => Some(at as usize),
-            PreviousRecord::Absent => None,
-            PreviousRecord::NotLooked => self.find(unit),
+        let (at, walked) = match unit.previous {
+            PreviousRecord::Walked(at) => (Some(at as usize), unit.walked.as_ref() == Some(stat)),
+            PreviousRecord::At(at) => (Some(at as usize), false),
+            PreviousRecord::Absent => (None, false),
+            PreviousRecord::NotLooked => (self.find(unit), false),
         };
         let entry = self.entries.get(at?)?;
-        if entry.stat != self.keys.of(stat) {
+        if !walked && entry.stat != self.keys.of(stat) {
             return None;
         }
         let same_kind = match unit.kind {
@@ -289,7 +311,7 @@ mod tests {
         ];
         let mut previous = Previous::of(Path::new("/bundle"));
         for r in &mut records {
-            previous.add(r, &spool).unwrap();
+            previous.add(r, None, &spool).unwrap();
         }
         let previous = previous.finish();
         // One path the previous bundle lacks, and one whose bytes differ
@@ -309,6 +331,9 @@ mod tests {
         .map(|(p, h)| unit(p, h))
         .collect();
         let stats = [2, 1, 9, 3, 3, 4, 5, 6, 7];
+        // One walked with the stat it is asked with, one with another.
+        units[1].walked = Some(stat(1));
+        units[5].walked = Some(stat(8));
         let reusable = |previous: &Previous, units: &[Unit]| -> Vec<Option<u64>> {
             units
                 .iter()
@@ -320,6 +345,8 @@ mod tests {
         previous.match_units(&mut units);
         let matched = reusable(&previous, &units);
         assert_eq!(matched, searched);
+        assert!(matches!(units[1].previous, PreviousRecord::Walked(_)));
+        assert!(matches!(units[5].previous, PreviousRecord::At(_)));
         assert_eq!(
             matched,
             [
@@ -350,5 +377,43 @@ mod tests {
             }
         );
         assert!(!records[0].reused, "the record read is left as it was");
+    }
+
+    #[test]
+    fn a_record_reused_already_is_spooled_as_the_text_it_was_read_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = RecordSpool::new_in(dir.path()).unwrap();
+        let mut previous = Previous::of(Path::new("/bundle"));
+        let mut reused = FileRecord {
+            reused: true,
+            ..record("s/a.txt", None, 1)
+        };
+        // The text as read (here with the path escaped as this tool would
+        // not): spooled as it is.
+        let text = serde_json::to_string(&reused)
+            .unwrap()
+            .replace("s/a.txt", r"s\/a.txt");
+        previous
+            .add(&mut reused, Some(text.as_bytes()), &spool)
+            .unwrap();
+        // Not reused before: spooled as the new bundle lists it, whatever
+        // the text.
+        let mut copied = record("s/b.txt", None, 2);
+        previous.add(&mut copied, Some(b"{}"), &spool).unwrap();
+        let previous = previous.finish();
+        let mut units = vec![unit("s/a.txt", None), unit("s/b.txt", None)];
+        previous.match_units(&mut units);
+        let mut reader = spool.reader().unwrap();
+        let a = previous.entry_for(&units[0], &stat(1), false).unwrap();
+        assert_eq!(reader.get(a.spooled()).unwrap(), text.as_bytes());
+        let b = previous.entry_for(&units[1], &stat(2), false).unwrap();
+        let listed: FileRecord = serde_json::from_slice(reader.get(b.spooled()).unwrap()).unwrap();
+        assert_eq!(
+            listed,
+            FileRecord {
+                reused: true,
+                ..copied
+            }
+        );
     }
 }

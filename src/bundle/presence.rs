@@ -98,15 +98,41 @@ fn file_problem(
 /// problem found (whether there is one is as [`files_present`] says; which
 /// one, when there are several, may differ).
 pub fn read_checking_presence(bundle: &Path) -> Result<(Manifest, Option<String>)> {
-    read_checking_presence_with(bundle, &mut |_| Ok(()))
+    read_checking_presence_with(bundle, &mut Nothing)
+}
+
+/// What else is done with each file record of a manifest
+/// [`read_checking_presence_with`] reads.
+pub trait Also {
+    /// Takes a record (in no particular order), with the JSON text it was
+    /// read from when it was read alone. An error stops the read.
+    fn record(&mut self, record: &mut FileRecord, text: Option<&[u8]>) -> Result<()>;
+
+    /// Forgets every record taken so far: the manifest turned out not to
+    /// be in this tool's layout, and each record comes again from the
+    /// whole parse.
+    fn forget(&mut self) -> Result<()>;
+}
+
+/// Nothing else.
+struct Nothing;
+
+impl Also for Nothing {
+    fn record(&mut self, _: &mut FileRecord, _: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+
+    fn forget(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// [`read_checking_presence`], handing each file record to `also` as it is
-/// read (in no particular order); the first error `also` returns is
-/// returned once the manifest is read.
+/// read; the first error `also` returns is returned once the manifest is
+/// read.
 pub fn read_checking_presence_with(
     bundle: &Path,
-    also: &mut dyn FnMut(&mut FileRecord) -> Result<()>,
+    also: &mut dyn Also,
 ) -> Result<(Manifest, Option<String>)> {
     let path = bundle.join(MANIFEST_FILE);
     let mut sink = Presence {
@@ -120,8 +146,9 @@ pub fn read_checking_presence_with(
     let Some(read) = Manifest::read_lines::<FileRecord>(&path, &mut sink)? else {
         let mut manifest = Manifest::read_with_bytes(&path)?.0;
         let problem = files_present(bundle, &manifest);
+        sink.also.forget()?;
         for file in manifest.stores.iter_mut().flat_map(|s| &mut s.files) {
-            (sink.also)(file)?;
+            sink.also.record(file, None)?;
         }
         manifest.drop_file_records();
         return Ok((manifest, problem));
@@ -148,7 +175,7 @@ pub fn read_checking_presence_with(
         }
     }
     for file in manifest.stores.iter_mut().flat_map(|s| &mut s.files) {
-        (sink.also)(file)?;
+        sink.also.record(file, None)?;
     }
     manifest.drop_file_records();
     Ok((manifest, problem))
@@ -173,7 +200,7 @@ struct Presence<'a> {
     /// The folder of each list's records, by list.
     lists: Vec<Option<List>>,
     /// What else is done with each record.
-    also: &'a mut dyn FnMut(&mut FileRecord) -> Result<()>,
+    also: &'a mut dyn Also,
     /// The first error of `also`.
     also_failed: Option<crate::error::Error>,
 }
@@ -195,11 +222,22 @@ impl Presence<'_> {
 }
 
 impl RecordSink<FileRecord> for Presence<'_> {
-    fn take(&mut self, list: usize, mut record: FileRecord) {
+    fn take(&mut self, list: usize, record: FileRecord) {
+        self.take_record(list, record, None);
+    }
+
+    fn take_text(&mut self, list: usize, record: FileRecord, text: &[u8]) {
+        self.take_record(list, record, Some(text));
+    }
+}
+
+impl Presence<'_> {
+    /// Hands `record` (read from `text`) to `also`, then queues it to be checked.
+    fn take_record(&mut self, list: usize, mut record: FileRecord, text: Option<&[u8]>) {
         if self.problem.is_some() || self.also_failed.is_some() {
             return;
         }
-        if let Err(e) = (self.also)(&mut record) {
+        if let Err(e) = self.also.record(&mut record, text) {
             self.also_failed = Some(e);
             return;
         }

@@ -33,6 +33,12 @@ pub trait RecordSink<R> {
     /// Takes the record of file list `list` (the how-manieth multi-line
     /// file list of the manifest, from 0).
     fn take(&mut self, list: usize, record: R);
+
+    /// [`RecordSink::take`], with the JSON text the record was parsed from
+    /// (exactly one record, on one line). By default the text is not used.
+    fn take_text(&mut self, list: usize, record: R, _text: &[u8]) {
+        self.take(list, record);
+    }
 }
 
 /// Only a file record's size: what a read that needs no more of each
@@ -113,8 +119,9 @@ pub fn read<R: serde::de::DeserializeOwned>(
                     Some(record) => (record, true),
                     None => (text, false),
                 };
-                match serde_json::from_slice::<R>(&record[RECORD_INDENT.len()..]) {
-                    Ok(record) => sink.take(lists, record),
+                let text = &record[RECORD_INDENT.len()..];
+                match serde_json::from_slice::<R>(text) {
+                    Ok(record) => sink.take_text(lists, record, text),
                     // Not the layout: the rest is not read.
                     Err(_) => return Ok(None),
                 }

@@ -59,11 +59,23 @@ impl RecordSpool {
     /// Appends `record` (serialized before the lock is taken).
     pub fn put(&self, record: &FileRecord) -> Result<Spooled> {
         let line = serde_json::to_vec(record).expect("a file record serializes");
-        let len = u32::try_from(line.len()).expect("a record is far below 4 GiB");
+        self.put_text(&line)
+    }
+
+    /// Appends a record's JSON text as it is (one record, parsed from it,
+    /// on one line).
+    pub fn put_text(&self, line: &[u8]) -> Result<Spooled> {
+        let len = u32::try_from(line.len()).map_err(|_| {
+            Error::io(
+                "could not write a temporary file in",
+                &self.dir,
+                std::io::ErrorKind::FileTooLarge.into(),
+            )
+        })?;
         let mut out = self.out.lock().expect("no thread panics holding the spool");
         let offset = out.1;
         out.0
-            .write_all(&line)
+            .write_all(line)
             .map_err(|e| Error::io("could not write a temporary file in", &self.dir, e))?;
         out.1 += u64::from(len);
         Ok(Spooled { offset, len })

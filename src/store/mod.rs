@@ -88,9 +88,13 @@ pub enum PreviousRecord {
     NotLooked,
     /// The previous bundle has no record of its path.
     Absent,
-    /// The previous bundle's record of its path, by its place in the
-    /// previous bundle's path order.
+    /// The previous bundle's record of its path, by its place among the
+    /// entries of the previous bundle (`crate::reuse::Previous`).
     At(u32),
+    /// The same, and the record's source stat is the one the walk took
+    /// ([`Unit::walked`]): found once, not digested again for every
+    /// question asked with that stat.
+    Walked(u32),
 }
 
 /// What capturing a store will do, found by walking it without copying.
