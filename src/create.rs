@@ -149,12 +149,7 @@ fn capture_bundle(
         None => (None, RecordSpool::new_in(&opts.destination)?),
     };
     let plans = walk_stores(&stores, walked, safety.is_some(), previous.as_ref())?;
-    let new_files = check_space(
-        &opts.destination,
-        &plans,
-        previous.as_ref(),
-        opts.full_check,
-    )?;
+    let new_files = check_space(opts, &plans, previous.as_ref())?;
 
     let now = Timestamp::now();
     let id = free_id(&opts.destination, BundleId::at(now));
@@ -329,11 +324,11 @@ fn refuse_partial(manifest: &Manifest, path: &Path) -> Result<()> {
 /// files that will not be reused need, plus their records' room and a
 /// margin; returns how many files will be copied.
 fn check_space(
-    destination: &Path,
+    opts: &CreateOptions,
     plans: &[CapturePlan],
     previous: Option<&Previous>,
-    full_check: bool,
 ) -> Result<usize> {
+    let (destination, full_check) = (&opts.destination, opts.full_check);
     let mut needed: u64 = 0;
     let mut new_files = 0;
     let mut files: u64 = 0;

@@ -252,3 +252,32 @@ impl Target<'_> {
             .ok_or_else(|| Error::Refused("the store folder does not exist".into()))
     }
 }
+/// The live paths a restore plan writes or keeps, as keyed digests (16
+/// bytes a path, where a set of the paths held each twice: a plan of many
+/// files held tens of MB of them). Equal paths, as `Path` compares them,
+/// have equal digests; the keys are drawn for each set.
+#[derive(Debug)]
+pub struct LivePaths {
+    keys: crate::hash::Keyed128,
+    digests: std::collections::HashSet<u128>,
+}
+
+impl LivePaths {
+    /// An empty set with room for `n` paths.
+    pub fn with_capacity(n: usize) -> LivePaths {
+        LivePaths {
+            keys: crate::hash::Keyed128::new(),
+            digests: std::collections::HashSet::with_capacity(n),
+        }
+    }
+
+    /// Adds `path`.
+    pub fn insert(&mut self, path: &Path) {
+        self.digests.insert(self.keys.of(path));
+    }
+
+    /// Whether `path` is in the set.
+    pub fn contains(&self, path: &Path) -> bool {
+        self.digests.contains(&self.keys.of(path))
+    }
+}

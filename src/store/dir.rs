@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::sqlite;
 use crate::fsutil;
 use crate::manifest::StoreRecord;
+use crate::plan::LivePaths;
 use crate::plan::{Mode, Step, Target};
 use crate::store::exclude::Exclude;
 use crate::store::steps as plan;
@@ -93,12 +94,12 @@ impl DirStore {
         let mut files = Vec::with_capacity(record.files.len());
         // Hashed: every live file is looked up in them (a component-ordered
         // set of many paths costs more than the rest of the plan).
-        let mut wanted = HashSet::new();
+        let mut wanted = LivePaths::with_capacity(record.files.len() + record.symlinks.len());
         let mut databases = HashSet::new();
         let mut folders = BTreeSet::new();
         for file in &record.files {
             let live = live_path(record, &target.path, file.rel())?;
-            wanted.insert(live.clone());
+            wanted.insert(&live);
             add_folders(&mut folders, &live);
             let source = target.source(file)?;
             files.push(match &file.sqlite {
@@ -140,7 +141,7 @@ impl DirStore {
         let mut links = Vec::new();
         for (link, (rel, points_to)) in record.symlinks.iter().zip(&in_order) {
             let live = live_path(record, &target.path, link.rel())?;
-            wanted.insert(live.clone());
+            wanted.insert(&live);
             add_folders(&mut folders, &live);
             let inside = fsutil::link_stays_inside(rel, points_to, lookup);
             links.push(plan::symlink(
@@ -175,15 +176,20 @@ impl DirStore {
 fn removals(
     record: &StoreRecord,
     target: &Target<'_>,
-    wanted: &HashSet<std::path::PathBuf>,
+    wanted: &LivePaths,
     databases: &HashSet<std::path::PathBuf>,
 ) -> Result<Vec<Step>> {
     let exclude = Exclude::new(&record.exclude)
         .map_err(|e| Error::Refused(format!("store \"{}\": {e}", record.name)))?;
-    plan_removals(&target.path, wanted, databases, |e| {
-        let rel = e.path().strip_prefix(&target.path).unwrap_or(e.path());
-        !exclude.covers(rel, e.file_type().is_dir())
-    })
+    plan_removals(
+        &target.path,
+        |p| wanted.contains(p),
+        databases,
+        |e| {
+            let rel = e.path().strip_prefix(&target.path).unwrap_or(e.path());
+            !exclude.covers(rel, e.file_type().is_dir())
+        },
+    )
 }
 
 /// A warning when a dir store is a Chroma or LanceDB store: their files only
@@ -218,5 +224,19 @@ mod tests {
         let mut want: Vec<std::path::PathBuf> = want.iter().map(Into::into).collect();
         want.sort();
         assert_eq!(folders.into_iter().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn a_live_path_is_wanted_however_it_is_spelled_as_a_path_compares() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut wanted = LivePaths::with_capacity(2);
+        wanted.insert(Path::new("/live/s/a/b.txt"));
+        wanted.insert(Path::new(std::ffi::OsStr::from_bytes(b"/live/s/\xff")));
+        assert!(wanted.contains(Path::new("/live/s/a/b.txt")));
+        assert!(wanted.contains(Path::new("/live//s/./a/b.txt/")));
+        assert!(wanted.contains(Path::new(std::ffi::OsStr::from_bytes(b"/live/s/\xff"))));
+        assert!(!wanted.contains(Path::new("/live/s/a")));
+        assert!(!wanted.contains(Path::new("/live/s/a/b.txt2")));
+        assert!(!wanted.contains(Path::new("/live/s/A/b.txt")));
     }
 }

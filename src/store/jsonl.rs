@@ -77,7 +77,8 @@ impl StoreHandler for JsonlStore {
             let removable = |e: &walkdir::DirEntry| {
                 e.file_type().is_symlink() || e.path().extension().is_some_and(|x| x == "jsonl")
             };
-            let mut removals = plan_removals(&target.path, &wanted, &HashSet::new(), removable)?;
+            let is_wanted = |p: &Path| wanted.contains(p);
+            let mut removals = plan_removals(&target.path, is_wanted, &HashSet::new(), removable)?;
             removals.retain(|r| match r {
                 Step::Remove { target: t } => {
                     t.extension().is_some_and(|x| x == "jsonl")

@@ -168,11 +168,11 @@ pub fn live_path(
 }
 
 /// Replace-mode removals: live files under `root` accepted by `consider` that
-/// the bundle does not have (SQLite sidecars of bundle databases are left).
-/// The sets are hashed: each live file is looked up in them.
+/// the bundle does not have (`wanted` says which it has; SQLite sidecars of
+/// bundle databases are left). Each live file is looked up in the sets.
 pub fn plan_removals(
     root: &Path,
-    wanted: &std::collections::HashSet<PathBuf>,
+    wanted: impl Fn(&Path) -> bool,
     databases: &std::collections::HashSet<PathBuf>,
     consider: impl Fn(&walkdir::DirEntry) -> bool,
 ) -> Result<Vec<Step>> {
@@ -186,7 +186,7 @@ pub fn plan_removals(
         .sort_by_file_name()
     {
         let entry = entry.map_err(|e| Error::io("could not walk", root, e.into()))?;
-        if entry.file_type().is_dir() || !consider(&entry) || wanted.contains(entry.path()) {
+        if entry.file_type().is_dir() || !consider(&entry) || wanted(entry.path()) {
             continue;
         }
         let is_sidecar = crate::format::sqlite::SIDECARS.iter().any(|suffix| {
