@@ -430,6 +430,7 @@ fn build(
     let written = Written {
         spooled: &spooled,
         spool: captured.spool.as_mut(),
+        spool_file: ctx.spool,
         tallies: &tallies,
     };
     write_durably(
@@ -448,6 +449,8 @@ fn build(
 struct Written<'a> {
     spooled: &'a [Option<SpooledList>],
     spool: Option<&'a mut SpoolReader>,
+    /// The spool itself, emptied once the manifest is written.
+    spool_file: &'a RecordSpool,
     tallies: &'a [StoreTally],
 }
 
@@ -482,6 +485,7 @@ fn write_durably(
         }
         _ => {}
     }
+    let spool = records.spool_file;
     let (early, written) = std::thread::scope(|scope| {
         let early = scope.spawn(|| fsutil::syncfs(root));
         let written = write_manifest(root, manifest, records, false);
@@ -489,6 +493,7 @@ fn write_durably(
     });
     written?;
     early?;
+    spool.discard()?;
     read_only()?;
     fsutil::syncfs(root)
 }

@@ -94,6 +94,17 @@ impl RecordSpool {
         })
     }
 
+    /// Empties the spool once nothing more is read from it: its pages,
+    /// written to the file system's cache, are dropped, not written back by
+    /// the sync that makes the bundle durable.
+    pub fn discard(&self) -> Result<()> {
+        let out = self.out.lock().expect("no thread panics holding the spool");
+        out.0
+            .get_ref()
+            .set_len(0)
+            .map_err(|e| Error::io("could not empty a temporary file in", &self.dir, e))
+    }
+
     /// The record spooled at `at` (a few are read back; see
     /// [`SpoolReader`] for many).
     pub fn read(&self, at: Spooled) -> Result<FileRecord> {
@@ -311,5 +322,8 @@ mod tests {
         );
         // Nothing of the spool is visible in the folder.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Emptied once the manifest is written: nothing is left to read.
+        spool.discard().unwrap();
+        assert!(spool.reader().unwrap().get(third_at).is_err());
     }
 }
