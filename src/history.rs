@@ -145,3 +145,101 @@ fn read_counted(path: &Path) -> Result<(Manifest, Sums)> {
     };
     Ok((manifest, sink.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{StoreKind, StoreSpec};
+
+    /// How a test manifest is laid out.
+    #[derive(Clone, Copy)]
+    enum Layout {
+        /// This tool's.
+        Tool,
+        /// Indented throughout.
+        Pretty,
+        /// This tool's until the second record, which is on two lines: the
+        /// first was taken before the layout is found not to fit.
+        Split,
+    }
+
+    /// A bundle `id` in `destination` of one dir store `s` whose two files
+    /// are present, its manifest laid out as `layout`; the second file's
+    /// record says it was reused.
+    fn bundle(destination: &Path, id: &str, layout: Layout) {
+        let folder = destination.join(id);
+        std::fs::create_dir_all(folder.join("s")).unwrap();
+        std::fs::write(folder.join("s/a"), b"abc").unwrap();
+        std::fs::write(folder.join("s/b"), b"").unwrap();
+        let stat = |n| format!(r#"{{"dev":1,"ino":{n},"bytes":{n},"mtime_ns":1,"ctime_ns":1}}"#);
+        let text = format!(
+            r#"{{"format_version":1,"id":"{id}","created_at":"2026-12-07T12:00:00Z","label":null,"tool":{{"name":"bundle","version":"0.1.0"}},"host":"h","git":null,"topology":"t","stores":[{{"name":"s","kind":"dir","source":"/x","status":"ok","files":[{{"path":"s/a","bytes":3,"sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","source_stat":{},"reused":false,"mode":420,"uid":1,"gid":1}},{{"path":"s/b","bytes":0,"sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","source_stat":{},"reused":true,"mode":420,"uid":1,"gid":1}}]}}]}}"#,
+            stat(3),
+            stat(0)
+        );
+        let manifest: Manifest = serde_json::from_str(&text).unwrap();
+        let mut bytes = Vec::new();
+        match layout {
+            Layout::Pretty => serde_json::to_writer_pretty(&mut bytes, &manifest).unwrap(),
+            Layout::Tool | Layout::Split => manifest.write_to(&mut bytes).unwrap(),
+        }
+        if let Layout::Split = layout {
+            let text = String::from_utf8(bytes).unwrap();
+            let split = text.replace(r#"{"path":"s/b""#, "{\n\"path\":\"s/b\"");
+            assert_ne!(split, text);
+            bytes = split.into_bytes();
+        }
+        std::fs::write(folder.join(MANIFEST_FILE), bytes).unwrap();
+    }
+
+    #[test]
+    fn the_bundle_reused_from_is_indexed_in_either_layout_and_sized_for_its_baseline() {
+        for layout in [Layout::Tool, Layout::Pretty, Layout::Split] {
+            let dir = tempfile::tempdir().unwrap();
+            bundle(dir.path(), "20261207T120000Z", layout);
+            let spec = StoreSpec {
+                name: "s".into(),
+                kind: StoreKind::Dir,
+                path: "/x".into(),
+                key: None,
+                shrink_alarm: None,
+                exclude: Vec::new(),
+                check: None,
+            };
+            let history = read(dir.path(), &[spec], true);
+            assert_eq!(history.baselines.len(), 1);
+            assert_eq!(history.baselines[0].healthy, [("s".into(), 3, "bytes")]);
+            let (previous, spool) = history.previous.expect("reused from");
+            let mut units: Vec<crate::store::Unit> = ["s/a", "s/b"]
+                .into_iter()
+                .map(|p| {
+                    let at = crate::fsutil::EncodedPath {
+                        text: p.into(),
+                        hex: None,
+                    };
+                    crate::store::Unit::new(at, Path::new("/x"), crate::store::UnitKind::Plain, 0)
+                })
+                .collect();
+            previous.match_units(&mut units);
+            let stat = |n| crate::manifest::SourceStat {
+                dev: 1,
+                ino: n,
+                bytes: n,
+                mtime_ns: 1,
+                ctime_ns: 1,
+                wal: None,
+            };
+            for (unit, n) in units.iter().zip([3, 0]) {
+                let entry = previous.entry_for(unit, &stat(n), false).expect("reusable");
+                let record = spool.read(entry.spooled()).unwrap();
+                assert_eq!(
+                    (record.path.as_str(), record.reused),
+                    (unit.path.as_str(), true)
+                );
+            }
+            // Nothing of the spool shows in the destination.
+            let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(names.len(), 1, "{names:?}");
+        }
+    }
+}
