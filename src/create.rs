@@ -18,7 +18,7 @@ use crate::fsutil;
 use crate::hash;
 use crate::history::History;
 use crate::hooks::{self, HookEnv, Operation};
-use crate::manifest::spool::{self, RecordSpool, SpoolReader, Spooled, SpooledList};
+use crate::manifest::spool::{self, RecordSpool, Spooled, SpooledList};
 use crate::manifest::{self, FileRecord, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
 use crate::progress::Progress;
@@ -421,16 +421,13 @@ fn build(
         suspicious_reasons,
         accepted_shrink,
     };
-    let wrote = written_files(ctx.bundle_root, &manifest, &spooled, captured.copied.take());
     // Many folders (or files): `syncfs`, not a walk of the whole tree to
     // fsync each.
-    let many = wrote
-        .as_ref()
-        .is_none_or(|w| w.len().max(folders) > fsutil::SYNCFS_ABOVE_FILES);
+    let wrote = written_files(ctx.bundle_root, &manifest, &spooled, captured.copied.take())
+        .filter(|w| w.len().max(folders) <= fsutil::SYNCFS_ABOVE_FILES);
     let written = Written {
         spooled: &spooled,
-        spool: captured.spool.as_mut(),
-        spool_file: ctx.spool,
+        spool: ctx.spool,
         tallies: &tallies,
     };
     write_durably(
@@ -439,18 +436,16 @@ fn build(
         written,
         opts.jobs,
         wrote.as_deref(),
-        many,
     )?;
     Ok((manifest, tallies, warnings))
 }
 
 /// The manifest's records that are not in it: where each store's spooled
-/// records are, the spool, and each store's tally (for a message).
+/// records are, the spool (emptied once the manifest is written), and each
+/// store's tally (for a message).
 struct Written<'a> {
     spooled: &'a [Option<SpooledList>],
-    spool: Option<&'a mut SpoolReader>,
-    /// The spool itself, emptied once the manifest is written.
-    spool_file: &'a RecordSpool,
+    spool: &'a RecordSpool,
     tallies: &'a [StoreTally],
 }
 
@@ -461,31 +456,27 @@ struct Written<'a> {
 /// already read-only and durable in the previous bundle: only its
 /// directory entry is new. The manifest's files are made read-only here.
 ///
-/// With `many` files or folders, a first `syncfs` writes the capture's
-/// data and entries back while the manifest is written beside it (a
-/// manifest of 50,000 files takes about as long to write as that sync),
-/// and a last one, once the manifest is complete, makes everything
-/// durable: the guarantee rests on the last alone. Else each file it
-/// `wrote` and every folder is fsynced ([`fsync_tree`]).
+/// When the files it `wrote` are few (and the folders), each of them and
+/// every folder is fsynced ([`fsync_tree`]). Else (`None`) a first
+/// `syncfs` writes the capture's data and entries back while the manifest
+/// is written beside it (a manifest of 50,000 files takes about as long to
+/// write as that sync), and a last one, once the manifest is complete,
+/// makes everything durable: the guarantee rests on the last alone.
 fn write_durably(
     root: &Path,
     manifest: &Manifest,
     records: Written<'_>,
     jobs: usize,
     wrote: Option<&[PathBuf]>,
-    many: bool,
 ) -> Result<()> {
     let manifest_files = MANIFEST_FILES.map(|f| root.join(f));
     let read_only = || fsutil::make_read_only(manifest_files.iter().map(PathBuf::as_path));
-    match wrote {
-        Some(wrote) if !many => {
-            write_manifest(root, manifest, records, true)?;
-            read_only()?;
-            return fsync_tree(root, jobs, wrote, false);
-        }
-        _ => {}
+    if let Some(wrote) = wrote {
+        write_manifest(root, manifest, records, true)?;
+        read_only()?;
+        return fsync_tree(root, jobs, wrote);
     }
-    let spool = records.spool_file;
+    let spool = records.spool;
     let (early, written) = std::thread::scope(|scope| {
         let early = scope.spawn(|| fsutil::syncfs(root));
         let written = write_manifest(root, manifest, records, false);
@@ -600,11 +591,9 @@ struct Captured {
     /// The records of each store captured as a set, unsorted. A store that
     /// failed may hold some: they are dropped with it.
     files: Vec<Vec<FileRecord>>,
-    /// Where the records of each store captured file by file are, in path
-    /// order (the units' order).
+    /// Where the records of each store captured file by file are in the
+    /// spool, in path order (the units' order).
     spooled: Vec<Option<SpooledList>>,
-    /// The spool those are in.
-    spool: Option<SpoolReader>,
     /// What each store's captured files add up to.
     tallies: Vec<StoreTally>,
     /// The warnings of each store's captured files, in unit order.
@@ -633,14 +622,18 @@ pub struct StoreTally {
 }
 
 impl StoreTally {
+    /// Counts a file of `bytes` bytes, `measure` in its store's measure.
+    fn count(&mut self, bytes: u64, measure: u64, reused: bool) {
+        self.files += 1;
+        self.reused += usize::from(reused);
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.measure = self.measure.saturating_add(measure);
+    }
+
     /// Counts `file`, a file of a store of `kind`.
     fn add(&mut self, kind: crate::config::StoreKind, file: &FileRecord) {
-        self.files += 1;
-        self.reused += usize::from(file.reused);
-        self.bytes = self.bytes.saturating_add(file.bytes);
-        self.measure = self
-            .measure
-            .saturating_add(crate::shrink::file_measure(kind, file));
+        let measure = crate::shrink::file_measure(kind, file);
+        self.count(file.bytes, measure, file.reused);
     }
 
     /// The tally of the records `files` of a store of `kind`.
@@ -746,14 +739,14 @@ fn capture_all(
     // Back in plan order, the units' (and so the manifest's) order.
     done.sort_unstable_by_key(|(at, _)| *at);
     let copied = copied_files(&done, plans);
-    // The units are done with: their memory goes before the records move.
+    // The units are done with: their memory goes before the spooled
+    // records' places are gathered by store.
     drop(units);
     for plan in plans.iter_mut().filter(|p| !p.as_set) {
         plan.units = Vec::new();
     }
     let mut captured = by_store(done, stores);
     captured.copied = copied;
-    captured.spool = Some(spool.reader()?);
     Ok(captured)
 }
 
@@ -796,7 +789,6 @@ fn by_store(done: Vec<((u32, u32), UnitOutcome)>, stores: &[StoreSpec]) -> Captu
     let mut captured = Captured {
         files: vec![Vec::new(); stores.len()],
         spooled: std::iter::repeat_with(|| None).take(stores.len()).collect(),
-        spool: None,
         tallies: vec![StoreTally::default(); stores.len()],
         warnings: vec![Vec::new(); stores.len()],
         failed: BTreeMap::new(),
@@ -808,17 +800,12 @@ fn by_store(done: Vec<((u32, u32), UnitOutcome)>, stores: &[StoreSpec]) -> Captu
         let store = store as usize;
         match outcome {
             Ok(taken) => {
-                let tally = &mut captured.tallies[store];
-                tally.files += 1;
-                tally.reused += usize::from(taken.reused);
-                tally.bytes = tally.bytes.saturating_add(taken.bytes);
-                tally.measure = tally.measure.saturating_add(taken.measure);
+                captured.tallies[store].count(taken.bytes, taken.measure, taken.reused);
                 if let Some(warnings) = taken.warnings {
                     captured.warnings[store].extend(*warnings);
                 }
                 captured.spooled[store]
-                    .get_or_insert_with(SpooledList::default)
-                    .records
+                    .get_or_insert_with(SpooledList::new)
                     .push(taken.at);
             }
             Err(e) => {
@@ -1000,11 +987,8 @@ fn write_manifest(
     // Buffered before the hash: the serializer's many small writes reach
     // the hasher and the file as a few large ones.
     let mut out = std::io::BufWriter::with_capacity(hash::BUF_SIZE, hash::HashingWriter::new(file));
-    let written = match records.spool {
-        Some(spool) => spool::write_spliced(manifest, records.spooled, spool, &mut out),
-        None => manifest.write_to(&mut out),
-    };
-    written
+    let mut spool = records.spool.reader()?;
+    spool::write_spliced(manifest, records.spooled, &mut spool, &mut out)
         .and_then(|()| std::io::Write::flush(&mut out))
         .map_err(|e| Error::io("could not write", &path, e))?;
     let hashed = out
@@ -1102,12 +1086,10 @@ fn written_files(
 /// Makes the bundle being built at `root` durable: the files it `wrote`
 /// (written without waiting for the disk, so writeback overlapped the
 /// capture) in parallel, then every folder, deepest first, so that files
-/// and entries are durable before the rename commits the bundle. With
-/// `many` new files or folders, all is made durable by one `syncfs` instead.
-fn fsync_tree(root: &Path, jobs: usize, wrote: &[PathBuf], many: bool) -> Result<()> {
-    if many {
-        return fsutil::syncfs(root);
-    }
+/// and entries are durable before the rename commits the bundle (for a
+/// bundle of few files and folders: else one `syncfs` does it, see
+/// [`write_durably`]).
+fn fsync_tree(root: &Path, jobs: usize, wrote: &[PathBuf]) -> Result<()> {
     parallel::map(wrote, jobs, |f| fsutil::fsync_path(f))?;
     let mut folders = Vec::new();
     for entry in walkdir::WalkDir::new(root).contents_first(true) {

@@ -141,7 +141,12 @@ fn read_counted(path: &Path) -> Result<(Manifest, Sums)> {
     let mut sink = Counting(Sums::new());
     let manifest = match Manifest::read_lines::<FileRecord>(&path, &mut sink)? {
         Some(read) => read.manifest,
-        None => Manifest::read_with_bytes(&path)?.0,
+        None => {
+            // Not the layout after all: every record is in the whole parse,
+            // those counted already among them.
+            sink.0.clear();
+            Manifest::read_with_bytes(&path)?.0
+        }
     };
     Ok((manifest, sink.0))
 }
@@ -150,6 +155,7 @@ fn read_counted(path: &Path) -> Result<(Manifest, Sums)> {
 mod tests {
     use super::*;
     use crate::config::{StoreKind, StoreSpec};
+    use crate::reuse::tests::{stat, unit};
 
     /// How a test manifest is laid out.
     #[derive(Clone, Copy)]
@@ -193,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn the_bundle_reused_from_is_indexed_in_either_layout_and_sized_for_its_baseline() {
+    fn a_bundle_is_sized_and_the_one_reused_from_indexed_in_any_layout() {
         for layout in [Layout::Tool, Layout::Pretty, Layout::Split] {
             let dir = tempfile::tempdir().unwrap();
             bundle(dir.path(), "20261207T120000Z", layout);
@@ -206,29 +212,17 @@ mod tests {
                 exclude: Vec::new(),
                 check: None,
             };
+            // Without reuse, the bundle is only sized.
+            let sized = read(dir.path(), std::slice::from_ref(&spec), false);
+            assert_eq!(sized.baselines.len(), 1);
+            assert_eq!(sized.baselines[0].healthy, [("s".into(), 3, "bytes")]);
+            assert!(sized.previous.is_none());
             let history = read(dir.path(), &[spec], true);
             assert_eq!(history.baselines.len(), 1);
             assert_eq!(history.baselines[0].healthy, [("s".into(), 3, "bytes")]);
             let (previous, spool) = history.previous.expect("reused from");
-            let mut units: Vec<crate::store::Unit> = ["s/a", "s/b"]
-                .into_iter()
-                .map(|p| {
-                    let at = crate::fsutil::EncodedPath {
-                        text: p.into(),
-                        hex: None,
-                    };
-                    crate::store::Unit::new(at, Path::new("/x"), crate::store::UnitKind::Plain, 0)
-                })
-                .collect();
+            let mut units = vec![unit("s/a", None), unit("s/b", None)];
             previous.match_units(&mut units);
-            let stat = |n| crate::manifest::SourceStat {
-                dev: 1,
-                ino: n,
-                bytes: n,
-                mtime_ns: 1,
-                ctime_ns: 1,
-                wal: None,
-            };
             for (unit, n) in units.iter().zip([3, 0]) {
                 let entry = previous.entry_for(unit, &stat(n), false).expect("reusable");
                 let record = spool.read(entry.spooled()).unwrap();

@@ -128,22 +128,19 @@ impl Previous {
             }
         };
         let mut flags = 0;
-        let mut facts = 0;
         if let Some(sqlite) = &record.sqlite {
             flags |= Entry::SQLITE;
             if sqlite.check == "integrity_check" {
                 flags |= Entry::INTEGRITY;
             }
-            facts = sqlite
-                .tables
-                .values()
-                .fold(0u64, |t, n| t.saturating_add(*n));
         }
         if let Some(jsonl) = &record.jsonl {
             flags |= Entry::JSONL;
-            facts = jsonl.lines;
             self.jsonl.insert(path, jsonl.clone());
         }
+        // A record has facts of one kind at most: the other measure is 0.
+        let facts = crate::shrink::file_measure(StoreKind::Sqlite, record)
+            .saturating_add(crate::shrink::file_measure(StoreKind::Jsonl, record));
         self.entries.push(Entry {
             path,
             stat,
@@ -246,12 +243,12 @@ impl Previous {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::fsutil::EncodedPath;
 
     /// A stat that differs per `n`.
-    fn stat(n: u64) -> SourceStat {
+    pub(crate) fn stat(n: u64) -> SourceStat {
         SourceStat {
             dev: 1,
             ino: n,
@@ -264,23 +261,18 @@ mod tests {
 
     /// A plain file's record at `path` (`hex`: its exact bytes) with stat `n`.
     fn record(path: &str, hex: Option<&str>, n: u64) -> FileRecord {
+        let sha256 = crate::hash::Sha256Digest::of(path.as_bytes());
         FileRecord {
-            path: path.into(),
-            path_hex: hex.map(Box::from),
-            bytes: n,
-            sha256: crate::hash::Sha256Digest::of(path.as_bytes()),
-            sqlite: None,
-            jsonl: None,
             source_stat: Some(stat(n)),
-            reused: false,
             mode: Some(0o644),
             uid: Some(1),
             gid: Some(1),
+            ..FileRecord::new(path.into(), hex.map(Box::from), n, sha256)
         }
     }
 
     /// A plain unit at `path`.
-    fn unit(path: &str, hex: Option<&str>) -> Unit {
+    pub(crate) fn unit(path: &str, hex: Option<&str>) -> Unit {
         let encoded = EncodedPath {
             text: path.into(),
             hex: hex.map(str::to_string),
@@ -377,6 +369,11 @@ mod tests {
             }
         );
         assert!(!records[0].reused, "the record read is left as it was");
+    }
+
+    #[test]
+    fn an_entry_takes_64_bytes() {
+        assert!(std::mem::size_of::<Entry>() <= 64);
     }
 
     #[test]

@@ -129,13 +129,8 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// The baseline `manifest` gives.
-    pub fn of(manifest: &Manifest) -> Baseline {
-        Baseline::of_counted(manifest, |_| FileSums::default())
-    }
-
-    /// [`Baseline::of`] a manifest whose stores hold some or none of their
-    /// records: `counted(store)` is what the others add up to.
+    /// The baseline `manifest` gives, whose stores hold some or none of
+    /// their records: `counted(store)` is what the others add up to.
     pub fn of_counted(manifest: &Manifest, counted: impl Fn(&StoreRecord) -> FileSums) -> Baseline {
         Baseline {
             id: manifest.id.clone(),

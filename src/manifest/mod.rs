@@ -202,6 +202,29 @@ pub struct FileRecord {
 }
 
 impl FileRecord {
+    /// The record of a file at `path` (`path_hex`: its exact bytes when not
+    /// UTF-8) of `bytes` bytes and content `sha256`, without any other fact.
+    pub fn new(
+        path: String,
+        path_hex: Option<Box<str>>,
+        bytes: u64,
+        sha256: crate::hash::Sha256Digest,
+    ) -> FileRecord {
+        FileRecord {
+            path,
+            path_hex,
+            bytes,
+            sha256,
+            sqlite: None,
+            jsonl: None,
+            source_stat: None,
+            reused: false,
+            mode: None,
+            uid: None,
+            gid: None,
+        }
+    }
+
     /// The file's path relative to the bundle root, checked safe.
     pub fn rel(&self) -> std::result::Result<std::path::PathBuf, String> {
         crate::fsutil::decode_path(&self.path, self.path_hex.as_deref())

@@ -4,10 +4,10 @@
 //! A create of a store of many files made a record per file and held them
 //! all until the manifest was written (about 220 bytes a file, beside the
 //! walk's units). Each record is instead written, as the compact JSON line
-//! the manifest holds, to an unnamed temporary file in the bundle being
-//! built (never visible by name, gone when closed or when the process
-//! dies) the moment its file is captured; the create keeps only where it
-//! is ([`Spooled`], 12 bytes). The manifest is then written from a skeleton
+//! the manifest holds, to an unnamed temporary file in the destination
+//! (never visible by name, gone when closed or when the process dies) the
+//! moment its file is captured; the create keeps only where it is
+//! ([`Spooled`], 8 bytes). The manifest is then written from a skeleton
 //! in which each spooled store's list holds one placeholder record, whose
 //! line is replaced by the spooled lines in path order
 //! ([`write_spliced`]): the bytes are exactly those of the whole manifest
@@ -20,15 +20,34 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::manifest::{FileRecord, Manifest, RECORD_DEPTH};
+use crate::manifest::{FileRecord, Manifest};
 
-/// Where one record's JSON is in a [`RecordSpool`].
+/// Where one record's JSON is in a [`RecordSpool`]: its first byte's offset
+/// (the low 40 bits: a spool of up to 1 TiB) and its length (the high 24:
+/// a record of up to 16 MiB), in 8 bytes, as there is one per file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Spooled {
+pub struct Spooled(u64);
+
+/// The bits of a [`Spooled`] that hold the offset.
+const OFFSET_BITS: u32 = 40;
+
+impl Spooled {
+    /// The record of `len` bytes at `offset`, if they fit.
+    fn new(offset: u64, len: usize) -> Option<Spooled> {
+        let len = u64::try_from(len).ok()?;
+        (offset < 1 << OFFSET_BITS && len < 1 << (64 - OFFSET_BITS))
+            .then_some(Spooled(offset | len << OFFSET_BITS))
+    }
+
     /// Its first byte's offset.
-    offset: u64,
+    fn offset(self) -> u64 {
+        self.0 & ((1 << OFFSET_BITS) - 1)
+    }
+
     /// Its length in bytes.
-    len: u32,
+    fn len(self) -> usize {
+        (self.0 >> OFFSET_BITS) as usize
+    }
 }
 
 /// An unnamed temporary file that records are appended to from every
@@ -45,8 +64,8 @@ pub struct RecordSpool {
 const SPOOL_BUF: usize = 256 * 1024;
 
 impl RecordSpool {
-    /// A new spool in folder `dir` (the bundle being built: the same file
-    /// system, and as private).
+    /// A new spool in folder `dir` (the destination: the same file system
+    /// as the bundle, and as private).
     pub fn new_in(dir: &Path) -> Result<RecordSpool> {
         let file = tempfile::tempfile_in(dir)
             .map_err(|e| Error::io("could not create a temporary file in", dir, e))?;
@@ -65,20 +84,25 @@ impl RecordSpool {
     /// Appends a record's JSON text as it is (one record, parsed from it,
     /// on one line).
     pub fn put_text(&self, line: &[u8]) -> Result<Spooled> {
-        let len = u32::try_from(line.len()).map_err(|_| {
-            Error::io(
+        let mut out = self.out.lock().expect("no thread panics holding the spool");
+        let offset = out.1;
+        let at = Spooled::new(offset, line.len()).ok_or_else(|| {
+            self.failed(
                 "could not write a temporary file in",
-                &self.dir,
                 std::io::ErrorKind::FileTooLarge.into(),
             )
         })?;
-        let mut out = self.out.lock().expect("no thread panics holding the spool");
-        let offset = out.1;
         out.0
             .write_all(line)
-            .map_err(|e| Error::io("could not write a temporary file in", &self.dir, e))?;
-        out.1 += u64::from(len);
-        Ok(Spooled { offset, len })
+            .map_err(|e| self.failed("could not write a temporary file in", e))?;
+        out.1 += line.len() as u64;
+        Ok(at)
+    }
+
+    /// The error of a spool that could not do `action` ("could not write
+    /// a temporary file in", say).
+    fn failed(&self, action: &'static str, e: std::io::Error) -> Error {
+        Error::io(action, &self.dir, e)
     }
 
     /// A reader of the records spooled so far.
@@ -86,7 +110,7 @@ impl RecordSpool {
         let mut out = self.out.lock().expect("no thread panics holding the spool");
         let file = (out.0.flush())
             .and_then(|()| out.0.get_ref().try_clone())
-            .map_err(|e| Error::io("could not read a temporary file in", &self.dir, e))?;
+            .map_err(|e| self.failed("could not read a temporary file in", e))?;
         Ok(SpoolReader {
             file,
             window: Vec::new(),
@@ -102,7 +126,7 @@ impl RecordSpool {
         out.0
             .get_ref()
             .set_len(0)
-            .map_err(|e| Error::io("could not empty a temporary file in", &self.dir, e))
+            .map_err(|e| self.failed("could not empty a temporary file in", e))
     }
 
     /// The record spooled at `at` (a few are read back; see
@@ -111,14 +135,9 @@ impl RecordSpool {
         let mut reader = self.reader()?;
         let line = reader
             .get(at)
-            .map_err(|e| Error::io("could not read a temporary file in", &self.dir, e))?;
-        serde_json::from_slice(line).map_err(|e| {
-            Error::io(
-                "could not read a temporary file in",
-                &self.dir,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            )
-        })
+            .map_err(|e| self.failed("could not read a temporary file in", e))?;
+        serde_json::from_slice(line)
+            .map_err(|e| self.failed("could not read a temporary file in", e.into()))
     }
 }
 
@@ -136,36 +155,32 @@ pub struct SpoolReader {
 impl SpoolReader {
     /// The JSON of the record at `at`.
     pub fn get(&mut self, at: Spooled) -> std::io::Result<&[u8]> {
-        let len = at.len as usize;
-        let inside = at.offset >= self.start
-            && at.offset + at.len as u64 <= self.start + self.window.len() as u64;
+        let (offset, len) = (at.offset(), at.len());
+        let inside =
+            offset >= self.start && offset + len as u64 <= self.start + self.window.len() as u64;
         if !inside {
             self.window.resize(SPOOL_BUF.max(len), 0);
             let mut filled = 0;
             while filled < len {
                 let n = self
                     .file
-                    .read_at(&mut self.window[filled..], at.offset + filled as u64)?;
+                    .read_at(&mut self.window[filled..], offset + filled as u64)?;
                 if n == 0 {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
                 filled += n;
             }
             self.window.truncate(filled);
-            self.start = at.offset;
+            self.start = offset;
         }
-        let from = (at.offset - self.start) as usize;
+        let from = (offset - self.start) as usize;
         Ok(&self.window[from..from + len])
     }
 }
 
-/// The records of one store of a manifest that are in a spool, in the
+/// Where the records of one store of a manifest are in a spool, in the
 /// order the manifest lists them.
-#[derive(Debug, Default)]
-pub struct SpooledList {
-    /// Where each is.
-    pub records: Vec<Spooled>,
-}
+pub type SpooledList = Vec<Spooled>;
 
 /// Writes `manifest` to `out` as [`Manifest::write_to`] would if each store
 /// `i` with `lists[i]` held in its `files` (empty here) the records of that
@@ -180,30 +195,22 @@ pub fn write_spliced(
     let mut skeleton = manifest.clone();
     let mut spliced = Vec::new();
     for (i, (store, list)) in skeleton.stores.iter_mut().zip(lists).enumerate() {
-        let Some(list) = list.as_ref().filter(|l| !l.records.is_empty()) else {
+        let Some(list) = list.as_ref().filter(|l| !l.is_empty()) else {
             continue;
         };
         debug_assert!(store.files.is_empty(), "a spooled store holds no records");
-        let placeholder = FileRecord {
-            path: format!("{nonce}/{i}"),
-            path_hex: None,
-            bytes: 0,
-            sha256: crate::hash::Sha256Digest::of(b""),
-            sqlite: None,
-            jsonl: None,
-            source_stat: None,
-            reused: false,
-            mode: None,
-            uid: None,
-            gid: None,
-        };
+        let placeholder = FileRecord::new(
+            format!("{nonce}/{i}"),
+            None,
+            0,
+            crate::hash::Sha256Digest::of(b""),
+        );
         let text = serde_json::to_vec(&placeholder).expect("a file record serializes");
         store.files = vec![placeholder];
         spliced.push((text, list));
     }
     let mut text = Vec::new();
-    crate::json_layout::write_outlined(&mut text, &skeleton, RECORD_DEPTH)?;
-    text.push(b'\n');
+    skeleton.write_to(&mut text)?;
     let mut rest = &text[..];
     for (placeholder, list) in spliced {
         let at = find(rest, &placeholder).expect("each placeholder is in the skeleton");
@@ -213,7 +220,7 @@ pub fn write_spliced(
             .map_or(0, |n| n + 1);
         let indent = &rest[line_start..at];
         out.write_all(&rest[..at])?;
-        for (n, &record) in list.records.iter().enumerate() {
+        for (n, &record) in list.iter().enumerate() {
             if n > 0 {
                 out.write_all(b",\n")?;
                 out.write_all(indent)?;
@@ -238,17 +245,9 @@ mod tests {
     /// A record of `path` with a few facts set.
     fn record(path: &str, bytes: u64) -> FileRecord {
         FileRecord {
-            path: path.into(),
-            path_hex: None,
-            bytes,
-            sha256: crate::hash::Sha256Digest::of(b""),
-            sqlite: None,
-            jsonl: None,
-            source_stat: None,
             reused: bytes.is_multiple_of(2),
             mode: Some(0o644),
-            uid: None,
-            gid: None,
+            ..FileRecord::new(path.into(), None, bytes, crate::hash::Sha256Digest::of(b""))
         }
     }
 
@@ -305,13 +304,9 @@ mod tests {
         let third_at = spool.put(&third[0]).unwrap();
         let mut reader = spool.reader().unwrap();
         let lists = vec![
-            Some(SpooledList {
-                records: at.into_iter().map(Option::unwrap).collect(),
-            }),
-            Some(SpooledList::default()),
-            Some(SpooledList {
-                records: vec![third_at],
-            }),
+            Some(at.into_iter().map(Option::unwrap).collect()),
+            Some(SpooledList::new()),
+            Some(vec![third_at]),
         ];
         let mut written = Vec::new();
         let skeleton = manifest(vec![Vec::new(), Vec::new(), Vec::new()]);
@@ -325,5 +320,17 @@ mod tests {
         // Emptied once the manifest is written: nothing is left to read.
         spool.discard().unwrap();
         assert!(spool.reader().unwrap().get(third_at).is_err());
+    }
+
+    #[test]
+    fn a_place_in_a_spool_takes_8_bytes_and_holds_what_fits() {
+        assert_eq!(std::mem::size_of::<Spooled>(), 8);
+        let at = Spooled::new((1 << OFFSET_BITS) - 1, (1 << 24) - 1).unwrap();
+        assert_eq!(
+            (at.offset(), at.len()),
+            ((1 << OFFSET_BITS) - 1, (1 << 24) - 1)
+        );
+        assert_eq!(Spooled::new(1 << OFFSET_BITS, 1), None);
+        assert_eq!(Spooled::new(0, 1 << 24), None);
     }
 }

@@ -54,10 +54,6 @@ pub struct Unit {
     /// the free-space estimate and for reusing an unchanged plain file's
     /// previous copy (anything else is stat'ed again right before its copy).
     pub walked: Option<crate::manifest::SourceStat>,
-    /// The owner, group and permission bits the same stat gave (with
-    /// [`Unit::walked`], all a plain file's reuse needs: it is not stat'ed
-    /// again).
-    pub walked_owner: Option<crate::rooted::Ownership>,
     /// Found by a folder walk that has not yet looked inside it: it is an
     /// SQLite database (captured through the backup API) if its header says
     /// so. [`plan_capture_knowing`] settles it before anyone sees the plan.
@@ -356,7 +352,6 @@ impl Unit {
             source,
             kind,
             walked: None,
-            walked_owner: None,
             may_be_sqlite: false,
             bytes,
             previous: PreviousRecord::NotLooked,

@@ -126,7 +126,7 @@ fn below<'p>(root: &Path, path: &'p Path) -> &'p Path {
     }
 }
 
-/// Records a walked file's size, identity and owner from one `statx` (not
+/// Records a walked file's size and identity from one `statx` (not
 /// following a link) beneath its open `folder` (none when it cannot be
 /// stat'ed: it is then copied, and fails there if gone).
 fn stat_walked(folder: &mut fsutil::LastFolder, unit: &mut Unit) {
@@ -136,7 +136,6 @@ fn stat_walked(folder: &mut fsutil::LastFolder, unit: &mut Unit) {
     });
     unit.bytes = stat.as_ref().map_or(0, |s| s.stx_size);
     unit.walked = stat.as_ref().map(crate::manifest::SourceStat::of_statx);
-    unit.walked_owner = stat.as_ref().map(crate::rooted::Ownership::of_statx);
 }
 
 /// Whether `path` is a `-wal`/`-shm`/`-journal` file beside an SQLite database.
