@@ -153,8 +153,8 @@ pub fn capture_unit_in<'c>(
     // the file as it was at the walk, and says so. Else it is copied, and
     // its record takes the identity and owner of the open file it read.
     if unit.kind == UnitKind::Plain {
-        if let Some(stat) = &unit.walked {
-            if let Some(reused) = try_reuse(unit, stat, &dest, ctx, kept) {
+        if let Some(stat) = unit.walked_stat() {
+            if let Some(reused) = try_reuse(unit, &stat, &dest, ctx, kept) {
                 return Ok(reused);
             }
             return copy_plain(unit, &src, &dest, ctx, kept).map(Capture::Copied);
@@ -254,7 +254,7 @@ fn set_ownership(file: &mut FileRecord, owner: crate::rooted::Ownership) {
 
 /// A fresh record for a copied unit; kind facts and the source stat are added by the caller.
 fn new_record(unit: &Unit, bytes: u64, sha256: crate::hash::Sha256Digest) -> FileRecord {
-    FileRecord::new(unit.path.clone(), unit.path_hex.clone(), bytes, sha256)
+    FileRecord::new(unit.path.to_string(), unit.path_hex.clone(), bytes, sha256)
 }
 
 /// Copies a plain file, again while it changes under us, up to

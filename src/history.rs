@@ -226,10 +226,7 @@ mod tests {
             for (unit, n) in units.iter().zip([3, 0]) {
                 let entry = previous.entry_for(unit, &stat(n), false).expect("reusable");
                 let record = spool.read(entry.spooled()).unwrap();
-                assert_eq!(
-                    (record.path.as_str(), record.reused),
-                    (unit.path.as_str(), true)
-                );
+                assert_eq!((record.path.as_str(), record.reused), (&*unit.path, true));
             }
             // Nothing of the spool shows in the destination.
             let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();

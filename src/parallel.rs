@@ -29,10 +29,10 @@ pub const SMALL_RUN: usize = 256;
 /// (at most [`SMALL_RUN`]), so that threads do not take turns on that
 /// folder's lock for every file made, linked or renamed in it; a big file,
 /// or an item that is no file (`folder` gives `None`), alone.
-pub fn folder_run<T>(
-    items: &[T],
+pub fn folder_run<'a, T>(
+    items: &'a [T],
     i: usize,
-    folder: impl Fn(&T) -> Option<&std::path::Path>,
+    folder: impl Fn(&'a T) -> Option<&'a std::path::Path>,
     bytes: impl Fn(&T) -> u64,
 ) -> usize {
     let Some(first) = folder(&items[i]).filter(|_| bytes(&items[i]) < SMALL_FILE) else {
@@ -142,24 +142,34 @@ pub fn try_for_each_claiming<T: Sync>(
     run: impl Fn(usize) -> usize + Sync,
     f: impl Fn(&T) -> Result<()> + Sync,
 ) -> Result<()> {
+    try_for_each_claiming_with(items, jobs, run, || (), |(), item| f(item))
+}
+
+/// [`try_for_each_claiming`], where each thread has a `state` of its own
+/// (see [`map_claiming_with`]): for work that puts its results in place
+/// itself, so that many items hold no result slot each.
+pub fn try_for_each_claiming_with<T: Sync, S>(
+    items: &[T],
+    jobs: usize,
+    run: impl Fn(usize) -> usize + Sync,
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> Result<()> + Sync,
+) -> Result<()> {
     let jobs = jobs.clamp(1, items.len().max(1));
     if jobs == 1 {
-        return items.iter().try_for_each(f);
+        let mut state = state();
+        return items.iter().try_for_each(|item| f(&mut state, item));
     }
     let failure = FirstFailure::default();
-    claim_each(
-        items,
-        jobs,
-        run,
-        || (),
-        |(), i, item| match f(item) {
+    claim_each(items, jobs, run, state, |state, i, item| {
+        match f(state, item) {
             Ok(()) => true,
             Err(e) => {
                 failure.note(i, e);
                 false
             }
-        },
-    );
+        }
+    });
     failure.into_result()
 }
 

@@ -184,8 +184,8 @@ impl Previous {
     pub fn match_units(&self, units: &mut [Unit]) {
         for unit in units {
             unit.previous = match self.find(unit) {
-                Some(at) => match &unit.walked {
-                    Some(stat) if self.entries[at].stat == self.keys.of(stat) => {
+                Some(at) => match unit.walked_stat() {
+                    Some(stat) if self.entries[at].stat == self.keys.of(&stat) => {
                         PreviousRecord::Walked(at as u32)
                     }
                     _ => PreviousRecord::At(at as u32),
@@ -216,7 +216,9 @@ impl Previous {
     /// [`Previous::match_units`] (of this index) is not looked up again.
     pub fn entry_for(&self, unit: &Unit, stat: &SourceStat, full_check: bool) -> Option<&Entry> {
         let (at, walked) = match unit.previous {
-            PreviousRecord::Walked(at) => (Some(at as usize), unit.walked.as_ref() == Some(stat)),
+            PreviousRecord::Walked(at) => {
+                (Some(at as usize), unit.walked_stat().as_ref() == Some(stat))
+            }
             PreviousRecord::At(at) => (Some(at as usize), false),
             PreviousRecord::Absent => (None, false),
             PreviousRecord::NotLooked => (self.find(unit), false),
@@ -324,8 +326,10 @@ pub(crate) mod tests {
         .collect();
         let stats = [2, 1, 9, 3, 3, 4, 5, 6, 7];
         // One walked with the stat it is asked with, one with another.
-        units[1].walked = Some(stat(1));
-        units[5].walked = Some(stat(8));
+        for (at, n) in [(1, 1), (5, 8)] {
+            units[at].walked = Some(crate::store::WalkedStat::of(&stat(n)));
+            units[at].bytes = n;
+        }
         let reusable = |previous: &Previous, units: &[Unit]| -> Vec<Option<u64>> {
             units
                 .iter()

@@ -128,7 +128,7 @@ fn file_stats(plan: &CapturePlan) -> Result<BTreeMap<String, SourceStat>> {
     plan.units
         .iter()
         .filter(|u| u.kind != UnitKind::Sqlite)
-        .map(|u| Ok((u.path.clone(), SourceStat::read(&u.src(), false)?)))
+        .map(|u| Ok((u.path.to_string(), SourceStat::read(&u.src(), false)?)))
         .collect()
 }
 

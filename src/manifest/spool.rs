@@ -39,6 +39,17 @@ impl Spooled {
             .then_some(Spooled(offset | len << OFFSET_BITS))
     }
 
+    /// Its eight bytes, for a place kept where a `Spooled` cannot be (an
+    /// atomic that any capture thread may write).
+    pub fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    /// The place whose [`Spooled::to_bits`] are `bits`.
+    pub fn from_bits(bits: u64) -> Spooled {
+        Spooled(bits)
+    }
+
     /// Its first byte's offset.
     fn offset(self) -> u64 {
         self.0 & ((1 << OFFSET_BITS) - 1)

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{StoreKind, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::EncodedPath;
-use crate::manifest::{StoreRecord, StoreStatus, SymlinkRecord};
+use crate::manifest::{SourceStat, StoreRecord, StoreStatus, SymlinkRecord};
 use crate::plan::{Step, Target};
 
 /// How one source file is captured.
@@ -41,7 +41,7 @@ pub struct Unit {
     /// Its manifest path, `<store>/<rel>` (as text; see [`Unit::path_hex`]):
     /// it names the store ([`Unit::store`]) and, as a path, where it goes
     /// in the bundle ([`Unit::rel`]), so neither is held again per file.
-    pub path: String,
+    pub path: Box<str>,
     /// Its manifest path's exact bytes when they are not UTF-8.
     pub path_hex: Option<Box<str>>,
     /// Where the source file is ([`Unit::src`]).
@@ -53,7 +53,8 @@ pub struct Unit {
     /// The source's stat when the walk that found it took one: enough for
     /// the free-space estimate and for reusing an unchanged plain file's
     /// previous copy (anything else is stat'ed again right before its copy).
-    pub walked: Option<crate::manifest::SourceStat>,
+    /// Its size is [`Unit::bytes`]; see [`Unit::walked_stat`].
+    pub walked: Option<WalkedStat>,
     /// Found by a folder walk that has not yet looked inside it: it is an
     /// SQLite database (captured through the backup API) if its header says
     /// so. [`plan_capture_knowing`] settles it before anyone sees the plan.
@@ -63,15 +64,40 @@ pub struct Unit {
     pub previous: PreviousRecord,
 }
 
-/// Where a [`Unit`]'s source file is.
+/// The identity a folder walk's `statx` found a file to have, but for its
+/// size (the unit's [`Unit::bytes`]) and a `-wal` (a walk finds none): a
+/// [`SourceStat`] in 32 bytes, as there is one per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkedStat {
+    dev: u64,
+    ino: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl WalkedStat {
+    /// The walked identity of `stat` (whose size goes to the unit).
+    pub fn of(stat: &SourceStat) -> WalkedStat {
+        WalkedStat {
+            dev: stat.dev,
+            ino: stat.ino,
+            mtime_ns: stat.mtime_ns,
+            ctime_ns: stat.ctime_ns,
+        }
+    }
+}
+
+/// Where a [`Unit`]'s source file is (in 16 bytes, as there is one per
+/// file: each path behind a thin pointer).
 #[derive(Debug, Clone)]
 pub enum Source {
     /// At this path.
-    At(Box<Path>),
+    #[allow(clippy::box_collection)]
+    At(Box<PathBuf>),
     /// At the unit's path within its store (its manifest path without the
     /// store's name) beneath this folder, which every unit a folder walk
     /// found shares: a walk of many files holds no path per file twice.
-    Beneath(std::sync::Arc<Path>),
+    Beneath(std::sync::Arc<PathBuf>),
 }
 
 /// Where a [`Unit`]'s record is in the previous bundle a create reuses
@@ -277,7 +303,7 @@ pub fn settle_databases(
         unit.may_be_sqlite = false;
         if database {
             let encoded = crate::fsutil::EncodedPath {
-                text: unit.path.clone(),
+                text: unit.path.to_string(),
                 hex: unit.path_hex.as_deref().map(str::to_string),
             };
             // Its place among the previous bundle's records stays its own.
@@ -341,13 +367,18 @@ impl Unit {
     /// A unit for the source `src` at the manifest path `encoded` (which
     /// starts with its store's name).
     pub fn new(encoded: EncodedPath, src: &Path, kind: UnitKind, bytes: u64) -> Unit {
-        Unit::from(encoded, Source::At(src.into()), kind, bytes)
+        Unit::from(
+            encoded,
+            Source::At(Box::new(src.to_path_buf())),
+            kind,
+            bytes,
+        )
     }
 
     /// A unit at the manifest path `encoded` whose source is `source`.
     pub fn from(encoded: EncodedPath, source: Source, kind: UnitKind, bytes: u64) -> Unit {
         Unit {
-            path: encoded.text,
+            path: encoded.text.into_boxed_str(),
             path_hex: encoded.hex.map(String::into_boxed_str),
             source,
             kind,
@@ -356,6 +387,18 @@ impl Unit {
             bytes,
             previous: PreviousRecord::NotLooked,
         }
+    }
+
+    /// The source's identity the walk found ([`Unit::walked`]), whole.
+    pub fn walked_stat(&self) -> Option<SourceStat> {
+        self.walked.map(|w| SourceStat {
+            dev: w.dev,
+            ino: w.ino,
+            bytes: self.bytes,
+            mtime_ns: w.mtime_ns,
+            ctime_ns: w.ctime_ns,
+            wal: None,
+        })
     }
 
     /// Its source file.
@@ -380,11 +423,11 @@ impl Unit {
     /// that is not UTF-8, its exact bytes.
     pub fn rel(&self) -> std::borrow::Cow<'_, Path> {
         match &self.path_hex {
-            None => std::borrow::Cow::Borrowed(Path::new(&self.path)),
+            None => std::borrow::Cow::Borrowed(Path::new(&*self.path)),
             // Made by `encode_path` from the walked name: it decodes.
             Some(hex) => std::borrow::Cow::Owned(
                 crate::fsutil::decode_path(&self.path, Some(hex))
-                    .unwrap_or_else(|_| PathBuf::from(&self.path)),
+                    .unwrap_or_else(|_| PathBuf::from(&*self.path)),
             ),
         }
     }
@@ -403,4 +446,41 @@ fn file_name_of(spec: &StoreSpec) -> Result<String> {
                 spec.path.display()
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walked_stat_is_the_source_stat_it_was_made_from() {
+        let stat = SourceStat {
+            dev: 1,
+            ino: 2,
+            bytes: 3,
+            mtime_ns: -4,
+            ctime_ns: 5,
+            wal: None,
+        };
+        let mut unit = Unit::new(
+            crate::fsutil::encode_path(Path::new("s/a")).unwrap(),
+            Path::new("/a"),
+            UnitKind::Plain,
+            3,
+        );
+        assert_eq!(unit.walked_stat(), None);
+        unit.walked = Some(WalkedStat::of(&stat));
+        assert_eq!(unit.walked_stat(), Some(stat));
+    }
+
+    #[test]
+    fn a_unit_stays_small_as_there_is_one_per_file() {
+        // A walk of 200,000 files holds 200,000 units until they are captured.
+        assert_eq!(std::mem::size_of::<Source>(), 16);
+        assert!(
+            std::mem::size_of::<Unit>() <= 112,
+            "a unit is {} bytes",
+            std::mem::size_of::<Unit>()
+        );
+    }
 }

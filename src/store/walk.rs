@@ -23,7 +23,7 @@ pub fn walk(spec: &StoreSpec) -> Result<CapturePlan> {
     let root = &spec.path;
     let exclude = Exclude::new(&spec.exclude).map_err(Error::Usage)?;
     let mut plan = CapturePlan::default();
-    let shared: std::sync::Arc<Path> = root.as_path().into();
+    let shared = std::sync::Arc::new(root.clone());
     for entry in entries(root, &exclude) {
         take(
             spec,
@@ -71,7 +71,7 @@ fn walk_error(root: &Path, e: walkdir::Error) -> Error {
 /// its path beneath `root` (the store's folder, shared).
 fn take(
     spec: &StoreSpec,
-    root: &std::sync::Arc<Path>,
+    root: &std::sync::Arc<std::path::PathBuf>,
     entry: &walkdir::DirEntry,
     plan: &mut CapturePlan,
 ) -> Result<()> {
@@ -135,7 +135,8 @@ fn stat_walked(folder: &mut fsutil::LastFolder, unit: &mut Unit) {
         rustix::fs::statx(at, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS).ok()
     });
     unit.bytes = stat.as_ref().map_or(0, |s| s.stx_size);
-    unit.walked = stat.as_ref().map(crate::manifest::SourceStat::of_statx);
+    unit.walked =
+        (stat.as_ref()).map(|s| super::WalkedStat::of(&crate::manifest::SourceStat::of_statx(s)));
 }
 
 /// Whether `path` is a `-wal`/`-shm`/`-journal` file beside an SQLite database.
@@ -208,7 +209,7 @@ mod tests {
             check: None,
         };
         let plan = walk(&spec).unwrap();
-        let units: Vec<&str> = plan.units.iter().map(|u| u.path.as_str()).collect();
+        let units: Vec<&str> = plan.units.iter().map(|u| &*u.path).collect();
         let mut expected = Vec::new();
         for i in 0..40 {
             expected.push(format!("s/f{i:02}/a.txt"));

@@ -11,19 +11,24 @@ use jiff::Timestamp;
 
 use crate::bundle::locate::error_chain;
 use crate::bundle::{id::rfc3339, lock::DestinationLock, staging, BundleId};
-use crate::capture::{self as unit, CaptureContext, Previous, UnitDone};
+use crate::capture::{self as unit, CaptureContext, Previous};
 use crate::config::{Hooks, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hash;
 use crate::history::History;
 use crate::hooks::{self, HookEnv, Operation};
-use crate::manifest::spool::{self, RecordSpool, Spooled, SpooledList};
+use crate::manifest::spool::{self, RecordSpool, SpooledList};
 use crate::manifest::{self, FileRecord, Manifest, StoreRecord, ToolInfo, MANIFEST_FILE};
 use crate::parallel;
 use crate::progress::Progress;
 use crate::shrink::Baseline;
-use crate::store::{self, CapturePlan, Unit, UnitKind};
+use crate::store::{self, CapturePlan, UnitKind};
+
+mod gather;
+
+pub use gather::StoreTally;
+use gather::{capture_all, writes_the_bundle, Captured};
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -262,9 +267,7 @@ fn walk_stores(
     // still not a database: its header need not be read again.
     let known_plain = |unit: &store::Unit| {
         previous.is_some_and(|prev| {
-            unit.walked
-                .as_ref()
-                .is_some_and(|stat| prev.entry_for(unit, stat, false).is_some())
+            (unit.walked_stat()).is_some_and(|stat| prev.entry_for(unit, &stat, false).is_some())
         })
     };
     stores
@@ -299,7 +302,7 @@ fn walk_stores(
 /// The order of a store's files in its manifest: by text path, then by
 /// exact bytes.
 fn unit_order(unit: &store::Unit) -> (&str, Option<&str>) {
-    (unit.path.as_str(), unit.path_hex.as_deref())
+    (&*unit.path, unit.path_hex.as_deref())
 }
 
 /// After publishing: a bundle missing some of its stores is an error (exit 1)
@@ -335,8 +338,8 @@ fn check_space(
     for unit in plans.iter().flat_map(|p| &p.units) {
         files += 1;
         let reusable = previous.is_some_and(|prev| {
-            let stat = match &unit.walked {
-                Some(stat) => Ok(stat.clone()),
+            let stat = match unit.walked_stat() {
+                Some(stat) => Ok(stat),
                 None => unit::source_stat(&unit.src(), unit.kind == UnitKind::Sqlite),
             };
             stat.is_ok_and(|stat| prev.entry_for(unit, &stat, full_check).is_some())
@@ -583,242 +586,6 @@ fn shrink_reasons(opts: &CreateOptions, stores: &Stores, history: &[Baseline]) -
     })
 }
 
-/// What capturing the units gave: each store's captured files (spooled,
-/// or held for a store captured as a set), their tally and warnings (by
-/// store index, in plan order), and the first error of each store that
-/// failed.
-struct Captured {
-    /// The records of each store captured as a set, unsorted. A store that
-    /// failed may hold some: they are dropped with it.
-    files: Vec<Vec<FileRecord>>,
-    /// Where the records of each store captured file by file are in the
-    /// spool, in path order (the units' order).
-    spooled: Vec<Option<SpooledList>>,
-    /// What each store's captured files add up to.
-    tallies: Vec<StoreTally>,
-    /// The warnings of each store's captured files, in unit order.
-    warnings: Vec<Vec<String>>,
-    failed: BTreeMap<String, Error>,
-    /// Safety snapshots: the stores kept raw, by name.
-    damaged: BTreeMap<String, StoreRecord>,
-    /// The facts of each store captured as a set, by name.
-    sets: BTreeMap<String, manifest::ChromaFacts>,
-    /// The bundle paths of the files this capture copied (not linked), when
-    /// they are few enough to be fsynced one by one (`None`: many).
-    copied: Option<Vec<PathBuf>>,
-}
-
-/// What the captured files of one store of a new bundle add up to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreTally {
-    /// How many files it lists.
-    pub files: usize,
-    /// How many of them are hard links to the previous bundle's copies.
-    pub reused: usize,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Their size in the store kind's own measure ([`crate::shrink::file_measure`]).
-    measure: u64,
-}
-
-impl StoreTally {
-    /// Counts a file of `bytes` bytes, `measure` in its store's measure.
-    fn count(&mut self, bytes: u64, measure: u64, reused: bool) {
-        self.files += 1;
-        self.reused += usize::from(reused);
-        self.bytes = self.bytes.saturating_add(bytes);
-        self.measure = self.measure.saturating_add(measure);
-    }
-
-    /// Counts `file`, a file of a store of `kind`.
-    fn add(&mut self, kind: crate::config::StoreKind, file: &FileRecord) {
-        let measure = crate::shrink::file_measure(kind, file);
-        self.count(file.bytes, measure, file.reused);
-    }
-
-    /// The tally of the records `files` of a store of `kind`.
-    fn of(kind: crate::config::StoreKind, files: &[FileRecord]) -> StoreTally {
-        let mut tally = StoreTally::default();
-        files.iter().for_each(|f| tally.add(kind, f));
-        tally
-    }
-}
-
-impl Captured {
-    /// Takes `done` (a captured file of store `store`, captured as a set) in.
-    fn add(&mut self, store: usize, kind: crate::config::StoreKind, done: UnitDone) {
-        self.warnings[store].extend(done.warnings);
-        self.tallies[store].add(kind, &done.file);
-        self.files[store].push(done.file);
-    }
-}
-
-/// One unit captured file by file: where its record went, what it adds to
-/// its store's tally, and its warnings (kept small: there is one per file
-/// until the capture ends).
-struct Taken {
-    at: Spooled,
-    bytes: u64,
-    measure: u64,
-    reused: bool,
-    // Boxed: 8 bytes where a `Vec` takes 24 and a boxed slice 16, per file.
-    #[allow(clippy::box_collection)]
-    warnings: Option<Box<Vec<String>>>,
-}
-
-/// A unit's outcome: taken, or why its store fails (boxed: rare, and as
-/// big as many outcomes).
-type UnitOutcome = std::result::Result<Taken, Box<Error>>;
-
-/// Captures every unit, biggest first, `opts.jobs` at once, each record
-/// spooled as it is made. A file that cannot be captured fails its own
-/// store; a failure to write the bundle itself (a full disk, say) stops
-/// the whole create.
-fn capture_all(
-    opts: &CreateOptions,
-    stores: &[StoreSpec],
-    plans: &mut [CapturePlan],
-    ctx: &CaptureContext<'_>,
-) -> Result<Captured> {
-    // Sets are captured on their own afterwards (see `capture_sets`). Each
-    // unit carries its store's index, so that its result goes to its store
-    // without a table of every file by path.
-    let mut units: Vec<((u32, u32), &Unit)> = plans
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| !p.as_set)
-        .flat_map(|(i, p)| {
-            p.units
-                .iter()
-                .enumerate()
-                .map(move |(j, u)| ((i as u32, j as u32), u))
-        })
-        .collect();
-    // Big files first, biggest first; then the small ones in walk order
-    // (a stable sort), so that each folder's are together.
-    units.sort_by_key(|(_, u)| match u.bytes < crate::parallel::SMALL_FILE {
-        true => (1, std::cmp::Reverse(0)),
-        false => (0, std::cmp::Reverse(u.bytes)),
-    });
-    let total: u64 = units.iter().map(|(_, u)| u.bytes).sum();
-    ctx.progress
-        .start(&format!("capturing {} stores", stores.len()), Some(total));
-    let spool = ctx.spool;
-    let run = |i: usize| folder_run(&units, i);
-    let kept = unit::KeptFolders::default;
-    let done = parallel::map_claiming_with(&units, opts.jobs, run, kept, |kept, &(at, u)| {
-        let kind = stores[at.0 as usize].kind;
-        let boxed = |w: Vec<String>| (!w.is_empty()).then(|| Box::new(w));
-        let taken = unit::capture_unit_in(u, ctx, kept).and_then(|c| match c {
-            unit::Capture::Copied(d) => Ok(Taken {
-                at: spool.put(&d.file)?,
-                bytes: d.file.bytes,
-                measure: crate::shrink::file_measure(kind, &d.file),
-                reused: false,
-                warnings: boxed(d.warnings),
-            }),
-            unit::Capture::Reused(entry, warnings) => Ok(Taken {
-                at: entry.spooled(),
-                bytes: entry.bytes,
-                measure: entry.measure(kind),
-                reused: true,
-                warnings: boxed(warnings),
-            }),
-        });
-        match taken {
-            Ok(t) => Ok((at, Ok(t))),
-            Err(e) if writes_the_bundle(&e, ctx.bundle_root) => Err(Error::Snapshot {
-                store: u.store().to_string(),
-                source: Box::new(e),
-            }),
-            Err(e) => Ok((at, Err(Box::new(e)))),
-        }
-    });
-    ctx.progress.finish();
-    let mut done = done?;
-    // Back in plan order, the units' (and so the manifest's) order.
-    done.sort_unstable_by_key(|(at, _)| *at);
-    let copied = copied_files(&done, plans);
-    // The units are done with: their memory goes before the spooled
-    // records' places are gathered by store.
-    drop(units);
-    for plan in plans.iter_mut().filter(|p| !p.as_set) {
-        plan.units = Vec::new();
-    }
-    let mut captured = by_store(done, stores);
-    captured.copied = copied;
-    Ok(captured)
-}
-
-/// The bundle paths of the files the units of `plans` were copied to (not
-/// linked), from their results `done` (in plan order), if there are few
-/// enough to fsync one by one.
-fn copied_files(done: &[((u32, u32), UnitOutcome)], plans: &[CapturePlan]) -> Option<Vec<PathBuf>> {
-    let copied = |(_, taken): &&((u32, u32), UnitOutcome)| taken.as_ref().is_ok_and(|t| !t.reused);
-    if done.iter().filter(copied).count() > fsutil::SYNCFS_ABOVE_FILES {
-        return None;
-    }
-    let paths = done
-        .iter()
-        .filter(copied)
-        .map(|((store, unit), _)| {
-            plans[*store as usize].units[*unit as usize]
-                .rel()
-                .into_owned()
-        })
-        .collect();
-    Some(paths)
-}
-
-/// How many units from `units[i]` a capture thread takes at once (see
-/// [`crate::parallel::folder_run`]).
-fn folder_run(units: &[((u32, u32), &Unit)], i: usize) -> usize {
-    // (The text path's folder: a lossy one only groups its files less well.)
-    crate::parallel::folder_run(
-        units,
-        i,
-        |(_, u)| Path::new(&u.path).parent(),
-        |(_, u)| u.bytes,
-    )
-}
-
-/// The capture results `done` (each with its (store, unit) index, in that
-/// order) as each store's spooled records, tally and warnings, and each
-/// failed store's first error.
-fn by_store(done: Vec<((u32, u32), UnitOutcome)>, stores: &[StoreSpec]) -> Captured {
-    let mut captured = Captured {
-        files: vec![Vec::new(); stores.len()],
-        spooled: std::iter::repeat_with(|| None).take(stores.len()).collect(),
-        tallies: vec![StoreTally::default(); stores.len()],
-        warnings: vec![Vec::new(); stores.len()],
-        failed: BTreeMap::new(),
-        damaged: BTreeMap::new(),
-        sets: BTreeMap::new(),
-        copied: None,
-    };
-    for ((store, _), outcome) in done {
-        let store = store as usize;
-        match outcome {
-            Ok(taken) => {
-                captured.tallies[store].count(taken.bytes, taken.measure, taken.reused);
-                if let Some(warnings) = taken.warnings {
-                    captured.warnings[store].extend(*warnings);
-                }
-                captured.spooled[store]
-                    .get_or_insert_with(SpooledList::new)
-                    .push(taken.at);
-            }
-            Err(e) => {
-                captured
-                    .failed
-                    .entry(stores[store].name.clone())
-                    .or_insert(*e);
-            }
-        }
-    }
-    captured
-}
-
 /// Captures each store whose files form a set (see [`crate::settle`]), one
 /// store at a time: its walk is replaced by the attempt that held, and its
 /// files and facts join `captured`.
@@ -1020,32 +787,6 @@ fn write_manifest(
         manifest::sum_line(&sha256).as_bytes(),
         sync,
     )
-}
-
-/// Whether a capture error is about writing the bundle (under `staging`)
-/// rather than reading a source: such errors stop the whole create.
-fn writes_the_bundle(e: &Error, staging: &Path) -> bool {
-    match e {
-        Error::NoSpace { .. } => true,
-        Error::Io { path, .. } => path.starts_with(staging),
-        // A damaged source can make SQLite fail on the copy too; only the
-        // copy's own disk trouble stops everything.
-        Error::Sqlite {
-            path,
-            source: rusqlite::Error::SqliteFailure(f, _),
-        } => {
-            use rusqlite::ErrorCode as C;
-            path.starts_with(staging)
-                && matches!(
-                    f.code,
-                    C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen
-                )
-        }
-        Error::Snapshot { source, .. } | Error::Context { source, .. } => {
-            writes_the_bundle(source, staging)
-        }
-        _ => false,
-    }
 }
 
 /// The manifest's own files in a bundle.
