@@ -327,7 +327,7 @@ pub(crate) mod tests {
         let stats = [2, 1, 9, 3, 3, 4, 5, 6, 7];
         // One walked with the stat it is asked with, one with another.
         for (at, n) in [(1, 1), (5, 8)] {
-            units[at].walked = Some(crate::store::WalkedStat::of(&stat(n)));
+            units[at].walked = crate::store::WalkedStat::of(&stat(n));
             units[at].bytes = n;
         }
         let reusable = |previous: &Previous, units: &[Unit]| -> Vec<Option<u64>> {

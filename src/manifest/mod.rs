@@ -675,7 +675,7 @@ pub fn topology<'a>(stores: impl IntoIterator<Item = (&'a str, StoreKind)>) -> S
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -732,7 +732,7 @@ mod tests {
 
     // Fuzzing the manifest parser: arbitrary bytes, and valid manifests with
     // bytes changed, never panic; whatever parses serializes back and parses again.
-    const SAMPLE: &str = r#"{"format_version":1,"id":"20261123T173000Z","created_at":"2026-11-23T17:30:00Z","label":null,"tool":{"name":"bundle","version":"0.1.0"},"host":"h","git":null,"topology":"t","stores":[{"name":"kb","kind":"jsonl","source":"/x","status":"ok","files":[{"path":"kb/a.jsonl","bytes":3,"sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","jsonl":{"lines":1,"invalid_lines":0},"source_stat":{"dev":1,"ino":2,"bytes":3,"mtime_ns":4,"ctime_ns":5,"wal":{"dev":1,"ino":3,"bytes":0,"mtime_ns":0,"ctime_ns":0}},"reused":false}]}]}"#;
+    pub(crate) const SAMPLE: &str = r#"{"format_version":1,"id":"20261123T173000Z","created_at":"2026-11-23T17:30:00Z","label":null,"tool":{"name":"bundle","version":"0.1.0"},"host":"h","git":null,"topology":"t","stores":[{"name":"kb","kind":"jsonl","source":"/x","status":"ok","files":[{"path":"kb/a.jsonl","bytes":3,"sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","jsonl":{"lines":1,"invalid_lines":0},"source_stat":{"dev":1,"ino":2,"bytes":3,"mtime_ns":4,"ctime_ns":5,"wal":{"dev":1,"ino":3,"bytes":0,"mtime_ns":0,"ctime_ns":0}},"reused":false}]}]}"#;
 
     proptest::proptest! {
         #[test]

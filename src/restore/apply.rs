@@ -24,8 +24,9 @@ use crate::progress::Progress;
 use crate::rooted::{Entry, Ownership, RootDir, Staged};
 
 /// The staged file of each step of a store's plan (`None` for a step that
-/// writes no bundle file), in step order.
-pub type StagedSteps = Vec<Option<Staged>>;
+/// writes no bundle file), in step order: 8 bytes a step, as a plan of many
+/// files left as they are has a step for each.
+pub type StagedSteps = Vec<Option<Box<Staged>>>;
 
 /// Phase one: stages the bundle file of every `Write` and `SqliteReplace`
 /// step beneath `root`, each read once, hashed and (a database) checked, on
@@ -39,11 +40,14 @@ pub fn stage(
     progress: &dyn Progress,
 ) -> Result<StagedSteps> {
     let failed = AtomicBool::new(false);
+    // Only the steps that stage a file are gone through, in step order.
+    let writes: Vec<&Step> = steps.iter().filter(|s| stages_a_file(s)).collect();
     // The small files of one folder go to one thread at a time (their temp
     // files are made and named in that folder).
-    let run = |i| crate::parallel::folder_run(steps, i, written_folder, Step::source_bytes);
+    let run =
+        |i| crate::parallel::folder_run(&writes, i, |s| written_folder(s), |s| s.source_bytes());
     let jobs = crate::parallel::default_jobs();
-    let results = crate::parallel::map_claiming(steps, jobs, run, |step| {
+    let results = crate::parallel::map_claiming(&writes, jobs, run, |step| {
         if failed.load(Ordering::Relaxed) {
             return Ok(Ok(None));
         }
@@ -53,11 +57,17 @@ pub fn stage(
             Ok(None) => {}
             Err(_) => failed.store(true, Ordering::Relaxed),
         }
-        Ok(result)
+        Ok(result.map(|s| s.map(Box::new)))
     })?;
+    drop(writes);
+    let mut results = results.into_iter();
     let mut staged: StagedSteps = Vec::with_capacity(steps.len());
     let mut first_error = None;
-    for result in results {
+    for step in steps {
+        let result = match stages_a_file(step) {
+            true => results.next().expect("a result for each step that stages"),
+            false => Ok(None),
+        };
         match result {
             Ok(s) => staged.push(s),
             Err(e) => {
@@ -75,6 +85,11 @@ pub fn stage(
     }
 }
 
+/// Whether a step stages a bundle file before anything live changes.
+fn stages_a_file(step: &Step) -> bool {
+    matches!(step, Step::Write { .. } | Step::SqliteReplace { .. })
+}
+
 /// The folder a step writes a file in, if it does.
 fn written_folder(step: &Step) -> Option<&Path> {
     match step {
@@ -85,7 +100,7 @@ fn written_folder(step: &Step) -> Option<&Path> {
 
 /// Removes staged files that will not be used (and, in a fresh root, the
 /// folders staging made for them).
-pub fn discard(root: &RootDir, staged: &[Option<Staged>]) {
+pub fn discard(root: &RootDir, staged: &[Option<Box<Staged>>]) {
     for s in staged.iter().flatten() {
         root.discard(s);
     }
@@ -205,7 +220,7 @@ pub fn apply(
     store: &str,
     root: &RootDir,
     steps: &[Step],
-    staged: &[Option<Staged>],
+    staged: &[Option<Box<Staged>>],
     progress: &dyn Progress,
 ) -> Result<(Counts, Vec<String>)> {
     let mut done = Counts::default();
@@ -274,7 +289,7 @@ pub fn apply(
         }
         progress.advance(bytes);
     }
-    root.sync_committed(staged.iter().flatten())?;
+    root.sync_committed(staged.iter().flatten().map(|s| &**s))?;
     Ok((done, notes))
 }
 
@@ -282,13 +297,13 @@ pub fn apply(
 /// goes to a path of its own, so they may be moved in any order.
 fn staged_writes<'s>(
     steps: &'s [Step],
-    staged: &'s [Option<Staged>],
+    staged: &'s [Option<Box<Staged>>],
 ) -> Vec<(&'s Step, &'s Staged)> {
     steps
         .iter()
         .zip(staged)
         .map_while(|(step, staged)| match (step, staged) {
-            (Step::Write { .. }, Some(staged)) => Some((step, staged)),
+            (Step::Write { .. }, Some(staged)) => Some((step, &**staged)),
             _ => None,
         })
         .collect()
@@ -336,7 +351,11 @@ fn merge_notes(target: &Path, merged: &sqlite_merge::Merged) -> Vec<String> {
 /// Checks that the live result holds what the bundle has; returns problems.
 /// A staged file found in place is what was hashed and checked, so it is
 /// not read again. Like apply, it reads beneath `root` without following links.
-pub fn check(root: &RootDir, steps: &[Step], staged: &[Option<Staged>]) -> Result<Vec<String>> {
+pub fn check(
+    root: &RootDir,
+    steps: &[Step],
+    staged: &[Option<Box<Staged>>],
+) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     let written = written_and_above(steps);
     let mut i = 0;

@@ -13,6 +13,8 @@
 
 pub mod apply;
 pub mod drill;
+mod records;
+mod snapshot;
 
 pub use drill::{drill, DrillReport};
 
@@ -25,7 +27,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, StoreKind, StoreSpec};
-use crate::create::safety_snapshot;
 use crate::error::{Error, Result};
 use crate::hooks::{HookEnv, Operation};
 use crate::manifest::{self, Manifest, StoreRecord, StoreStatus, MANIFEST_FILE};
@@ -138,6 +139,9 @@ struct Selected {
     /// The bundle's record of the store, taken out of the manifest: once the
     /// plan is final its files go ([`Selected::forget_files`]).
     record: StoreRecord,
+    /// Where its file records are when they are not in `record` but read
+    /// again from the manifest for each plan.
+    streamed: Option<records::ManifestRecords>,
     spec: StoreSpec,
     target_path: PathBuf,
 }
@@ -177,16 +181,17 @@ impl Selected {
     }
 }
 
-/// Verifies the bundle; returns its manifest and the manifest's sha256.
-/// With `read_data` every file is hashed and checked here (a merge reads
-/// the bundle in place); without it, only the manifest, layout and sizes,
-/// and every file a replace uses is hashed and checked as it is staged,
-/// before anything live changes.
+/// Verifies the bundle; returns its manifest (without the file records
+/// of a manifest in this tool's layout: see [`records`]) and the
+/// manifest's sha256. With `read_data` every file is hashed and checked
+/// here (a merge reads the bundle in place); without it, only the
+/// manifest, layout and sizes, and every file a replace uses is hashed and
+/// checked as it is staged, before anything live changes.
 fn preflight(
     bundle: &Path,
     read_data: bool,
     progress: &dyn Progress,
-) -> Result<(Manifest, String)> {
+) -> Result<records::ReadManifest> {
     let opts = VerifyOptions {
         quick: false,
         skip_content: !read_data,
@@ -205,7 +210,7 @@ fn preflight(
                 .collect(),
         });
     }
-    Manifest::read_hashed(&bundle.join(MANIFEST_FILE))
+    records::read(bundle)
 }
 
 /// Refuses a non-empty `--into` folder.
@@ -280,10 +285,21 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     };
     // 1. Preflight: nothing is trusted before a verify (a replace hashes
     // what it uses as it stages it, so the data is read once).
-    let (mut manifest, manifest_sha) = preflight(&opts.bundle, opts.mode == Mode::Merge, progress)?;
+    let records::ReadManifest {
+        mut manifest,
+        sha256: manifest_sha,
+        streamed,
+    } = preflight(&opts.bundle, opts.mode == Mode::Merge, progress)?;
 
     // 2. Targets.
-    let selected = select_targets(opts, &mut manifest)?;
+    let records_of = |place: usize| {
+        streamed[place].map(|streamed| records::ManifestRecords {
+            path: opts.bundle.join(MANIFEST_FILE),
+            sha256: manifest_sha.clone(),
+            streamed,
+        })
+    };
+    let selected = select_targets(opts, &mut manifest, &records_of)?;
     let token = confirm_token(&manifest, &manifest_sha, opts.mode, &selected);
     let interrupted = match &opts.into {
         Some(into) => {
@@ -495,7 +511,7 @@ fn apply_confined(
     let take_snapshot = live && opts.safety_snapshot && !report.resumed;
     check_restore_space(destination, selected, restore_bytes, take_snapshot)?;
     if take_snapshot {
-        take_safety_snapshot(destination, selected, &mut report, progress)?;
+        snapshot::take(destination, selected, &mut report, progress)?;
     }
     // Registered before the journal exists and withdrawn once it is gone, so
     // an interruption in between always says how to finish.
@@ -606,28 +622,6 @@ fn run_store_checks(selected: &[Selected], report: &mut RestoreReport) -> Result
     Ok(())
 }
 
-/// Snapshots the live stores into the destination; a store that cannot be
-/// captured normally is kept raw, and its report says so.
-fn take_safety_snapshot(
-    destination: &Path,
-    selected: &[Selected],
-    report: &mut RestoreReport,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let stores = selected.iter().map(|s| s.spec.clone()).collect();
-    let outcome = safety_snapshot(destination, stores, &report.bundle_id, progress)
-        .map_err(|e| snapshot_failed(e, destination))?;
-    for (name, why) in outcome.manifest.damaged_stores() {
-        if let Some(store) = report.stores.iter_mut().find(|s| s.name == name) {
-            store.notes.push(format!(
-                "the live store could not be captured normally ({why}); the safety snapshot keeps its exact bytes, recorded as damaged"
-            ));
-        }
-    }
-    report.safety_snapshot = Some(outcome.path);
-    Ok(())
-}
-
 /// Writes the journal that lets an interrupted restore be finished or undone.
 fn write_journal(
     opts: &RestoreOptions,
@@ -716,7 +710,7 @@ fn apply_and_check(
     let staged: Vec<_> = staged.into_iter().flatten().collect();
     // Every staged file durable before the first rename.
     let durable = crate::parallel::map(&staged, jobs, |s| match s {
-        Some((root, files)) => root.sync_staged(files.iter().flatten()),
+        Some((root, files)) => root.sync_staged(files.iter().flatten().map(|s| &**s)),
         None => Ok(()),
     });
     if let Err(e) = durable {
@@ -757,9 +751,11 @@ fn check_restore_space(
 
 /// The bytes of the bundle's files of the selected stores.
 fn bytes_to_restore(selected: &[Selected]) -> u64 {
-    selected
-        .iter()
-        .fold(0u64, |t, s| t.saturating_add(s.record.total_bytes()))
+    selected.iter().fold(0u64, |t, s| {
+        let streamed = s.streamed.as_ref().map_or(0, |r| r.streamed.bytes);
+        t.saturating_add(s.record.total_bytes())
+            .saturating_add(streamed)
+    })
 }
 
 /// The selected store names, sorted (as the journal records them).
@@ -769,50 +765,54 @@ fn sorted_names(selected: &[Selected]) -> Vec<String> {
     names
 }
 
-/// Plans every selected store, reading only (and never through a link).
+/// Plans every selected store (see [`plan_store`]).
 fn plan_stores(
     opts: &RestoreOptions,
     selected: &[Selected],
     tag: &str,
 ) -> Result<Vec<StoreReport>> {
-    let mut stores = Vec::new();
-    for s in selected {
-        let live = s.open_root(tag)?;
-        let target = Target {
-            path: s.target_path.clone(),
-            live: live.as_ref(),
-            bundle_root: &opts.bundle,
-            mode: opts.mode,
-            key: s.spec.key.clone(),
-        };
-        let skip = !matches!(s.record.status, StoreStatus::Ok | StoreStatus::Damaged);
-        let steps = if skip {
-            Vec::new()
+    selected.iter().map(|s| plan_store(opts, s, tag)).collect()
+}
+
+/// Plans one selected store, reading only: its steps, counts and notes.
+fn plan_store(opts: &RestoreOptions, s: &Selected, tag: &str) -> Result<StoreReport> {
+    let live = s.open_root(tag)?;
+    let target = Target {
+        path: s.target_path.clone(),
+        live: live.as_ref(),
+        bundle_root: &opts.bundle,
+        mode: opts.mode,
+        key: s.spec.key.clone(),
+    };
+    let skip = !matches!(s.record.status, StoreStatus::Ok | StoreStatus::Damaged);
+    let handler = crate::store::handler(s.record.kind);
+    let steps = match (&s.streamed, skip) {
+        (_, true) => Vec::new(),
+        (Some(records), false) => {
+            handler.plan_restore_streamed(&s.record, &mut records.clone(), &target)?
+        }
+        (None, false) => handler.plan_restore(&s.record, &target)?,
+    };
+    let mut counts = Counts::default();
+    steps.iter().for_each(|st| counts.add(st));
+    let notes = plan_notes(&steps, skip, s.record.status);
+    let left_out = left_out_of(&steps);
+    Ok(StoreReport {
+        name: s.spec.name.clone(),
+        kind: s.spec.kind,
+        target: s.target_path.clone(),
+        root: s.root(),
+        action: if skip {
+            "skip".into()
         } else {
-            crate::store::handler(s.record.kind).plan_restore(&s.record, &target)?
-        };
-        let mut counts = Counts::default();
-        steps.iter().for_each(|st| counts.add(st));
-        let notes = plan_notes(&steps, skip, s.record.status);
-        let left_out = left_out_of(&steps);
-        stores.push(StoreReport {
-            name: s.spec.name.clone(),
-            kind: s.spec.kind,
-            target: s.target_path.clone(),
-            root: s.root(),
-            action: if skip {
-                "skip".into()
-            } else {
-                opts.mode.as_str().into()
-            },
-            counts,
-            notes,
-            left_out,
-            check: None,
-            steps,
-        });
-    }
-    Ok(stores)
+            opts.mode.as_str().into()
+        },
+        counts,
+        notes,
+        left_out,
+        check: None,
+        steps,
+    })
 }
 
 /// What a plan leaves out of the live store (merge never pretends).
@@ -963,15 +963,21 @@ fn take_record(record: &mut StoreRecord) -> StoreRecord {
 }
 
 /// Resolves each selected bundle store to a live (or `--into`) target.
-fn select_targets(opts: &RestoreOptions, manifest: &mut Manifest) -> Result<Vec<Selected>> {
+/// `records_of` says where the records of the store at a place in the
+/// manifest are when they are streamed.
+fn select_targets(
+    opts: &RestoreOptions,
+    manifest: &mut Manifest,
+    records_of: &dyn Fn(usize) -> Option<records::ManifestRecords>,
+) -> Result<Vec<Selected>> {
     let places = selected_records(opts, manifest)?;
     if let Some(into) = &opts.into {
         let records = places
             .into_iter()
-            .map(|i| take_record(&mut manifest.stores[i]));
+            .map(|i| (take_record(&mut manifest.stores[i]), records_of(i)));
         let into = crate::config::absolute(into)?;
         return Ok(records
-            .map(|record| {
+            .map(|(record, streamed)| {
                 let root = into.join(&record.name);
                 let target_path = match &record.single_file {
                     Some(name) => root.join(name),
@@ -988,6 +994,7 @@ fn select_targets(opts: &RestoreOptions, manifest: &mut Manifest) -> Result<Vec<
                         check: None,
                     },
                     record,
+                    streamed,
                     target_path,
                 }
             })
@@ -1020,6 +1027,7 @@ fn select_targets(opts: &RestoreOptions, manifest: &mut Manifest) -> Result<Vec<
         }
         selected.push(Selected {
             record: take_record(&mut manifest.stores[place]),
+            streamed: records_of(place),
             spec: spec.clone(),
             target_path: spec.path.clone(),
         });
@@ -1056,19 +1064,6 @@ fn confirm_token(
         lines.join("\n")
     );
     crate::hash::sha256_hex(text.as_bytes())[..12].to_string()
-}
-
-/// A safety snapshot that failed stops the restore before any write; the
-/// error says so and how to go on.
-fn snapshot_failed(e: Error, destination: &Path) -> Error {
-    Error::Context {
-        context: format!(
-            "could not take the safety snapshot in {} ({}); nothing was restored; fix the cause, or restore with --no-safety-snapshot to go on without one",
-            destination.display(),
-            crate::bundle::locate::error_chain(&e)
-        ),
-        source: Box::new(e),
-    }
 }
 
 fn plan_notes(steps: &[Step], skipped: bool, status: StoreStatus) -> Vec<String> {

@@ -23,7 +23,7 @@ use crate::store::exclude::Exclude;
 use crate::store::steps as plan;
 use crate::store::walk::walk;
 use crate::store::{live_path, plan_removals};
-use crate::store::{CapturePlan, StoreHandler};
+use crate::store::{CapturePlan, HeldRecords, RecordStream, StoreHandler};
 
 /// The `dir` store kind.
 pub struct DirStore;
@@ -47,6 +47,15 @@ impl StoreHandler for DirStore {
 
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
         DirStore::plan(record, target)
+    }
+
+    fn plan_restore_streamed(
+        &self,
+        record: &StoreRecord,
+        files: &mut dyn RecordStream,
+        target: &Target<'_>,
+    ) -> Result<Vec<Step>> {
+        DirStore::plan_from(record, files, target)
     }
 
     fn live_databases(&self, target: &Path) -> Result<Vec<std::path::PathBuf>> {
@@ -91,13 +100,23 @@ impl DirStore {
     /// one); then files (SQLite ones through the SQLite path); symlinks last,
     /// each only when it resolves inside the store.
     pub fn plan(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
-        let mut files = Vec::with_capacity(record.files.len());
+        DirStore::plan_from(record, &mut HeldRecords(&record.files), target)
+    }
+
+    /// [`DirStore::plan`], the store's file records given one at a time by
+    /// `records` (and each let go once its step is made).
+    pub fn plan_from(
+        record: &StoreRecord,
+        records: &mut dyn RecordStream,
+        target: &Target<'_>,
+    ) -> Result<Vec<Step>> {
+        let mut files = Vec::with_capacity(records.len());
         // Hashed: every live file is looked up in them (a component-ordered
         // set of many paths costs more than the rest of the plan).
-        let mut wanted = LivePaths::with_capacity(record.files.len() + record.symlinks.len());
+        let mut wanted = LivePaths::with_capacity(records.len() + record.symlinks.len());
         let mut databases = HashSet::new();
         let mut folders = BTreeSet::new();
-        for file in &record.files {
+        records.each(&mut |file| {
             let live = live_path(record, &target.path, file.rel())?;
             wanted.insert(&live);
             add_folders(&mut folders, &live);
@@ -114,7 +133,8 @@ impl DirStore {
                 }
                 None => plan::plain_file(source, file, live, target)?,
             });
-        }
+            Ok(())
+        })?;
         // Links as store-relative bytes → target bytes.
         let mut in_order = Vec::new();
         for l in &record.symlinks {

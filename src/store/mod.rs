@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{StoreKind, StoreSpec};
 use crate::error::{Error, Result};
 use crate::fsutil::EncodedPath;
-use crate::manifest::{SourceStat, StoreRecord, StoreStatus, SymlinkRecord};
+use crate::manifest::{FileRecord, SourceStat, StoreRecord, StoreStatus, SymlinkRecord};
 use crate::plan::{Step, Target};
 
 /// How one source file is captured.
@@ -66,24 +66,27 @@ pub struct Unit {
 
 /// The identity a folder walk's `statx` found a file to have, but for its
 /// size (the unit's [`Unit::bytes`]) and a `-wal` (a walk finds none): a
-/// [`SourceStat`] in 32 bytes, as there is one per file.
+/// [`SourceStat`] in 32 bytes, and none in 32 either (no file has inode
+/// 0), as there is one per file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalkedStat {
     dev: u64,
-    ino: u64,
+    ino: std::num::NonZeroU64,
     mtime_ns: i64,
     ctime_ns: i64,
 }
 
 impl WalkedStat {
-    /// The walked identity of `stat` (whose size goes to the unit).
-    pub fn of(stat: &SourceStat) -> WalkedStat {
-        WalkedStat {
+    /// The walked identity of `stat` (whose size goes to the unit); `None`
+    /// for an inode number of 0, which no file has (the file is then
+    /// stat'ed again before its copy, as one the walk could not stat).
+    pub fn of(stat: &SourceStat) -> Option<WalkedStat> {
+        Some(WalkedStat {
             dev: stat.dev,
-            ino: stat.ino,
+            ino: std::num::NonZeroU64::new(stat.ino)?,
             mtime_ns: stat.mtime_ns,
             ctime_ns: stat.ctime_ns,
-        }
+        })
     }
 }
 
@@ -163,10 +166,58 @@ pub trait StoreHandler: Sync {
     /// Plans restoring a bundle store onto `target`, reading only.
     fn plan_restore(&self, record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>>;
 
+    /// [`StoreHandler::plan_restore`] of a record whose file records are
+    /// not in it but given one at a time by `files`. By default they are
+    /// gathered into a copy of the record first; a folder store plans each
+    /// as it comes, so that its records and its steps are not both held.
+    fn plan_restore_streamed(
+        &self,
+        record: &StoreRecord,
+        files: &mut dyn RecordStream,
+        target: &Target<'_>,
+    ) -> Result<Vec<Step>> {
+        let mut whole = record.clone();
+        whole.files.reserve_exact(files.len());
+        files.each(&mut |f| {
+            whole.files.push(f.clone());
+            Ok(())
+        })?;
+        self.plan_restore(&whole, target)
+    }
+
     /// The SQLite databases a live store at `target` holds (restore refuses
     /// while another process has one open). None by default.
     fn live_databases(&self, _target: &Path) -> Result<Vec<PathBuf>> {
         Ok(Vec::new())
+    }
+}
+
+/// A store's file records, given one at a time (by a restore that reads
+/// them again from the manifest each time it plans, instead of holding them).
+pub trait RecordStream {
+    /// How many records there are.
+    fn len(&self) -> usize;
+
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands every record, in the manifest's order, to `take`; the first
+    /// error (of the stream or of `take`) is the outcome.
+    fn each(&mut self, take: &mut dyn FnMut(&FileRecord) -> Result<()>) -> Result<()>;
+}
+
+/// Records held in a list, as a [`RecordStream`].
+pub struct HeldRecords<'a>(pub &'a [FileRecord]);
+
+impl RecordStream for HeldRecords<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn each(&mut self, take: &mut dyn FnMut(&FileRecord) -> Result<()>) -> Result<()> {
+        self.0.iter().try_for_each(take)
     }
 }
 
@@ -393,7 +444,7 @@ impl Unit {
     pub fn walked_stat(&self) -> Option<SourceStat> {
         self.walked.map(|w| SourceStat {
             dev: w.dev,
-            ino: w.ino,
+            ino: w.ino.get(),
             bytes: self.bytes,
             mtime_ns: w.mtime_ns,
             ctime_ns: w.ctime_ns,
@@ -469,16 +520,19 @@ mod tests {
             3,
         );
         assert_eq!(unit.walked_stat(), None);
-        unit.walked = Some(WalkedStat::of(&stat));
-        assert_eq!(unit.walked_stat(), Some(stat));
+        unit.walked = WalkedStat::of(&stat);
+        assert_eq!(unit.walked_stat(), Some(stat.clone()));
+        // No file has inode 0: such a stat is not kept (taken again later).
+        assert_eq!(WalkedStat::of(&SourceStat { ino: 0, ..stat }), None);
     }
 
     #[test]
     fn a_unit_stays_small_as_there_is_one_per_file() {
         // A walk of 200,000 files holds 200,000 units until they are captured.
         assert_eq!(std::mem::size_of::<Source>(), 16);
+        assert_eq!(std::mem::size_of::<Option<WalkedStat>>(), 32);
         assert!(
-            std::mem::size_of::<Unit>() <= 112,
+            std::mem::size_of::<Unit>() <= 104,
             "a unit is {} bytes",
             std::mem::size_of::<Unit>()
         );

@@ -135,8 +135,8 @@ fn stat_walked(folder: &mut fsutil::LastFolder, unit: &mut Unit) {
         rustix::fs::statx(at, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS).ok()
     });
     unit.bytes = stat.as_ref().map_or(0, |s| s.stx_size);
-    unit.walked =
-        (stat.as_ref()).map(|s| super::WalkedStat::of(&crate::manifest::SourceStat::of_statx(s)));
+    unit.walked = (stat.as_ref())
+        .and_then(|s| super::WalkedStat::of(&crate::manifest::SourceStat::of_statx(s)));
 }
 
 /// Whether `path` is a `-wal`/`-shm`/`-journal` file beside an SQLite database.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::support::{count, demo_stores, make_writable, tree, Workspace};
+use crate::support::{count, demo_stores, make_writable, store_entry, tree, Workspace};
 
 fn sql(ws: &Workspace, batch: &str) {
     Connection::open(ws.path("data/memory.db"))
@@ -1026,4 +1026,81 @@ fn replace_still_restores_a_file_changed_in_place_with_its_size_and_mtime_put_ba
         .unwrap()
         .clone();
     assert_eq!(bin["step"], "write", "{out}");
+}
+
+#[test]
+fn a_replace_with_its_safety_snapshot_applies_and_reports_the_plan_it_showed() {
+    use std::os::unix::ffi::OsStrExt;
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    // Files left as they are (parked while the snapshot is taken), one with
+    // a name that is not UTF-8, in folders of their own.
+    for n in 0..40 {
+        ws.write(
+            &format!("data/vectors/seg-2/part-{n:02}.bin"),
+            &format!("part {n}"),
+        );
+    }
+    let odd = ws
+        .path("data/vectors/seg-2")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.bin"));
+    std::fs::write(&odd, "latin-1 name").unwrap();
+    let bundle = ws.create(&[]);
+    // Live moves on: a file changed, one added (to remove), one removed.
+    ws.write("data/vectors/seg-2/part-07.bin", "changed");
+    ws.write("data/vectors/seg-2/extra.bin", "live only");
+    std::fs::remove_file(ws.path("data/vectors/seg-2/part-30.bin")).unwrap();
+
+    let token = ws.replace_token(&bundle, &[]);
+    let planned = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--dry-run",
+    ]);
+    planned.code(0);
+    let steps_of = |report: &serde_json::Value| store_entry(report, "vectors")["steps"].clone();
+    let planned_steps = steps_of(&planned.json());
+    let applied = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--confirm-token",
+        &token,
+    ]);
+    applied.code(0);
+    let applied = applied.json();
+
+    // The plan applied and reported is the one shown, step for step (its
+    // `keep` steps put back as they were, the odd name too).
+    assert_eq!(steps_of(&applied), planned_steps);
+    let kinds = |step: &str| {
+        planned_steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"] == step)
+            .count()
+    };
+    assert!(kinds("keep") >= 40, "{planned_steps}");
+    assert_eq!((kinds("write"), kinds("remove")), (2, 1), "{planned_steps}");
+    assert_eq!(read(&ws, "data/vectors/seg-2/part-07.bin"), "part 7");
+    assert_eq!(read(&ws, "data/vectors/seg-2/part-30.bin"), "part 30");
+    assert!(!ws.path("data/vectors/seg-2/extra.bin").exists());
+    assert_eq!(std::fs::read(&odd).unwrap(), b"latin-1 name");
+
+    // The snapshot holds the live store as it was.
+    let snapshot = PathBuf::from(applied["safety_snapshot"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(snapshot.join("vectors/seg-2/extra.bin")).unwrap(),
+        b"live only"
+    );
+    assert_eq!(
+        std::fs::read(snapshot.join("vectors/seg-2/part-07.bin")).unwrap(),
+        b"changed"
+    );
 }
