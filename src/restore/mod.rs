@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::config::{Config, StoreKind, StoreSpec};
 use crate::error::{Error, Result};
 use crate::hooks::{HookEnv, Operation};
-use crate::manifest::{self, Manifest, StoreRecord, StoreStatus, MANIFEST_FILE};
+use crate::manifest::{self, Manifest, StoreRecord, StoreStatus};
 use crate::plan::{Counts, Step, Target};
 use crate::progress::Progress;
 use crate::rooted::RootDir;
@@ -276,31 +276,17 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
     // A restore that may write to the live stores holds the destination lock
     // from the start: no create, prune or other restore runs meanwhile (so
     // nothing can delete the bundle between its verify and its use).
-    let _lock = if opts.into.is_none() && !opts.dry_run {
-        crate::bundle::lock::check_destination(&destination)?;
-        crate::fsutil::create_private_dir_all(&destination)?;
-        Some(crate::bundle::lock::DestinationLock::acquire(&destination)?)
-    } else {
-        None
-    };
+    let _lock = lock_unless_reading_only(opts, &destination)?;
     // 1. Preflight: nothing is trusted before a verify (a replace hashes
     // what it uses as it stages it, so the data is read once).
     let records::ReadManifest {
         mut manifest,
-        sha256: manifest_sha,
-        streamed,
+        streams,
     } = preflight(&opts.bundle, opts.mode == Mode::Merge, progress)?;
 
     // 2. Targets.
-    let records_of = |place: usize| {
-        streamed[place].map(|streamed| records::ManifestRecords {
-            path: opts.bundle.join(MANIFEST_FILE),
-            sha256: manifest_sha.clone(),
-            streamed,
-        })
-    };
-    let selected = select_targets(opts, &mut manifest, &records_of)?;
-    let token = confirm_token(&manifest, &manifest_sha, opts.mode, &selected);
+    let selected = select_targets(opts, &mut manifest, &|place| streams.of(place))?;
+    let token = confirm_token(&manifest, &streams.sha256, opts.mode, &selected);
     let interrupted = match &opts.into {
         Some(into) => {
             refuse_non_empty(into)?;
@@ -361,6 +347,21 @@ pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<Restore
         return apply_plan(opts, selected, &destination, report, progress);
     }
     apply_live(opts, selected, &destination, report, progress)
+}
+
+/// A restore that may write to the live stores holds the destination lock
+/// from the start: no create, prune or other restore runs meanwhile (so
+/// nothing can delete the bundle between its verify and its use).
+fn lock_unless_reading_only(
+    opts: &RestoreOptions,
+    destination: &Path,
+) -> Result<Option<crate::bundle::lock::DestinationLock>> {
+    if opts.into.is_some() || opts.dry_run {
+        return Ok(None);
+    }
+    crate::bundle::lock::check_destination(destination)?;
+    crate::fsutil::create_private_dir_all(destination)?;
+    crate::bundle::lock::DestinationLock::acquire(destination).map(Some)
 }
 
 /// The destination: the config's, else the folder holding the bundle.

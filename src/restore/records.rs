@@ -16,11 +16,31 @@ use crate::store::RecordStream;
 pub(super) struct ReadManifest {
     /// The manifest; a store whose records are streamed has none.
     pub manifest: Manifest,
+    /// Where the records not in it are.
+    pub streams: Streams,
+}
+
+/// Where the records of a manifest's stores are when they are streamed.
+pub(super) struct Streams {
+    /// The manifest file.
+    path: PathBuf,
     /// sha256 (hex) of the manifest's bytes.
     pub sha256: String,
     /// For each store (in the manifest's order), where its records are
     /// when they are streamed (`None`: held in its record, if any).
-    pub streamed: Vec<Option<Streamed>>,
+    streamed: Vec<Option<Streamed>>,
+}
+
+impl Streams {
+    /// The records of the store at `place` in the manifest, if streamed.
+    pub fn of(&self, place: usize) -> Option<ManifestRecords> {
+        let streamed = (*self.streamed.get(place)?)?;
+        Some(ManifestRecords {
+            path: self.path.clone(),
+            sha256: self.sha256.clone(),
+            streamed,
+        })
+    }
 }
 
 /// Where a store's file records are in the manifest, and what they add up to.
@@ -48,16 +68,22 @@ pub(super) fn read(bundle: &Path) -> Result<ReadManifest> {
             }
             Ok(ReadManifest {
                 manifest: read.manifest,
-                sha256: read.sha256,
-                streamed,
+                streams: Streams {
+                    path,
+                    sha256: read.sha256,
+                    streamed,
+                },
             })
         }
         None => {
             let (manifest, bytes) = Manifest::read_with_bytes(&path)?;
             Ok(ReadManifest {
-                streamed: vec![None; manifest.stores.len()],
+                streams: Streams {
+                    path,
+                    sha256: crate::hash::sha256_hex(&bytes),
+                    streamed: vec![None; manifest.stores.len()],
+                },
                 manifest,
-                sha256: crate::hash::sha256_hex(&bytes),
             })
         }
     }
@@ -169,13 +195,14 @@ mod tests {
         let (dir, whole) = bundle_with_manifest();
         let read = read(dir.path()).unwrap();
         assert!(read.manifest.stores.iter().all(|s| s.files.is_empty()));
-        let docs = read.streamed[1].expect("the docs store's records are streamed");
+        assert!(read.streams.of(0).is_some() && read.streams.of(2).is_none());
+        let mut records = read
+            .streams
+            .of(1)
+            .expect("the docs store's records are streamed");
+        let docs = records.streamed;
         assert_eq!((docs.files, docs.bytes), (2, 7));
-        let mut records = ManifestRecords {
-            path: dir.path().join(MANIFEST_FILE),
-            sha256: read.sha256.clone(),
-            streamed: docs,
-        };
+        assert_eq!(records.path, dir.path().join(MANIFEST_FILE));
         assert_eq!(records.len(), 2);
         let mut paths = Vec::new();
         records
@@ -208,11 +235,7 @@ mod tests {
         let path = dir.path().join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("docs/b", "docs/c")).unwrap();
-        let mut records = ManifestRecords {
-            path,
-            sha256: read.sha256,
-            streamed: read.streamed[1].unwrap(),
-        };
+        let mut records = read.streams.of(1).unwrap();
         let refused = records.each(&mut |_| Ok(()));
         assert!(
             matches!(&refused, Err(Error::Refused(m)) if m.contains("changed while it was being restored")),
@@ -226,8 +249,8 @@ mod tests {
         let pretty = serde_json::to_vec_pretty(&whole).unwrap();
         std::fs::write(dir.path().join(MANIFEST_FILE), &pretty).unwrap();
         let read = read(dir.path()).unwrap();
-        assert!(read.streamed.iter().all(Option::is_none));
+        assert!(read.streams.of(0).is_none() && read.streams.of(1).is_none());
         assert_eq!(read.manifest.stores[1].files.len(), 2);
-        assert_eq!(read.sha256, crate::hash::sha256_hex(&pretty));
+        assert_eq!(read.streams.sha256, crate::hash::sha256_hex(&pretty));
     }
 }

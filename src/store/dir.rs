@@ -135,43 +135,7 @@ impl DirStore {
             });
             Ok(())
         })?;
-        // Links as store-relative bytes → target bytes.
-        let mut in_order = Vec::new();
-        for l in &record.symlinks {
-            let rel = l
-                .rel()
-                .map_err(|r| Error::Refused(format!("unsafe symlink in the bundle: {r}")))?;
-            let in_store = rel.strip_prefix(&record.name).unwrap_or(&rel);
-            let points_to = l.target_bytes().map_err(Error::Refused)?;
-            in_order.push((in_store.as_os_str().as_bytes().to_vec(), points_to));
-        }
-        let recorded: BTreeMap<Vec<u8>, Vec<u8>> = in_order.iter().cloned().collect();
-        // What the store will hold: the bundle's links, and for merge the live ones.
-        let lookup = |rel: &[u8]| -> Option<Vec<u8>> {
-            if let Some(t) = recorded.get(rel) {
-                return Some(t.clone());
-            }
-            if target.mode == Mode::Merge {
-                let root = target.live?;
-                let link = root.read_link(Path::new(OsStr::from_bytes(rel))).ok()??;
-                return Some(link.as_bytes().to_vec());
-            }
-            None
-        };
-        let mut links = Vec::new();
-        for (link, (rel, points_to)) in record.symlinks.iter().zip(&in_order) {
-            let live = live_path(record, &target.path, link.rel())?;
-            wanted.insert(&live);
-            add_folders(&mut folders, &live);
-            let inside = fsutil::link_stays_inside(rel, points_to, lookup);
-            links.push(plan::symlink(
-                live,
-                &link.target,
-                points_to,
-                inside,
-                target,
-            )?);
-        }
+        let links = plan_links(record, target, &mut wanted, &mut folders)?;
         // The file steps' list becomes the plan, grown once to its size (a
         // plan of many files is tens of MB: never held twice).
         let mut steps = files;
@@ -188,6 +152,55 @@ impl DirStore {
         steps.extend(links);
         Ok(steps)
     }
+}
+
+/// The steps of a store's recorded symlinks, each only when it resolves
+/// inside the store; their live paths join `wanted` and their folders
+/// `folders`.
+fn plan_links(
+    record: &StoreRecord,
+    target: &Target<'_>,
+    wanted: &mut LivePaths,
+    folders: &mut BTreeSet<std::path::PathBuf>,
+) -> Result<Vec<Step>> {
+    // Links as store-relative bytes → target bytes.
+    let mut in_order = Vec::new();
+    for l in &record.symlinks {
+        let rel = l
+            .rel()
+            .map_err(|r| Error::Refused(format!("unsafe symlink in the bundle: {r}")))?;
+        let in_store = rel.strip_prefix(&record.name).unwrap_or(&rel);
+        let points_to = l.target_bytes().map_err(Error::Refused)?;
+        in_order.push((in_store.as_os_str().as_bytes().to_vec(), points_to));
+    }
+    let recorded: BTreeMap<Vec<u8>, Vec<u8>> = in_order.iter().cloned().collect();
+    // What the store will hold: the bundle's links, and for merge the live ones.
+    let lookup = |rel: &[u8]| -> Option<Vec<u8>> {
+        if let Some(t) = recorded.get(rel) {
+            return Some(t.clone());
+        }
+        if target.mode == Mode::Merge {
+            let root = target.live?;
+            let link = root.read_link(Path::new(OsStr::from_bytes(rel))).ok()??;
+            return Some(link.as_bytes().to_vec());
+        }
+        None
+    };
+    let mut links = Vec::new();
+    for (link, (rel, points_to)) in record.symlinks.iter().zip(&in_order) {
+        let live = live_path(record, &target.path, link.rel())?;
+        wanted.insert(&live);
+        add_folders(folders, &live);
+        let inside = fsutil::link_stays_inside(rel, points_to, lookup);
+        links.push(plan::symlink(
+            live,
+            &link.target,
+            points_to,
+            inside,
+            target,
+        )?);
+    }
+    Ok(links)
 }
 
 /// For a replace: removing what the live store holds that the bundle lacks
