@@ -48,6 +48,11 @@ pub const TEMP_PREFIX: &str = ".bundle-tmp-";
 /// Numbers temp files within a process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A number no other temp name of this process has.
+fn next_temp_number() -> u64 {
+    TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Owner and permission bits recorded for a file in the bundle.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ownership {
@@ -466,12 +471,12 @@ impl RootDir {
     /// A fresh temp name: short, whatever the target's name, and never one
     /// an earlier (interrupted) process used (it carries the process id).
     fn temp_name(&self) -> String {
-        format!(
-            "{TEMP_PREFIX}{}-{}-{}",
-            self.tag,
-            self.pid,
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        )
+        self.temp_name_of(next_temp_number())
+    }
+
+    /// The temp name numbered `n` (see [`next_temp_number`]) of this run.
+    fn temp_name_of(&self, n: u64) -> String {
+        format!("{TEMP_PREFIX}{}-{}-{n}", self.tag, self.pid)
     }
 
     fn err(&self, action: &'static str, rel: &Path, e: Errno) -> Error {

@@ -32,8 +32,10 @@ use crate::error::{Error, Result};
 /// `rel` ([`RootDir::commit`]) or removed ([`RootDir::discard`]).
 #[derive(Debug)]
 pub struct Staged {
-    temp: String,
-    rel: PathBuf,
+    /// The number of its temp name ([`RootDir::temp_name_of`]): a restore
+    /// of many files holds one `Staged` each.
+    temp: u64,
+    rel: Box<Path>,
     /// Whether it sits in the folder of `rel` (else in the root folder).
     beside: bool,
     dev: u64,
@@ -102,13 +104,14 @@ impl RootDir {
             }
             Err(_) => (None, None),
         };
-        let temp = self.temp_name();
+        let number = super::next_temp_number();
+        let temp = self.temp_name_of(number);
         let dir = folder.as_deref().unwrap_or(&self.fd);
         let file = self.filled_temp(dir, &temp, rel, existing.as_ref(), new, fill)?;
         match rustix::fs::fstat(&file) {
             Ok(st) => Ok(Staged {
-                temp,
-                rel: rel.to_path_buf(),
+                temp: number,
+                rel: rel.into(),
                 beside: folder.is_some(),
                 dev: st.st_dev,
                 ino: st.st_ino,
@@ -142,7 +145,7 @@ impl RootDir {
         for s in staged.into_iter().filter(|s| !many || s.dev != self.dev) {
             let fd = rustix::fs::openat(
                 self.folder_of(s)?,
-                s.temp.as_str(),
+                self.temp_name_of(s.temp).as_str(),
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
@@ -161,7 +164,7 @@ impl RootDir {
             !staged.beside,
             "only a file staged in the root is opened by path"
         );
-        self.path.join(&staged.temp)
+        self.path.join(self.temp_name_of(staged.temp))
     }
 
     /// Moves a staged file to its place (creating the folders on the way,
@@ -170,13 +173,13 @@ impl RootDir {
     /// is made durable by [`RootDir::sync_committed`] once a store's files
     /// are all in place (one fsync per folder, not per file).
     pub fn commit(&self, staged: &Staged) -> Result<()> {
-        let rel = staged.rel.as_path();
+        let rel = &*staged.rel;
         let (parts, name) = split(rel, &self.path)?;
         let parent = self.walk_or_err(&parts, true, rel)?;
         // Beside its target, the walk leads to the folder it was staged in
         // (else it is not found there, and the move fails).
         let from = if staged.beside { &parent } else { &self.fd };
-        match rustix::fs::renameat(from, staged.temp.as_str(), &parent, name) {
+        match rustix::fs::renameat(from, self.temp_name_of(staged.temp).as_str(), &parent, name) {
             Ok(()) => {}
             // A folder where the bundle has a file (a file never replaces one).
             Err(Errno::ISDIR) => {
@@ -202,7 +205,7 @@ impl RootDir {
         let mut folders: Vec<&Path> = staged
             .into_iter()
             .filter(|s| !many || s.dev != self.dev)
-            .map(|s| s.rel.as_path())
+            .map(|s| &*s.rel)
             .collect();
         folders.sort_by_key(|rel| Path::parent(rel));
         folders.dedup_by_key(|rel| Path::parent(rel));
@@ -233,7 +236,8 @@ impl RootDir {
     /// Removes a staged file that will not be used.
     pub fn discard(&self, staged: &Staged) {
         if let Ok(folder) = self.folder_of(staged) {
-            let _ = rustix::fs::unlinkat(&folder, staged.temp.as_str(), AtFlags::empty());
+            let temp = self.temp_name_of(staged.temp);
+            let _ = rustix::fs::unlinkat(&folder, temp.as_str(), AtFlags::empty());
         }
     }
 
