@@ -10,7 +10,8 @@
 //! could be reused is written, as the new bundle would list it (`reused`),
 //! to the create's record spool ([`crate::manifest::spool`]), and only an
 //! [`Entry`] is kept: keyed digests of its path and source stat, where its
-//! line is, and the few facts a create asks (64 bytes).
+//! line is, its size and kind (56 bytes); the rows or lines of its few
+//! databases and JSONL files are kept beside.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,18 +27,25 @@ use crate::store::{PreviousRecord, Unit, UnitKind};
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The digest of its manifest path (text and exact bytes).
-    path: u128,
+    path: Digest,
     /// The digest of its recorded source stat.
-    stat: u128,
+    stat: Digest,
     /// Its record, as the new bundle lists it, in the spool.
     spooled: Spooled,
     /// Its size.
     pub bytes: u64,
-    /// Its rows (a database) or lines (a JSONL file): its size in its
-    /// kind's measure (see [`crate::shrink::file_measure`]).
-    facts: u64,
     /// [`Entry::SQLITE`], [`Entry::INTEGRITY`], [`Entry::JSONL`].
     flags: u8,
+}
+
+/// A keyed 128-bit digest ([`Keyed128`]) as two halves, high first (so
+/// they order as the number does): 8-byte aligned, where a `u128` would
+/// pad an entry to 64 bytes.
+type Digest = [u64; 2];
+
+/// The halves of a digest.
+fn halves(digest: u128) -> Digest {
+    [(digest >> 64) as u64, digest as u64]
 }
 
 impl Entry {
@@ -51,17 +59,6 @@ impl Entry {
     /// Where its record is in the spool.
     pub fn spooled(&self) -> Spooled {
         self.spooled
-    }
-
-    /// What it adds to the size of a store of `kind`
-    /// ([`crate::shrink::file_measure`] of its record).
-    pub fn measure(&self, kind: StoreKind) -> u64 {
-        match kind {
-            StoreKind::Sqlite if self.flags & Self::SQLITE != 0 => self.facts,
-            StoreKind::Jsonl if self.flags & Self::JSONL != 0 => self.facts,
-            StoreKind::Dir => self.bytes,
-            _ => 0,
-        }
     }
 }
 
@@ -77,7 +74,11 @@ pub struct Previous {
     entries: Vec<Entry>,
     /// The facts of its JSONL files (few), by path digest: a reused JSONL
     /// copy warns again of what its record says.
-    jsonl: BTreeMap<u128, Box<JsonlFacts>>,
+    jsonl: BTreeMap<Digest, Box<JsonlFacts>>,
+    /// The rows (a database) or lines (a JSONL file) of its files that have
+    /// them (few), by path digest: their size in their kind's measure (see
+    /// [`crate::shrink::file_measure`]).
+    facts: BTreeMap<Digest, u64>,
 }
 
 impl Previous {
@@ -89,6 +90,7 @@ impl Previous {
             keys: Keyed128::new(),
             entries: Vec::new(),
             jsonl: BTreeMap::new(),
+            facts: BTreeMap::new(),
         }
     }
 
@@ -115,7 +117,7 @@ impl Previous {
         if record.mode.is_none() || record.uid.is_none() || record.gid.is_none() {
             return Ok(());
         }
-        let stat = self.keys.of(stat);
+        let stat = halves(self.keys.of(stat));
         let path = self.path_key(&record.path, record.path_hex.as_deref());
         let one_object = |t: &&[u8]| t.first() == Some(&b'{') && t.last() == Some(&b'}');
         let spooled = match text.filter(one_object) {
@@ -141,12 +143,14 @@ impl Previous {
         // A record has facts of one kind at most: the other measure is 0.
         let facts = crate::shrink::file_measure(StoreKind::Sqlite, record)
             .saturating_add(crate::shrink::file_measure(StoreKind::Jsonl, record));
+        if flags & (Entry::SQLITE | Entry::JSONL) != 0 {
+            self.facts.insert(path, facts);
+        }
         self.entries.push(Entry {
             path,
             stat,
             spooled: spooled?,
             bytes: record.bytes,
-            facts,
             flags,
         });
         Ok(())
@@ -169,8 +173,8 @@ impl Previous {
     }
 
     /// The digest of a manifest path (text and exact bytes).
-    fn path_key(&self, path: &str, hex: Option<&str>) -> u128 {
-        self.keys.of(&(path, hex))
+    fn path_key(&self, path: &str, hex: Option<&str>) -> Digest {
+        halves(self.keys.of(&(path, hex)))
     }
 
     /// Where `unit`'s path is among the entries.
@@ -185,7 +189,7 @@ impl Previous {
         for unit in units {
             unit.previous = match self.find(unit) {
                 Some(at) => match unit.walked_stat() {
-                    Some(stat) if self.entries[at].stat == self.keys.of(&stat) => {
+                    Some(stat) if self.entries[at].stat == halves(self.keys.of(&stat)) => {
                         PreviousRecord::Walked(at as u32)
                     }
                     _ => PreviousRecord::At(at as u32),
@@ -224,7 +228,7 @@ impl Previous {
             PreviousRecord::NotLooked => (self.find(unit), false),
         };
         let entry = self.entries.get(at?)?;
-        if !walked && entry.stat != self.keys.of(stat) {
+        if !walked && entry.stat != halves(self.keys.of(stat)) {
             return None;
         }
         let same_kind = match unit.kind {
@@ -236,6 +240,18 @@ impl Previous {
             UnitKind::Plain => entry.flags & (Entry::SQLITE | Entry::JSONL) == 0,
         };
         same_kind.then_some(entry)
+    }
+
+    /// What the file at `entry` adds to the size of a store of `kind`
+    /// ([`crate::shrink::file_measure`] of its record).
+    pub fn measure(&self, entry: &Entry, kind: StoreKind) -> u64 {
+        let facts = || self.facts.get(&entry.path).copied().unwrap_or(0);
+        match kind {
+            StoreKind::Sqlite if entry.flags & Entry::SQLITE != 0 => facts(),
+            StoreKind::Jsonl if entry.flags & Entry::JSONL != 0 => facts(),
+            StoreKind::Dir => entry.bytes,
+            _ => 0,
+        }
     }
 
     /// The JSONL facts of the file at `entry`, if it is one.
@@ -280,6 +296,47 @@ pub(crate) mod tests {
             hex: hex.map(str::to_string),
         };
         Unit::new(encoded, Path::new("/nowhere"), UnitKind::Plain, 0)
+    }
+
+    #[test]
+    fn a_reused_file_measures_as_its_record_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = RecordSpool::new_in(dir.path()).unwrap();
+        let mut previous = Previous::of(dir.path());
+        let mut db = record("s/app.db", None, 1);
+        db.sqlite = Some(Box::new(crate::manifest::SqliteFacts {
+            tables: [("a".to_string(), 7), ("b".to_string(), 5)].into(),
+            virtual_tables: Vec::new(),
+            page_size: 4096,
+            integrity: "ok".into(),
+            check: "quick_check".into(),
+            source_journal_mode: "wal".into(),
+            foreign_key_violations: None,
+        }));
+        let mut log = record("s/log.jsonl", None, 2);
+        log.jsonl = Some(Box::new(JsonlFacts {
+            lines: 9,
+            invalid_lines: 0,
+        }));
+        let mut plain = record("s/plain.bin", None, 3);
+        for r in [&mut db, &mut log, &mut plain] {
+            previous.add(r, None, &spool).unwrap();
+        }
+        let previous = previous.finish();
+        let measure = |path: &str, n: u64, kind: StoreKind| {
+            let entry = previous.entry_for(&unit(path, None), &stat(n), false);
+            // (A database's unit is not plain: look its entry up directly.)
+            let entry = entry.or_else(|| {
+                let at = previous.find(&unit(path, None))?;
+                previous.entries.get(at)
+            });
+            previous.measure(entry.expect("an entry"), kind)
+        };
+        assert_eq!(measure("s/app.db", 1, StoreKind::Sqlite), 12);
+        assert_eq!(measure("s/app.db", 1, StoreKind::Jsonl), 0);
+        assert_eq!(measure("s/log.jsonl", 2, StoreKind::Jsonl), 9);
+        assert_eq!(measure("s/plain.bin", 3, StoreKind::Dir), 3);
+        assert_eq!(measure("s/plain.bin", 3, StoreKind::Sqlite), 0);
     }
 
     #[test]
@@ -376,8 +433,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn an_entry_takes_64_bytes() {
-        assert!(std::mem::size_of::<Entry>() <= 64);
+    fn an_entry_takes_56_bytes() {
+        assert!(std::mem::size_of::<Entry>() <= 56);
     }
 
     #[test]

@@ -232,7 +232,7 @@ impl Gathering {
                 (place, d.file.bytes, measure, false, d.warnings)
             }
             unit::Capture::Reused(entry, warnings) => {
-                let measure = entry.measure(kind);
+                let measure = ctx.previous.map_or(0, |p| p.measure(entry, kind));
                 (entry.spooled(), entry.bytes, measure, true, warnings)
             }
         };
