@@ -273,9 +273,6 @@ fn interrupted_restore(
 /// Plans and (unless dry-run or unconfirmed) applies a restore.
 pub fn restore(opts: &RestoreOptions, progress: &dyn Progress) -> Result<RestoreReport> {
     let destination = destination_of(opts);
-    // A restore that may write to the live stores holds the destination lock
-    // from the start: no create, prune or other restore runs meanwhile (so
-    // nothing can delete the bundle between its verify and its use).
     let _lock = lock_unless_reading_only(opts, &destination)?;
     // 1. Preflight: nothing is trusted before a verify (a replace hashes
     // what it uses as it stages it, so the data is read once).
