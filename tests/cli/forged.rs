@@ -539,3 +539,53 @@ fn replace_checks_a_forged_database_copy_in_full_before_anything_live_changes() 
     assert!(left.is_empty(), "staged files left: {left:?}");
     assert!(!ws.path("backups/.restore-journal.json").exists());
 }
+
+#[test]
+fn a_manifest_changed_during_a_restore_is_refused_before_anything_is_written() {
+    let ws = Workspace::new();
+    demo_stores(&ws);
+    let bundle = ws.create(&[]);
+    // Live moves on, so the replace would write (and remove) files.
+    ws.write("data/kb/b.jsonl", "{\"id\":4}\n");
+    ws.write("data/vectors/seg-1/extra.bin", "live only");
+    let token = ws.replace_token(&bundle, &[]);
+    // The pre_restore hook runs after the first plan and before the plan is
+    // made again: it changes the manifest under the restore (one byte more,
+    // still valid JSON in the tool's layout).
+    let config = std::fs::read_to_string(ws.path("bundle.toml")).unwrap();
+    ws.write(
+        "bundle.toml",
+        &format!(
+            "{config}[hooks]\npre_restore = \"chmod u+w \\\"$BUNDLE_PATH\\\"/bundle-meta.json && printf '\\\\n' >> \\\"$BUNDLE_PATH\\\"/bundle-meta.json\"\n"
+        ),
+    );
+    let live = crate::support::tree(&ws.path("data"));
+    let bundles_before = std::fs::read_dir(ws.path("backups")).unwrap().count();
+    let run = ws.run(&[
+        "--json",
+        "restore",
+        bundle.to_str().unwrap(),
+        "--mode",
+        "replace",
+        "--confirm-token",
+        &token,
+    ]);
+    run.code(3);
+    let out = run.json();
+    let message = out["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("changed while it was being restored"),
+        "{out}"
+    );
+    // The hook did run (the manifest has the byte more), and nothing live
+    // changed: no file written or removed, no snapshot, no journal.
+    assert!(std::fs::read(bundle.join("bundle-meta.json"))
+        .unwrap()
+        .ends_with(b"\n\n"));
+    assert_eq!(crate::support::tree(&ws.path("data")), live);
+    assert_eq!(
+        std::fs::read_dir(ws.path("backups")).unwrap().count(),
+        bundles_before
+    );
+    assert!(!ws.path("backups/.restore-journal.json").exists());
+}
