@@ -283,6 +283,15 @@ fn folder_and_name(path: &Path) -> (Option<&Path>, Option<&std::ffi::OsStr>) {
     (path.parent(), path.file_name())
 }
 
+/// `base.join(rel)`, without room to spare: a restore plan holds one or
+/// two such paths for each file (a join leaves up to half its length free).
+pub fn joined(base: &Path, rel: &Path) -> PathBuf {
+    let mut path = PathBuf::with_capacity(base.as_os_str().len() + 1 + rel.as_os_str().len());
+    path.push(base);
+    path.push(rel);
+    path
+}
+
 /// Encodes a relative file-system path for a manifest; refuses anything but
 /// plain components.
 pub fn encode_path(rel: &Path) -> std::result::Result<EncodedPath, String> {
@@ -498,6 +507,21 @@ pub fn canonical_lenient(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joined_is_join_without_room_to_spare() {
+        for (base, rel) in [
+            ("/a/b", "c/d.txt"),
+            ("/a/b/", "c"),
+            ("/a", "/abs"),
+            ("rel", "x"),
+        ] {
+            let (base, rel) = (Path::new(base), Path::new(rel));
+            let path = joined(base, rel);
+            assert_eq!(path, base.join(rel));
+            assert!(path.capacity() <= base.as_os_str().len() + 1 + rel.as_os_str().len());
+        }
+    }
 
     #[test]
     fn the_last_folder_stays_open_for_its_files_and_follows_the_paths_asked() {

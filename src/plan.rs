@@ -235,7 +235,7 @@ impl Target<'_> {
         let rel = file.rel().map_err(|reason| {
             Error::Refused(format!("unsafe path {} in the bundle: {reason}", file.path))
         })?;
-        Ok(self.bundle_root.join(rel))
+        Ok(crate::fsutil::joined(self.bundle_root, &rel))
     }
 
     /// What is live at `target`, never following a link.

@@ -57,7 +57,9 @@ pub fn stage(
             Ok(None) => {}
             Err(_) => failed.store(true, Ordering::Relaxed),
         }
-        Ok(result.map(|s| s.map(Box::new)))
+        // Both boxed: a result is held for each file until all are staged,
+        // and an error is as big as many staged files.
+        Ok(result.map(|s| s.map(Box::new)).map_err(Box::new))
     })?;
     drop(writes);
     let mut results = results.into_iter();
@@ -71,7 +73,7 @@ pub fn stage(
         match result {
             Ok(s) => staged.push(s),
             Err(e) => {
-                first_error.get_or_insert(e);
+                first_error.get_or_insert(*e);
                 staged.push(None);
             }
         }

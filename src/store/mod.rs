@@ -231,7 +231,7 @@ pub fn live_path(
     let bundle_rel = bundle_rel
         .map_err(|reason| Error::Refused(format!("unsafe path in the bundle: {reason}")))?;
     match bundle_rel.strip_prefix(&record.name) {
-        Ok(rel) if !rel.as_os_str().is_empty() => Ok(root.join(rel)),
+        Ok(rel) if !rel.as_os_str().is_empty() => Ok(crate::fsutil::joined(root, rel)),
         _ => Err(Error::Refused(format!(
             "bundle path {} is outside store \"{}\"",
             bundle_rel.display(),
