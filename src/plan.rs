@@ -252,6 +252,7 @@ impl Target<'_> {
             .ok_or_else(|| Error::Refused("the store folder does not exist".into()))
     }
 }
+
 /// The live paths a restore plan writes or keeps, as keyed digests (16
 /// bytes a path, where a set of the paths held each twice: a plan of many
 /// files held tens of MB of them). Equal paths, as `Path` compares them,

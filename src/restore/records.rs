@@ -120,7 +120,7 @@ pub(super) struct ManifestRecords {
 }
 
 impl RecordStream for ManifestRecords {
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.streamed.files
     }
 
@@ -203,7 +203,7 @@ mod tests {
         let docs = records.streamed;
         assert_eq!((docs.files, docs.bytes), (2, 7));
         assert_eq!(records.path, dir.path().join(MANIFEST_FILE));
-        assert_eq!(records.len(), 2);
+        assert_eq!(records.count(), 2);
         let mut paths = Vec::new();
         records
             .each(&mut |f| {

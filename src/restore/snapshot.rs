@@ -5,7 +5,8 @@
 //! `keep` (a file left as it is), and the snapshot is a create of as many
 //! files: the two are not held at once. While the snapshot is taken, each
 //! `keep` step is parked as its path within the store's folder, packed
-//! into one buffer (some 20 bytes a file instead of some 200), and the
+//! into one buffer and front-coded (some 10 bytes a file instead of some
+//! 200), and the
 //! plan is put back as it was, step for step, once the snapshot is done:
 //! the plan applied is the one made before the snapshot, as without this.
 
@@ -111,7 +112,10 @@ impl ParkedKeeps {
                     rel.extend_from_slice(&self.paths[at + 4..at + 4 + more]);
                     at += 4 + more;
                     Step::Keep {
-                        target: store.root.join(OsStr::from_bytes(&rel)),
+                        target: crate::fsutil::joined(
+                            &store.root,
+                            Path::new(OsStr::from_bytes(&rel)),
+                        ),
                     }
                 }
                 false => others.next().expect("each step not parked"),

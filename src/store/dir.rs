@@ -110,10 +110,10 @@ impl DirStore {
         records: &mut dyn RecordStream,
         target: &Target<'_>,
     ) -> Result<Vec<Step>> {
-        let mut files = Vec::with_capacity(records.len());
+        let mut files = Vec::with_capacity(records.count());
         // Hashed: every live file is looked up in them (a component-ordered
         // set of many paths costs more than the rest of the plan).
-        let mut wanted = LivePaths::with_capacity(records.len() + record.symlinks.len());
+        let mut wanted = LivePaths::with_capacity(records.count() + record.symlinks.len());
         let mut databases = HashSet::new();
         let mut folders = BTreeSet::new();
         records.each(&mut |file| {

@@ -177,7 +177,7 @@ pub trait StoreHandler: Sync {
         target: &Target<'_>,
     ) -> Result<Vec<Step>> {
         let mut whole = record.clone();
-        whole.files.reserve_exact(files.len());
+        whole.files.reserve_exact(files.count());
         files.each(&mut |f| {
             whole.files.push(f.clone());
             Ok(())
@@ -196,12 +196,7 @@ pub trait StoreHandler: Sync {
 /// them again from the manifest each time it plans, instead of holding them).
 pub trait RecordStream {
     /// How many records there are.
-    fn len(&self) -> usize;
-
-    /// Whether there are none.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    fn count(&self) -> usize;
 
     /// Hands every record, in the manifest's order, to `take`; the first
     /// error (of the stream or of `take`) is the outcome.
@@ -212,7 +207,7 @@ pub trait RecordStream {
 pub struct HeldRecords<'a>(pub &'a [FileRecord]);
 
 impl RecordStream for HeldRecords<'_> {
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.0.len()
     }
 
