@@ -5,10 +5,13 @@
 //! Planning reads the bundle and the live stores and writes nothing; `apply`
 //! only executes the steps.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::manifest::{FileRecord, JsonlFacts, SqliteFacts};
@@ -76,14 +79,11 @@ pub enum Step {
         /// Virtual tables whose missing rows merge cannot bring back.
         left_out: Vec<String>,
     },
-    /// Write the bundle's file at `target` (temp + fsync + rename).
+    /// Write the bundle's file at its target (temp + fsync + rename).
     Write {
-        /// The bundle's file.
-        #[serde(serialize_with = "crate::fsutil::lossy::path")]
-        source: PathBuf,
-        /// Where it goes.
-        #[serde(serialize_with = "crate::fsutil::lossy::path")]
-        target: PathBuf,
+        /// The bundle's file (`source`) and where it goes (`target`).
+        #[serde(flatten)]
+        paths: FilePaths,
         /// Its expected sha256.
         sha256: crate::hash::Sha256Digest,
         /// Its JSONL line counts, when a JSONL file.
@@ -155,12 +155,12 @@ pub enum Step {
 
 impl Step {
     /// The bundle file this step reads, if any.
-    pub fn source(&self) -> Option<&Path> {
+    pub fn source(&self) -> Option<Cow<'_, Path>> {
         match self {
             Step::SqliteReplace { source, .. }
             | Step::SqliteMerge { source, .. }
-            | Step::Write { source, .. }
-            | Step::JsonlAppend { source, .. } => Some(source),
+            | Step::JsonlAppend { source, .. } => Some(Cow::Borrowed(source)),
+            Step::Write { paths, .. } => Some(paths.source()),
             _ => None,
         }
     }
@@ -170,6 +170,93 @@ impl Step {
         self.source()
             .and_then(|s| std::fs::symlink_metadata(s).ok())
             .map_or(0, |m| m.len())
+    }
+}
+
+/// The bundle's copy of a file a [`Step::Write`] writes, and its live
+/// target. A folder store's file lies at the same path beneath the store's
+/// folder in the bundle and the live one: that path is held once (and shared
+/// with the staged file), the folders by every file, where a plan of many
+/// files held two absolute paths for each.
+#[derive(Debug, Clone)]
+pub enum FilePaths {
+    /// At `rel` beneath both folders.
+    Beneath {
+        /// The store's folder in the bundle.
+        bundle_dir: Arc<Path>,
+        /// The live folder.
+        live_dir: Arc<Path>,
+        /// The file's path beneath both.
+        rel: Arc<Path>,
+    },
+    /// Each its own path (a single-file store's file, whose live name is
+    /// the configured one): the source, then the target.
+    Apart(Box<(PathBuf, PathBuf)>),
+}
+
+impl FilePaths {
+    /// A folder store's file at `rel` beneath both folders.
+    pub fn beneath(bundle_dir: &Arc<Path>, live_dir: &Arc<Path>, rel: &Path) -> FilePaths {
+        FilePaths::Beneath {
+            bundle_dir: Arc::clone(bundle_dir),
+            live_dir: Arc::clone(live_dir),
+            rel: rel.into(),
+        }
+    }
+
+    /// A file read from `source` and written at `target`.
+    pub fn apart(source: PathBuf, target: PathBuf) -> FilePaths {
+        FilePaths::Apart(Box::new((source, target)))
+    }
+
+    /// The bundle's file.
+    pub fn source(&self) -> Cow<'_, Path> {
+        match self {
+            FilePaths::Beneath {
+                bundle_dir, rel, ..
+            } => Cow::Owned(crate::fsutil::joined(bundle_dir, rel)),
+            FilePaths::Apart(paths) => Cow::Borrowed(&paths.0),
+        }
+    }
+
+    /// Where it goes.
+    pub fn target(&self) -> Cow<'_, Path> {
+        match self {
+            FilePaths::Beneath { live_dir, rel, .. } => {
+                Cow::Owned(crate::fsutil::joined(live_dir, rel))
+            }
+            FilePaths::Apart(paths) => Cow::Borrowed(&paths.1),
+        }
+    }
+
+    /// The target's path relative to `root` (the one this plan holds, when
+    /// `root` is the live folder the target lies beneath).
+    pub fn target_in(&self, root: &RootDir) -> Result<Arc<Path>> {
+        match self {
+            FilePaths::Beneath { live_dir, rel, .. } if **live_dir == *root.path() => {
+                Ok(Arc::clone(rel))
+            }
+            _ => Ok(root.relative(&self.target())?.into()),
+        }
+    }
+
+    /// The folder the target goes in, to tell the files of one folder: as
+    /// given (relative to the live folder, for a folder store's file).
+    pub fn folder(&self) -> Option<&Path> {
+        match self {
+            FilePaths::Beneath { rel, .. } => rel.parent(),
+            FilePaths::Apart(paths) => paths.1.parent(),
+        }
+    }
+}
+
+impl Serialize for FilePaths {
+    /// As `source` and `target`, the paths the plan shows.
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("source", &self.source().to_string_lossy())?;
+        map.serialize_entry("target", &self.target().to_string_lossy())?;
+        map.end()
     }
 }
 
@@ -280,5 +367,70 @@ impl LivePaths {
     /// Whether `path` is in the set.
     pub fn contains(&self, path: &Path) -> bool {
         self.digests.contains(&self.keys.of(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn a_folder_store_file_is_held_once_beneath_both_folders_and_shown_whole() {
+        let live = tempfile::tempdir().unwrap();
+        let bundle_dir: Arc<Path> = Path::new("/b/2026/store").into();
+        let live_dir: Arc<Path> = live.path().into();
+        let rel = Path::new(OsStr::from_bytes(b"d/\xffname"));
+        let paths = FilePaths::beneath(&bundle_dir, &live_dir, rel);
+        assert_eq!(paths.source(), Path::new("/b/2026/store").join(rel));
+        assert_eq!(paths.target(), live.path().join(rel));
+        assert_eq!(paths.folder(), Some(Path::new("d")));
+        // The live folder's root gets the very path the plan holds.
+        let root = RootDir::open(live.path(), "t").unwrap();
+        let FilePaths::Beneath { rel: held, .. } = &paths else {
+            unreachable!("made beneath")
+        };
+        assert!(Arc::ptr_eq(&paths.target_in(&root).unwrap(), held));
+        // A root above it gets the path relative to itself; one elsewhere a refusal.
+        let parent = live.path().parent().unwrap();
+        let above = RootDir::open(parent, "t").unwrap();
+        let name = live.path().file_name().unwrap();
+        assert_eq!(
+            &*paths.target_in(&above).unwrap(),
+            Path::new(name).join(rel)
+        );
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = RootDir::open(elsewhere.path(), "t").unwrap();
+        assert!(matches!(paths.target_in(&other), Err(Error::Refused(_))));
+
+        // The plan's JSON shows both paths whole (lossy where not UTF-8).
+        let step = Step::Write {
+            paths,
+            sha256: crate::hash::Sha256Digest::of(b"x"),
+            jsonl: None,
+            sqlite: None,
+            owner: Ownership::default(),
+        };
+        let json = serde_json::to_value(&step).unwrap();
+        assert_eq!(json["step"], "write");
+        assert_eq!(json["source"], "/b/2026/store/d/\u{fffd}name");
+        let target = format!("{}/d/\u{fffd}name", live.path().display());
+        assert_eq!(json["target"], target.as_str());
+        assert_eq!(
+            json["sha256"],
+            crate::hash::Sha256Digest::of(b"x").to_string()
+        );
+    }
+
+    #[test]
+    fn a_file_apart_keeps_its_own_two_paths() {
+        let paths = FilePaths::apart("/b/s/notes.jsonl".into(), "/live/app/log.jsonl".into());
+        assert_eq!(paths.source(), Path::new("/b/s/notes.jsonl"));
+        assert_eq!(paths.target(), Path::new("/live/app/log.jsonl"));
+        assert_eq!(paths.folder(), Some(Path::new("/live/app")));
+        let json = serde_json::to_value(&paths).unwrap();
+        assert_eq!(json["source"], "/b/s/notes.jsonl");
+        assert_eq!(json["target"], "/live/app/log.jsonl");
     }
 }

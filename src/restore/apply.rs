@@ -11,11 +11,13 @@
 //! a third time. Every write resolves beneath the store's folder without
 //! following links ([`crate::rooted`]).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::{jsonl_merge as identity, sqlite_merge, sqlite_replace};
@@ -95,7 +97,7 @@ fn stages_a_file(step: &Step) -> bool {
 /// The folder a step writes a file in, if it does.
 fn written_folder(step: &Step) -> Option<&Path> {
     match step {
-        Step::Write { target, .. } => target.parent(),
+        Step::Write { paths, .. } => paths.folder(),
         _ => None,
     }
 }
@@ -111,15 +113,17 @@ pub fn discard(root: &RootDir, staged: &[Option<Box<Staged>>]) {
 
 /// The staged file of one step, if it writes a bundle file.
 fn stage_step(bundle: &Path, root: &RootDir, step: &Step) -> Result<Option<Staged>> {
-    let (source, target, sha256, sqlite, owner, database) = match step {
+    let (source, rel, sha256, sqlite, owner, database) = match step {
         Step::Write {
-            source,
-            target,
+            paths,
             sha256,
             sqlite,
             owner,
             ..
-        } => (source, target, sha256, sqlite.as_ref(), *owner, false),
+        } => {
+            let rel = paths.target_in(root)?;
+            (paths.source(), rel, sha256, sqlite.as_ref(), *owner, false)
+        }
         Step::SqliteReplace {
             source,
             target,
@@ -127,11 +131,20 @@ fn stage_step(bundle: &Path, root: &RootDir, step: &Step) -> Result<Option<Stage
             facts,
             owner,
             ..
-        } => (source, target, sha256, Some(facts), *owner, true),
+        } => {
+            let rel = root.relative(target)?.into();
+            (
+                Cow::Borrowed(&**source),
+                rel,
+                sha256,
+                Some(facts),
+                *owner,
+                true,
+            )
+        }
         _ => return Ok(None),
     };
-    let rel = root.relative(target)?;
-    let staged = stage_copy(bundle, root, source, rel, *sha256, owner, sqlite.is_none())?;
+    let staged = stage_copy(bundle, root, &source, rel, *sha256, owner, sqlite.is_none())?;
     let Some(facts) = sqlite else {
         return Ok(Some(staged));
     };
@@ -149,7 +162,7 @@ fn stage_step(bundle: &Path, root: &RootDir, step: &Step) -> Result<Option<Stage
                 bundle: bundle.to_path_buf(),
                 problems: p
                     .into_iter()
-                    .map(|p| format!("{}: {p}", in_bundle(bundle, source)))
+                    .map(|p| format!("{}: {p}", in_bundle(bundle, &source)))
                     .collect(),
             })
         }
@@ -177,7 +190,7 @@ fn stage_copy(
     bundle: &Path,
     root: &RootDir,
     source: &Path,
-    rel: &Path,
+    rel: Arc<Path>,
     sha256: crate::hash::Sha256Digest,
     owner: Ownership,
     write_back: bool,
@@ -383,8 +396,8 @@ pub fn check(
                 root.require_file(root.relative(target)?)?;
                 problems.extend(sqlite_replace::check_merged_database(target)?);
             }
-            Step::Write { target, .. } => {
-                problems.push(format!("{} was not restored", target.display()));
+            Step::Write { paths, .. } => {
+                problems.push(format!("{} was not restored", paths.target().display()));
             }
             Step::JsonlAppend {
                 source,
@@ -412,7 +425,7 @@ pub fn check(
                     problems.push(format!("{} is not the bundle's symlink", target.display()));
                 }
             }
-            Step::Remove { target } if written.contains(target.as_path()) => {
+            Step::Remove { target } if written.contains(target) => {
                 if root.entry(root.relative(target)?)? == Entry::Symlink {
                     problems.push(format!("{} is still a symlink", target.display()));
                 }
@@ -428,20 +441,26 @@ pub fn check(
     Ok(problems)
 }
 
-/// Every path the steps write and each folder above it: a removed link (or
-/// file) on the way to a bundle path is a folder now (a set, so that many
-/// removals do not each look through every written path).
-fn written_and_above(steps: &[Step]) -> HashSet<&Path> {
+/// Every path the steps write and each folder above it, when they remove
+/// anything (else empty): a removed link (or file) on the way to a bundle
+/// path is a folder now (a set, so that many removals do not each look
+/// through every written path).
+fn written_and_above(steps: &[Step]) -> HashSet<PathBuf> {
     let mut written = HashSet::new();
+    if !steps.iter().any(|s| matches!(s, Step::Remove { .. })) {
+        return written;
+    }
     for step in steps {
-        if let Step::Write { target, .. }
-        | Step::SqliteReplace { target, .. }
-        | Step::Symlink { target, .. } = step
-        {
-            for at in target.ancestors() {
-                if !written.insert(at) {
-                    break;
-                }
+        let target = match step {
+            Step::Write { paths, .. } => paths.target(),
+            Step::SqliteReplace { target, .. } | Step::Symlink { target, .. } => {
+                Cow::Borrowed(target.as_path())
+            }
+            _ => continue,
+        };
+        for at in target.ancestors() {
+            if !written.insert(at.to_path_buf()) {
+                break;
             }
         }
     }
@@ -477,17 +496,19 @@ fn check_moved(root: &RootDir, moves: &[(&Step, &Staged)]) -> Result<Vec<String>
 /// database must open; a file not found in place (moved by copy across a
 /// mount point) must hash to the bundle's sha256.
 fn check_staged(root: &RootDir, step: &Step, in_place: bool) -> Result<Option<String>> {
-    Ok(match step {
-        Step::SqliteReplace { target, .. } if in_place => sqlite_replace::check_swapped(target),
-        Step::Write { .. } if in_place => None,
-        Step::SqliteReplace { target, sha256, .. } | Step::Write { target, sha256, .. } => {
-            let rel = root.relative(target)?;
-            let same = matches!(root.entry(rel)?, Entry::File(_))
-                && crate::store::steps::same_hash(root, rel, *sha256)?;
-            (!same).then(|| format!("{} does not match the bundle's sha256", target.display()))
+    let (target, sha256) = match step {
+        Step::SqliteReplace { target, .. } if in_place => {
+            return Ok(sqlite_replace::check_swapped(target))
         }
-        _ => None,
-    })
+        Step::Write { .. } if in_place => return Ok(None),
+        Step::SqliteReplace { target, sha256, .. } => (Cow::Borrowed(&**target), sha256),
+        Step::Write { paths, sha256, .. } => (paths.target(), sha256),
+        _ => return Ok(None),
+    };
+    let rel = root.relative(&target)?;
+    let same = matches!(root.entry(rel)?, Entry::File(_))
+        && crate::store::steps::same_hash(root, rel, *sha256)?;
+    Ok((!same).then(|| format!("{} does not match the bundle's sha256", target.display())))
 }
 
 /// Removes empty folders under `folder` (deepest first) that the bundle does

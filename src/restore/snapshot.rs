@@ -178,8 +178,7 @@ mod tests {
             },
             Step::Keep { target: odd },
             Step::Write {
-                source: PathBuf::from("/bundle/s/c"),
-                target: root.join("c"),
+                paths: crate::plan::FilePaths::apart("/bundle/s/c".into(), root.join("c")),
                 sha256: crate::hash::Sha256Digest::of(b"c"),
                 jsonl: None,
                 sqlite: None,

@@ -35,7 +35,8 @@ pub struct Staged {
     /// The number of its temp name ([`RootDir::temp_name_of`]): a restore
     /// of many files holds one `Staged` each.
     temp: u64,
-    rel: Box<Path>,
+    /// Its path relative to the root (shared with the plan's step).
+    rel: Arc<Path>,
     /// Whether it sits in the folder of `rel` (else in the root folder).
     beside: bool,
     dev: u64,
@@ -64,11 +65,11 @@ impl RootDir {
     /// overlaps the rest of the staging. Nothing at `rel` is touched.
     pub fn stage_file(
         &self,
-        rel: &Path,
+        rel: impl Into<Arc<Path>>,
         new: Ownership,
         fill: impl FnOnce(&mut File) -> std::io::Result<()>,
     ) -> Result<Staged> {
-        self.stage(rel, new, true, fill)
+        self.stage(rel.into(), new, true, fill)
     }
 
     /// [`RootDir::stage_file`] always in the root folder, for a file opened
@@ -76,21 +77,21 @@ impl RootDir {
     /// and so no link, lies between the root and it.
     pub fn stage_file_in_root(
         &self,
-        rel: &Path,
+        rel: impl Into<Arc<Path>>,
         new: Ownership,
         fill: impl FnOnce(&mut File) -> std::io::Result<()>,
     ) -> Result<Staged> {
-        self.stage(rel, new, false, fill)
+        self.stage(rel.into(), new, false, fill)
     }
 
     fn stage(
         &self,
-        rel: &Path,
+        rel: Arc<Path>,
         new: Ownership,
         may_sit_beside: bool,
         fill: impl FnOnce(&mut File) -> std::io::Result<()>,
     ) -> Result<Staged> {
-        let (parts, name) = split(rel, &self.path)?;
+        let (parts, name) = split(&rel, &self.path)?;
         // A folder on the way that is missing (or a link the restore removes
         // first) means a new file, staged in the root folder. In a fresh
         // root nothing is there to take the owner and mode of.
@@ -98,7 +99,7 @@ impl RootDir {
             Ok(parent) => {
                 let existing = match self.fresh {
                     true => None,
-                    false => self.file_to_replace(&parent, name, rel)?,
+                    false => self.file_to_replace(&parent, name, &rel)?,
                 };
                 (Some(parent).filter(|_| may_sit_beside), existing)
             }
@@ -107,11 +108,11 @@ impl RootDir {
         let number = super::next_temp_number();
         let temp = self.temp_name_of(number);
         let dir = folder.as_deref().unwrap_or(&self.fd);
-        let file = self.filled_temp(dir, &temp, rel, existing.as_ref(), new, fill)?;
+        let file = self.filled_temp(dir, &temp, &rel, existing.as_ref(), new, fill)?;
         match rustix::fs::fstat(&file) {
             Ok(st) => Ok(Staged {
                 temp: number,
-                rel: rel.into(),
+                rel: Arc::clone(&rel),
                 beside: folder.is_some(),
                 dev: st.st_dev,
                 ino: st.st_ino,
@@ -119,7 +120,7 @@ impl RootDir {
             }),
             Err(e) => {
                 let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
-                Err(Error::io("could not stat", &self.display(rel), e.into()))
+                Err(Error::io("could not stat", &self.display(&rel), e.into()))
             }
         }
     }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::config::StoreSpec;
 use crate::error::{Error, Result};
@@ -18,11 +19,11 @@ use crate::format::sqlite;
 use crate::fsutil;
 use crate::manifest::StoreRecord;
 use crate::plan::LivePaths;
-use crate::plan::{Mode, Step, Target};
+use crate::plan::{FilePaths, Mode, Step, Target};
 use crate::store::exclude::Exclude;
 use crate::store::steps as plan;
 use crate::store::walk::walk;
-use crate::store::{live_path, plan_removals};
+use crate::store::{live_path, plan_removals, within_store};
 use crate::store::{CapturePlan, HeldRecords, RecordStream, StoreHandler};
 
 /// The `dir` store kind.
@@ -116,11 +117,20 @@ impl DirStore {
         let mut wanted = LivePaths::with_capacity(records.count() + record.symlinks.len());
         let mut databases = HashSet::new();
         let mut folders = BTreeSet::new();
+        // A file's path within the store is held once by its step, beneath
+        // these two folders (see `FilePaths`).
+        let bundle_dir: Arc<Path> =
+            fsutil::joined(target.bundle_root, Path::new(&record.name)).into();
+        let live_dir: Arc<Path> = target.path.as_path().into();
         records.each(&mut |file| {
-            let live = live_path(record, &target.path, file.rel())?;
+            let bundle_rel = file
+                .rel()
+                .map_err(|reason| Error::Refused(format!("unsafe path in the bundle: {reason}")))?;
+            let rel = within_store(record, &bundle_rel)?;
+            let live = fsutil::joined(&target.path, rel);
             wanted.insert(&live);
             add_folders(&mut folders, &live);
-            let source = target.source(file)?;
+            let paths = FilePaths::beneath(&bundle_dir, &live_dir, rel);
             files.push(match &file.sqlite {
                 // Databases go through the SQLite path: replaced whole, or
                 // merged row by row (their bytes differ from any live copy
@@ -129,9 +139,10 @@ impl DirStore {
                     if target.mode == Mode::Replace {
                         databases.insert(live.clone());
                     }
+                    let source = paths.source().into_owned();
                     plan::sqlite_file(source, file, facts, live, target)?
                 }
-                None => plan::plain_file(source, file, live, target)?,
+                None => plan::plain_file(paths, file, target)?,
             });
             Ok(())
         })?;

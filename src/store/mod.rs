@@ -225,8 +225,17 @@ pub fn live_path(
 ) -> Result<PathBuf> {
     let bundle_rel = bundle_rel
         .map_err(|reason| Error::Refused(format!("unsafe path in the bundle: {reason}")))?;
+    Ok(crate::fsutil::joined(
+        root,
+        within_store(record, &bundle_rel)?,
+    ))
+}
+
+/// A bundle path's part within its store (never empty), refused when the
+/// path is not beneath the store's folder in the bundle.
+pub fn within_store<'p>(record: &StoreRecord, bundle_rel: &'p Path) -> Result<&'p Path> {
     match bundle_rel.strip_prefix(&record.name) {
-        Ok(rel) if !rel.as_os_str().is_empty() => Ok(crate::fsutil::joined(root, rel)),
+        Ok(rel) if !rel.as_os_str().is_empty() => Ok(rel),
         _ => Err(Error::Refused(format!(
             "bundle path {} is outside store \"{}\"",
             bundle_rel.display(),

@@ -114,7 +114,8 @@ fn plan_raw(record: &StoreRecord, target: &Target<'_>) -> Result<Vec<Step>> {
         live.push(suffix);
         let live = std::path::PathBuf::from(live);
         kept.push(live.clone());
-        steps.push(steps::plain_file(target.source(file)?, file, live, target)?);
+        let paths = crate::plan::FilePaths::apart(target.source(file)?, live);
+        steps.push(steps::plain_file(paths, file, target)?);
     }
     if target.mode == crate::plan::Mode::Replace {
         for suffix in SIDECARS {

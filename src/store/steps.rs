@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::format::{jsonl_merge, sqlite_merge};
 use crate::manifest::{FileRecord, SqliteFacts};
-use crate::plan::{Mode, Step, Target};
+use crate::plan::{FilePaths, Mode, Step, Target};
 use crate::rooted::{Entry, RootDir};
 
 /// The conflict for a live path merge will not write through or over.
@@ -64,16 +64,12 @@ pub fn sqlite_file(
     })
 }
 
-/// Plans one plain file: written when missing (or different, for replace).
-pub fn plain_file(
-    source: PathBuf,
-    file: &FileRecord,
-    target: PathBuf,
-    t: &Target<'_>,
-) -> Result<Step> {
-    let write = |target| Step::Write {
-        source,
-        target,
+/// Plans one plain file (read from `paths`' source, for its target):
+/// written when missing (or different, for replace).
+pub fn plain_file(paths: FilePaths, file: &FileRecord, t: &Target<'_>) -> Result<Step> {
+    let target = paths.target().into_owned();
+    let write = || Step::Write {
+        paths,
         sha256: file.sha256,
         jsonl: file.jsonl.clone(),
         sqlite: file.sqlite.clone(),
@@ -81,7 +77,7 @@ pub fn plain_file(
     };
     let entry = t.entry(&target)?;
     match entry {
-        Entry::Missing => return Ok(write(target)),
+        Entry::Missing => return Ok(write()),
         Entry::File(len) if len == file.bytes => {
             let root = t.live_root()?;
             let rel = root.relative(&target)?;
@@ -99,7 +95,7 @@ pub fn plain_file(
             )))
         }
         // A link (or what lies under one) is removed first, never written through.
-        Mode::Replace => write(target),
+        Mode::Replace => write(),
         Mode::Merge if matches!(entry, Entry::File(_)) => Step::Conflict {
             target,
             reason: "differs from the bundle's copy; the live file is kept".into(),
@@ -118,7 +114,7 @@ pub fn jsonl_file(
 ) -> Result<Step> {
     let entry = t.entry(&target)?;
     if t.mode == Mode::Replace || entry == Entry::Missing {
-        return plain_file(source, file, target, t);
+        return plain_file(FilePaths::apart(source, target), file, t);
     }
     if !matches!(entry, Entry::File(_)) {
         return Ok(not_followed(target, entry));
@@ -246,7 +242,12 @@ mod tests {
             mode: Mode::Replace,
             key: None,
         };
-        plain_file(dir.join("copy"), file, dir.join("a/f.bin"), &t).unwrap()
+        plain_file(
+            FilePaths::apart(dir.join("copy"), dir.join("a/f.bin")),
+            file,
+            &t,
+        )
+        .unwrap()
     }
 
     #[test]
