@@ -1026,6 +1026,15 @@ fn replace_still_restores_a_file_changed_in_place_with_its_size_and_mtime_put_ba
         .unwrap()
         .clone();
     assert_eq!(bin["step"], "write", "{out}");
+    // Both of its paths shown whole: the bundle's copy and the live file.
+    let source = bundle.join("vectors/seg-1/data_level0.bin");
+    assert_eq!(bin["source"], source.to_str().unwrap(), "{out}");
+    let target = ws.path("data/vectors/seg-1/data_level0.bin");
+    assert_eq!(bin["target"], target.to_str().unwrap(), "{out}");
+    assert_eq!(
+        std::fs::read(&source).unwrap(),
+        std::fs::read(&target).unwrap()
+    );
 }
 
 #[test]
