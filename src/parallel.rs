@@ -247,10 +247,86 @@ pub fn for_each_mut_with<T: Send, S>(
     });
 }
 
+/// A count of cores to share between pools of threads that run at once
+/// (the stores of a restore are staged side by side, each on threads of its
+/// own): a thread holds a [`Permit`] while it works, so no more threads
+/// than cores compete, and the longest task (a large database copied, then
+/// checked) keeps a core to itself instead of taking turns with the files
+/// of another store.
+#[derive(Debug)]
+pub struct Permits {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+/// A held share of [`Permits`], given back when dropped.
+#[derive(Debug)]
+pub struct Permit<'a>(&'a Permits);
+
+impl Permits {
+    /// `n` permits (at least one).
+    pub fn new(n: usize) -> Permits {
+        Permits {
+            free: Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a free permit and takes it.
+    pub fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::Error;
+
+    #[test]
+    fn permits_never_let_more_threads_work_at_once_than_there_are() {
+        let permits = Permits::new(2);
+        let (working, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let items: Vec<u32> = (0..40).collect();
+        // Two pools of four threads each, as two stores staged side by side.
+        std::thread::scope(|scope| {
+            for pool in items.chunks(20) {
+                let (permits, working, most) = (&permits, &working, &most);
+                scope.spawn(move || {
+                    try_for_each_claiming(
+                        pool,
+                        4,
+                        |_| 1,
+                        |_| {
+                            let _permit = permits.acquire();
+                            let now = working.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                            working.fetch_sub(1, Ordering::SeqCst);
+                            Ok(())
+                        },
+                    )
+                    .unwrap();
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        // All given back: both can be taken again at once.
+        let (_a, _b) = (permits.acquire(), permits.acquire());
+        assert_eq!(*permits.free.lock().unwrap(), 0);
+    }
 
     #[test]
     fn results_keep_item_order_and_errors_win() {

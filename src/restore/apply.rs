@@ -32,13 +32,15 @@ pub type StagedSteps = Vec<Option<Box<Staged>>>;
 
 /// Phase one: stages the bundle file of every `Write` and `SqliteReplace`
 /// step beneath `root`, each read once, hashed and (a database) checked, on
-/// all cores. A file that does not match is [`Error::BundleInvalid`]; on any
+/// all cores (each file with one of `permits`, shared with the other stores
+/// staged at the same time). A file that does not match is [`Error::BundleInvalid`]; on any
 /// error every file staged so far is removed again, and nothing live was
 /// changed.
 pub fn stage(
     bundle: &Path,
     root: &RootDir,
     steps: &[Step],
+    permits: &crate::parallel::Permits,
     progress: &dyn Progress,
 ) -> Result<StagedSteps> {
     let failed = AtomicBool::new(false);
@@ -53,7 +55,10 @@ pub fn stage(
         if failed.load(Ordering::Relaxed) {
             return Ok(Ok(None));
         }
-        let result = stage_step(bundle, root, step);
+        let result = {
+            let _core = permits.acquire();
+            stage_step(bundle, root, step)
+        };
         match &result {
             Ok(Some(staged)) => progress.advance(staged.bytes()),
             Ok(None) => {}

@@ -684,6 +684,8 @@ fn apply_and_check(
     progress: &dyn Progress,
 ) -> std::result::Result<Vec<Applied>, Failed> {
     let jobs = crate::parallel::default_jobs();
+    // The stores are staged side by side, their files on one core each at most.
+    let permits = crate::parallel::Permits::new(jobs);
     let staged = crate::parallel::map(stores, jobs, |store| {
         if store.steps.is_empty() {
             return Ok(Ok(None));
@@ -693,7 +695,7 @@ fn apply_and_check(
             false => RootDir::open(&store.root, token),
         };
         Ok(root.and_then(|root| {
-            let staged = apply::stage(bundle, &root, &store.steps, progress)?;
+            let staged = apply::stage(bundle, &root, &store.steps, &permits, progress)?;
             Ok(Some((root, staged)))
         }))
     })
