@@ -33,9 +33,9 @@ pub type StagedSteps = Vec<Option<Box<Staged>>>;
 /// Phase one: stages the bundle file of every `Write` and `SqliteReplace`
 /// step beneath `root`, each read once, hashed and (a database) checked, on
 /// all cores (each file with one of `permits`, shared with the other stores
-/// staged at the same time). A file that does not match is [`Error::BundleInvalid`]; on any
-/// error every file staged so far is removed again, and nothing live was
-/// changed.
+/// staged at the same time). A file that does not match is
+/// [`Error::BundleInvalid`]; on any error every file staged so far is
+/// removed again, and nothing live was changed.
 pub fn stage(
     bundle: &Path,
     root: &RootDir,
@@ -339,13 +339,14 @@ fn move_into_place(root: &RootDir, moves: &[(&Step, &Staged)]) -> Result<()> {
 }
 
 /// The small files of one folder that follow `moves[i]` (see
-/// [`crate::parallel::folder_run`]).
+/// [`crate::parallel::folder_run`]), by their staged sizes (the bundle's
+/// files are not stat'ed again).
 fn folder_run_of_moves(moves: &[(&Step, &Staged)], i: usize) -> usize {
     crate::parallel::folder_run(
         moves,
         i,
         |(s, _)| written_folder(s),
-        |(s, _)| s.source_bytes(),
+        |(_, staged)| staged.bytes(),
     )
 }
 
