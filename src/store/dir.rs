@@ -23,7 +23,7 @@ use crate::plan::{FilePaths, Mode, Step, Target};
 use crate::store::exclude::Exclude;
 use crate::store::steps as plan;
 use crate::store::walk::walk;
-use crate::store::{live_path, plan_removals, within_store};
+use crate::store::{decoded, live_path, plan_removals, within_store};
 use crate::store::{CapturePlan, HeldRecords, RecordStream, StoreHandler};
 
 /// The `dir` store kind.
@@ -123,9 +123,7 @@ impl DirStore {
             fsutil::joined(target.bundle_root, Path::new(&record.name)).into();
         let live_dir: Arc<Path> = target.path.as_path().into();
         records.each(&mut |file| {
-            let bundle_rel = file
-                .rel()
-                .map_err(|reason| Error::Refused(format!("unsafe path in the bundle: {reason}")))?;
+            let bundle_rel = decoded(file.rel())?;
             let rel = within_store(record, &bundle_rel)?;
             let live = fsutil::joined(&target.path, rel);
             wanted.insert(&live);

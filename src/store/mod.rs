@@ -223,12 +223,16 @@ pub fn live_path(
     root: &Path,
     bundle_rel: std::result::Result<PathBuf, String>,
 ) -> Result<PathBuf> {
-    let bundle_rel = bundle_rel
-        .map_err(|reason| Error::Refused(format!("unsafe path in the bundle: {reason}")))?;
+    let bundle_rel = decoded(bundle_rel)?;
     Ok(crate::fsutil::joined(
         root,
         within_store(record, &bundle_rel)?,
     ))
+}
+
+/// A record's decoded bundle path, or the refusal of a path that is not safe.
+pub fn decoded(bundle_rel: std::result::Result<PathBuf, String>) -> Result<PathBuf> {
+    bundle_rel.map_err(|reason| Error::Refused(format!("unsafe path in the bundle: {reason}")))
 }
 
 /// A bundle path's part within its store (never empty), refused when the
