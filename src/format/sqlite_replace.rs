@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
-use crate::format::sqlite::{leave_as_found, run_check, verify_copy, wal_path, SIDECARS};
+use crate::format::sqlite::{leave_as_found, run_check, wal_path, SIDECARS};
 use crate::manifest::SqliteFacts;
 use crate::rooted::{Entry, RootDir, Staged};
 
@@ -40,13 +40,12 @@ pub fn check_merged_database(target: &Path) -> Result<Option<String>> {
     }))
 }
 
-/// Readies the staged copy of a bundle database before anything live
-/// changes: the full `integrity_check` and the bundle's row counts (the
-/// problems found, if any), then the journal mode the source had.
-pub fn ready_staged(path: &Path, facts: &SqliteFacts) -> Result<Vec<String>> {
-    let problems = verify_copy(path, facts, true);
-    if !problems.is_empty() || facts.source_journal_mode != "wal" {
-        return Ok(problems);
+/// Readies a staged copy of a bundle database, checked already (see
+/// [`crate::format::sqlite::verify_copy`]), before anything live changes:
+/// the journal mode the source had.
+pub fn ready_staged(path: &Path, facts: &SqliteFacts) -> Result<()> {
+    if facts.source_journal_mode != "wal" {
+        return Ok(());
     }
     let sq = |e| Error::sqlite(path, e);
     let conn = Connection::open_with_flags(path, live_read_write()).map_err(sq)?;
@@ -55,7 +54,7 @@ pub fn ready_staged(path: &Path, facts: &SqliteFacts) -> Result<Vec<String>> {
     // Closing the last connection checkpoints and removes the copy's `-wal`
     // (the copy is fsynced with every staged file before the swap).
     conn.close().map_err(|(_, e)| sq(e))?;
-    Ok(Vec::new())
+    Ok(())
 }
 
 /// Puts a staged database in place of `rel` so that a crash at any instant

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::{jsonl_merge as identity, sqlite_merge, sqlite_replace};
+use crate::manifest::SourceStat;
 use crate::plan::{Counts, Step};
 use crate::progress::Progress;
 use crate::rooted::{Entry, Ownership, RootDir, Staged};
@@ -149,32 +150,102 @@ fn stage_step(bundle: &Path, root: &RootDir, step: &Step) -> Result<Option<Stage
         }
         _ => return Ok(None),
     };
-    let staged = stage_copy(bundle, root, &source, rel, *sha256, owner, sqlite.is_none())?;
-    let Some(facts) = sqlite else {
-        return Ok(Some(staged));
+    let file = BundleFile {
+        bundle,
+        source: &source,
+        sha256: *sha256,
+        owner,
     };
-    let path = root.staged_path(&staged);
-    let problems = if database {
-        sqlite_replace::ready_staged(&path, facts)
-    } else {
-        Ok(crate::format::sqlite::verify_copy(&path, facts, true))
-    };
-    match problems {
-        Ok(p) if p.is_empty() => Ok(Some(staged)),
-        Ok(p) => {
-            root.discard(&staged);
-            Err(Error::BundleInvalid {
-                bundle: bundle.to_path_buf(),
-                problems: p
-                    .into_iter()
-                    .map(|p| format!("{}: {p}", in_bundle(bundle, &source)))
-                    .collect(),
-            })
+    match sqlite {
+        None => stage_copy(&file, root, rel, None).map(Some),
+        Some(facts) => stage_database(&file, root, rel, facts, database).map(Some),
+    }
+}
+
+/// The bundle file a step stages, and what its copy must be.
+struct BundleFile<'a> {
+    /// The bundle's folder (for messages).
+    bundle: &'a Path,
+    /// The file.
+    source: &'a Path,
+    /// Its digest in the manifest.
+    sha256: crate::hash::Sha256Digest,
+    /// The owner its staged copy takes.
+    owner: Ownership,
+}
+
+impl BundleFile<'_> {
+    /// The bundle is invalid: `problems` of this file.
+    fn invalid(&self, problems: impl IntoIterator<Item = String>) -> Error {
+        let at = in_bundle(self.bundle, self.source);
+        Error::BundleInvalid {
+            bundle: self.bundle.to_path_buf(),
+            problems: problems.into_iter().map(|p| format!("{at}: {p}")).collect(),
         }
+    }
+}
+
+/// Stages a bundle database (a database store's, or one in a folder store)
+/// while its full check runs beside, on the bundle's file itself: a copy
+/// whose hash matches the manifest's holds the bytes that were checked, so
+/// the copy and the check, each about as long, take two cores instead of
+/// one after the other. The file the check opened by path must be the one
+/// the copy read, as it was (device, inode, size, modification and change
+/// times of the open file, and of the path when both are done); else the
+/// staged copy is checked after it is written. A database store's copy
+/// then takes the journal mode its source had.
+fn stage_database(
+    file: &BundleFile<'_>,
+    root: &RootDir,
+    rel: Arc<Path>,
+    facts: &crate::manifest::SqliteFacts,
+    database: bool,
+) -> Result<Staged> {
+    let input = std::fs::File::open(file.source)
+        .map_err(|e| Error::io("could not read", file.source, e))?;
+    let identity = |m: std::io::Result<std::fs::Metadata>| m.ok().map(|m| SourceStat::of(&m));
+    let before = identity(input.metadata());
+    let full_check = |path: &Path| crate::format::sqlite::verify_copy(path, facts, true);
+    let (staged, checked) = std::thread::scope(|scope| {
+        let check = scope.spawn(|| full_check(file.source));
+        let staged = stage_copy(file, root, rel, Some(&input));
+        (staged, check.join().ok())
+    });
+    let staged = staged?;
+    let after = [
+        identity(input.metadata()),
+        identity(std::fs::symlink_metadata(file.source)),
+    ];
+    let problems = problems_of_staged(checked, before, after, || {
+        full_check(&root.staged_path(&staged))
+    });
+    let ready = match problems.is_empty() {
+        true if database => sqlite_replace::ready_staged(&root.staged_path(&staged), facts),
+        true => Ok(()),
+        false => Err(file.invalid(problems)),
+    };
+    match ready {
+        Ok(()) => Ok(staged),
         Err(e) => {
             root.discard(&staged);
             Err(e)
         }
+    }
+}
+
+/// The problems of a staged database: those the check `beside` it found
+/// on the bundle's file, when that file was the one copied and stayed as it
+/// was from `before` to `after` (the open file's identity, then its
+/// path's), else those of `check_staged`, a check of the staged copy.
+fn problems_of_staged(
+    beside: Option<Vec<String>>,
+    before: Option<SourceStat>,
+    after: [Option<SourceStat>; 2],
+    check_staged: impl FnOnce() -> Vec<String>,
+) -> Vec<String> {
+    match beside {
+        Some(problems) if before.is_some() && after.iter().all(|a| *a == before) => problems,
+        _ => check_staged(),
     }
 }
 
@@ -187,46 +258,43 @@ fn in_bundle(bundle: &Path, source: &Path) -> String {
         .to_string()
 }
 
-/// Streams a bundle file once into a staged file for `rel`, hashing it on
-/// the way; a hash that differs from the manifest's removes it again. A
-/// file that is not read again (`write_back`: not a database to check) has
-/// its writeback started at once.
+/// Streams a bundle file (`input`, when it is open already) once into a
+/// staged file for `rel`, hashing it on the way; a hash that differs from
+/// the manifest's removes it again. Its writeback is started at once: a
+/// database is checked on the bundle's file, not read back from this one.
 fn stage_copy(
-    bundle: &Path,
+    file: &BundleFile<'_>,
     root: &RootDir,
-    source: &Path,
     rel: Arc<Path>,
-    sha256: crate::hash::Sha256Digest,
-    owner: Ownership,
-    write_back: bool,
+    input: Option<&std::fs::File>,
 ) -> Result<Staged> {
     let mut actual = None;
     let fill = |out: &mut std::fs::File| {
-        let input = std::fs::File::open(source)?;
+        let opened;
+        let input = match input {
+            Some(input) => input,
+            None => {
+                opened = std::fs::File::open(file.source)?;
+                &opened
+            }
+        };
         let sparse = crate::sparse::has_holes(&input.metadata()?);
         let mut writer = crate::sparse::SparseWriter::new(out, sparse);
         let (bytes, sha) = crate::hash::stream_hashed(input, |chunk| writer.write(chunk))?;
         writer.finish()?;
-        if write_back {
-            crate::fsutil::end_of_copy_writeback(out, bytes);
-        }
+        crate::fsutil::end_of_copy_writeback(out, bytes);
         actual = Some(sha);
         Ok(())
     };
-    // A database is checked by path before it is moved: it stays in the root.
-    let staged = match write_back {
-        true => root.stage_file(rel, owner, fill)?,
-        false => root.stage_file_in_root(rel, owner, fill)?,
+    // A database (opened already) may be checked by path before it is
+    // moved: it stays in the root.
+    let staged = match input {
+        None => root.stage_file(rel, file.owner, fill)?,
+        Some(_) => root.stage_file_in_root(rel, file.owner, fill)?,
     };
-    if actual != Some(sha256) {
+    if actual != Some(file.sha256) {
         root.discard(&staged);
-        return Err(Error::BundleInvalid {
-            bundle: bundle.to_path_buf(),
-            problems: vec![format!(
-                "{}: sha256 does not match the manifest",
-                in_bundle(bundle, source)
-            )],
-        });
+        return Err(file.invalid(["sha256 does not match the manifest".to_string()]));
     }
     Ok(staged)
 }
@@ -539,4 +607,42 @@ fn prune_folders(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_changed_while_staged_is_checked_again_on_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy.db");
+        std::fs::write(&path, b"one").unwrap();
+        let stat = || Some(SourceStat::of(&std::fs::symlink_metadata(&path).unwrap()));
+        let before = stat();
+        let beside = || Some(vec!["found beside".to_string()]);
+        let staged = || vec!["found on the copy".to_string()];
+        let found = |after| problems_of_staged(beside(), before.clone(), after, staged);
+        assert_eq!(found([stat(), stat()]), ["found beside"]);
+        // The same size, written in place: its change time moves.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"two").unwrap();
+        assert_ne!(stat(), before);
+        assert_eq!(found([before.clone(), stat()]), ["found on the copy"]);
+        assert_eq!(found([stat(), before.clone()]), ["found on the copy"]);
+        // Another file renamed over the path.
+        std::fs::write(dir.path().join("other.db"), b"one").unwrap();
+        std::fs::rename(dir.path().join("other.db"), &path).unwrap();
+        assert_eq!(found([before.clone(), stat()]), ["found on the copy"]);
+        // No identity to compare, or no result beside (its thread failed).
+        assert_eq!(
+            problems_of_staged(beside(), None, [None, None], staged),
+            ["found on the copy"]
+        );
+        let same = [before.clone(), before.clone()];
+        assert_eq!(
+            problems_of_staged(None, before.clone(), same, staged),
+            ["found on the copy"]
+        );
+    }
 }
