@@ -138,12 +138,16 @@ pub fn read_checking_presence_with(
     let mut sink = Presence {
         bundle,
         pending: Vec::new(),
+        checking: None,
         problem: None,
         lists: Vec::new(),
         also,
         also_failed: None,
     };
-    let Some(read) = Manifest::read_lines::<FileRecord>(&path, &mut sink)? else {
+    let read = Manifest::read_lines::<FileRecord>(&path, &mut sink);
+    sink.check_pending();
+    sink.end_check();
+    let Some(read) = read? else {
         let mut manifest = Manifest::read_with_bytes(&path)?.0;
         let problem = files_present(bundle, &manifest);
         sink.also.forget()?;
@@ -153,7 +157,6 @@ pub fn read_checking_presence_with(
         manifest.drop_file_records();
         return Ok((manifest, problem));
     };
-    sink.check_pending();
     if let Some(e) = sink.also_failed.take() {
         return Err(e);
     }
@@ -195,6 +198,9 @@ struct Presence<'a> {
     bundle: &'a Path,
     /// Records waiting to be checked, with the folder they lie in.
     pending: Vec<(String, FileRecord)>,
+    /// The check of the records taken before, under way while more are
+    /// read: its first problem, if any.
+    checking: Option<std::thread::JoinHandle<Option<String>>>,
     /// The first problem found.
     problem: Option<String>,
     /// The folder of each list's records, by list.
@@ -206,19 +212,49 @@ struct Presence<'a> {
 }
 
 impl Presence<'_> {
-    /// Checks the records waiting, on every core.
+    /// Starts the check of the records waiting, on every core, once the
+    /// check of those before is done: the records after them are read
+    /// meanwhile (without a thread to start, they are checked here).
     fn check_pending(&mut self) {
+        self.end_check();
         let pending = std::mem::take(&mut self.pending);
         if self.problem.is_some() || pending.is_empty() {
             return;
         }
-        let runs: Vec<&[(String, FileRecord)]> = pending.chunks(PRESENT_RUN).collect();
-        let bundle = self.bundle;
-        self.problem = first_problem(&runs, |run, folder| {
-            run.iter()
-                .find_map(|(store, file)| file_problem(bundle, store, file, folder))
+        let bundle = self.bundle.to_path_buf();
+        let (sender, waiting) = std::sync::mpsc::sync_channel(1);
+        let started = std::thread::Builder::new().spawn(move || {
+            let pending: Vec<(String, FileRecord)> = waiting.recv().unwrap_or_default();
+            first_problem_of(&bundle, &pending)
         });
+        match started {
+            Ok(checking) => {
+                let _ = sender.send(pending);
+                self.checking = Some(checking);
+            }
+            Err(_) => self.problem = first_problem_of(self.bundle, &pending),
+        }
     }
+
+    /// Waits for the check under way, if any, and keeps its problem.
+    fn end_check(&mut self) {
+        if let Some(checking) = self.checking.take() {
+            let found = checking
+                .join()
+                .unwrap_or_else(|_| Some("the check that files are present failed".into()));
+            self.problem = self.problem.take().or(found);
+        }
+    }
+}
+
+/// The first problem of `pending` records of a bundle at `bundle`, checked
+/// on every core in runs of [`PRESENT_RUN`].
+fn first_problem_of(bundle: &Path, pending: &[(String, FileRecord)]) -> Option<String> {
+    let runs: Vec<&[(String, FileRecord)]> = pending.chunks(PRESENT_RUN).collect();
+    first_problem(&runs, |run, folder| {
+        run.iter()
+            .find_map(|(store, file)| file_problem(bundle, store, file, folder))
+    })
 }
 
 impl RecordSink<FileRecord> for Presence<'_> {
@@ -311,5 +347,38 @@ mod tests {
                 assert!(read.stores[0].files.is_empty());
             }
         }
+    }
+
+    #[test]
+    fn a_problem_in_a_batch_checked_while_the_next_is_read_is_found() {
+        // More records than one batch, so the first is checked while the
+        // rest are read; one file of the first is missing, one of the last
+        // too long.
+        let dir = tempfile::tempdir().unwrap();
+        let count = PRESENT_RUN * 8 + 100;
+        let empty = crate::hash::Sha256Digest::of(b"");
+        let mut manifest = Manifest::parse(MANIFEST.as_bytes()).unwrap();
+        manifest.stores[0].files = (0..count)
+            .map(|i| FileRecord::new(format!("d/{}/{i}", i / 100), None, 0, empty))
+            .collect();
+        for (i, file) in manifest.stores[0].files.iter().enumerate() {
+            let path = dir.path().join(&file.path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let body: &[u8] = if i == count - 1 { b"x" } else { b"" };
+            if i != 10 {
+                std::fs::write(path, body).unwrap();
+            }
+        }
+        std::fs::write(dir.path().join(MANIFEST_FILE), manifest.to_bytes()).unwrap();
+        let (_, problem) = read_checking_presence(dir.path()).unwrap();
+        assert_eq!(problem.as_deref(), Some("d/0/10: file is missing"));
+        std::fs::write(dir.path().join("d/0/10"), b"").unwrap();
+        let (_, problem) = read_checking_presence(dir.path()).unwrap();
+        let last = format!(
+            "d/{}/{}: size is 1 bytes, manifest says 0",
+            (count - 1) / 100,
+            count - 1
+        );
+        assert_eq!(problem, Some(last));
     }
 }
