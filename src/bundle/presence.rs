@@ -145,7 +145,11 @@ pub fn read_checking_presence_with(
         also_failed: None,
     };
     let read = Manifest::read_lines::<FileRecord>(&path, &mut sink);
-    sink.check_pending();
+    // The last records are checked once all are read (not when the read
+    // failed, or the manifest is checked whole below).
+    if matches!(read, Ok(Some(_))) {
+        sink.check_pending();
+    }
     sink.end_check();
     let Some(read) = read? else {
         let mut manifest = Manifest::read_with_bytes(&path)?.0;

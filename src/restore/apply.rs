@@ -193,7 +193,9 @@ impl BundleFile<'_> {
 /// the copy read, as it was (device, inode, size, modification and change
 /// times of the open file, and of the path when both are done); else the
 /// staged copy is checked after it is written. A database store's copy
-/// then takes the journal mode its source had.
+/// then takes the journal mode its source had. The check takes no permit
+/// of its own: while it runs, a restore has one thread more at work than
+/// it has permits.
 fn stage_database(
     file: &BundleFile<'_>,
     root: &RootDir,
