@@ -233,8 +233,13 @@ impl Presence<'_> {
         });
         match started {
             Ok(checking) => {
-                let _ = sender.send(pending);
                 self.checking = Some(checking);
+                // Only a thread already gone refuses them: checked here.
+                if let Err(refused) = sender.send(pending) {
+                    self.end_check();
+                    let unchecked = first_problem_of(self.bundle, &refused.0);
+                    self.problem = self.problem.take().or(unchecked);
+                }
             }
             Err(_) => self.problem = first_problem_of(self.bundle, &pending),
         }
