@@ -225,22 +225,14 @@ impl Presence<'_> {
         if self.problem.is_some() || pending.is_empty() {
             return;
         }
-        let bundle = self.bundle.to_path_buf();
-        let (sender, waiting) = std::sync::mpsc::sync_channel(1);
-        let started = std::thread::Builder::new().spawn(move || {
-            let pending: Vec<(String, FileRecord)> = waiting.recv().unwrap_or_default();
-            first_problem_of(&bundle, &pending)
-        });
+        // Shared, so that records a thread could not be started for are
+        // still here to check.
+        let pending = std::sync::Arc::new(pending);
+        let (bundle, records) = (self.bundle.to_path_buf(), pending.clone());
+        let started =
+            std::thread::Builder::new().spawn(move || first_problem_of(&bundle, &records));
         match started {
-            Ok(checking) => {
-                self.checking = Some(checking);
-                // Only a thread already gone refuses them: checked here.
-                if let Err(refused) = sender.send(pending) {
-                    self.end_check();
-                    let unchecked = first_problem_of(self.bundle, &refused.0);
-                    self.problem = self.problem.take().or(unchecked);
-                }
-            }
+            Ok(checking) => self.checking = Some(checking),
             Err(_) => self.problem = first_problem_of(self.bundle, &pending),
         }
     }

@@ -209,9 +209,12 @@ fn stage_database(
     let before = identity(input.metadata());
     let full_check = |path: &Path| crate::format::sqlite::verify_copy(path, facts, true);
     let (staged, checked) = std::thread::scope(|scope| {
-        let check = scope.spawn(|| full_check(file.source));
+        // Without a thread for it, the copy is checked once it is made.
+        let check = std::thread::Builder::new()
+            .spawn_scoped(scope, || full_check(file.source))
+            .ok();
         let staged = stage_copy(file, root, rel, Some(&input));
-        (staged, check.join().ok())
+        (staged, check.and_then(|c| c.join().ok()))
     });
     let staged = staged?;
     let after = [
